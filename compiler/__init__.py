@@ -1,0 +1,1 @@
+"""The .circ compiler: parse, lower, check, format, plan, diff. Never imports torch."""

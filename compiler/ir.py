@@ -1,0 +1,386 @@
+"""The checked intermediate representation of a spec: frozen dataclasses with spans.
+
+The parser lowers a Lark tree into these classes (see `lower.py`), the passes in
+`passes.py` resolve and check them, and everything after that (planner, runtime,
+renderer, diff) reads only these classes. Every class carries the `Span` of the
+source text it came from, so that any later error can point at a line and column.
+Spans never take part in equality (`compare=False`): two specs that differ only in
+layout or comments compare equal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file, 1-based lines and columns, end exclusive."""
+
+    path: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+
+NO_SPAN = Span("<none>", 0, 0, 0, 0)
+
+
+def _span():
+    return field(default=NO_SPAN, compare=False, repr=False)
+
+
+# --------------------------------------------------------------------------- values
+# A literal argument value as written in the spec: numbers, strings, booleans,
+# bare words (enumerated options such as `direct` or `random_letters`) and lists.
+Value = Union[int, float, str, bool, "Word", tuple]
+
+
+@dataclass(frozen=True)
+class Word:
+    """A bare identifier used as an enumerated option value (e.g. `effect=direct`)."""
+
+    name: str
+
+
+# --------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class Shape:
+    """The dimensions of a model that node ids and ranges are checked against."""
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_vocab: int
+    n_ctx: int
+    d_mlp: int = 0
+    has_mlp: bool = True
+
+
+@dataclass(frozen=True)
+class Model:
+    """Which model a spec runs on.
+
+    source: "demo" (the embedded model), "hf" (a local Hugging Face directory),
+    "cache" (a name in the local Hugging Face cache), "gguf" (a GGUF file).
+    location: a path (resolved relative to the spec's folder) or a model name.
+    """
+
+    source: str = "demo"
+    location: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    device_map: str | tuple | None = None
+    compat: bool = False
+    tokenizer: str | None = None
+    span: Span = _span()
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class Dataset:
+    """A named set of prompts.
+
+    kind: a generator ("mcq", "induction"), a file reader ("jsonl", "autocircuit"),
+    or a derivation of another dataset ("move_answer", "shuffle_answers",
+    "relabel"), in which case `base` names that dataset.
+    params: sorted (name, value) pairs of the generator's or reader's arguments;
+    file paths are already resolved relative to the spec's folder.
+    """
+
+    name: str
+    kind: str
+    params: tuple[tuple[str, Value], ...] = ()
+    base: str | None = None
+    span: Span = _span()
+
+    def param(self, name: str, default=None):
+        return dict(self.params).get(name, default)
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """Where patched activations come from.
+
+    kind: "dataset" (the same-index prompt of `dataset`, e.g. a corrupted copy),
+    "corrupt" (each target prompt's own `corrupt` field), "mean" (mean activation
+    over `dataset`), "zero", or "resample" (a random other prompt of `dataset`,
+    drawn with `seed`).
+    """
+
+    kind: str
+    dataset: str | None = None
+    seed: int | None = None
+    span: Span = _span()
+
+
+# --------------------------------------------------------------------------- nodes
+@dataclass(frozen=True)
+class Position:
+    """Token positions: "last", "all", a named position of the dataset such as
+    "answer_label", or a fixed integer index (negative counts from the end)."""
+
+    kind: str  # "last" | "all" | "named" | "index"
+    name: str | None = None
+    index: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "named":
+            return str(self.name)
+        if self.kind == "index":
+            return str(self.index)
+        return self.kind
+
+
+LAST = Position("last")
+ALL = Position("all")
+
+
+@dataclass(frozen=True, order=True)
+class Node:
+    """One component of the model.
+
+    kind: "embed", "head", "mlp", "resid" (residual stream before `layer`),
+    "head_input" (a head's q/k/v input, `part` in q/k/v).
+    Ids follow DESIGN.md: L3.H1, L3.MLP, EMBED, L3.H1.q, L3.RESID.
+    """
+
+    layer: int
+    kind: str
+    head: int | None = None
+    part: str | None = None
+
+    @property
+    def id(self) -> str:
+        if self.kind == "embed":
+            return "EMBED"
+        if self.kind == "mlp":
+            return f"L{self.layer}.MLP"
+        if self.kind == "resid":
+            return f"L{self.layer}.RESID"
+        if self.kind == "head":
+            return f"L{self.layer}.H{self.head}"
+        return f"L{self.layer}.H{self.head}.{self.part}"
+
+
+# Node-set expressions. Static sets are expanded against the model's Shape by the
+# checker into `NodeList`; sets chosen from analysis results stay as `Select`.
+@dataclass(frozen=True)
+class NodeList:
+    nodes: tuple[Node, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Select:
+    """Nodes chosen from an analysis's results: the `top` k by |value| (k=None: all),
+    kept only where `where` holds. `analysis` may also name a circuit."""
+
+    analysis: str
+    top: int | None = None
+    where: "Rule | None" = None
+    best: bool = False  # pick the single strongest node (after `where`)
+    span: Span = _span()
+
+
+NodeSet = Union[NodeList, Select]
+
+
+# --------------------------------------------------------------------------- rules
+# Rules filter and categorise nodes. A term reads a per-node quantity:
+#   Field("effect")                  the value of the analysis being selected from
+#   Field("dla")                     the node's value in analysis `dla`
+#   Attends("answer_label")          attention mass of the head from the query
+#                                    position to that named position
+#   Spread("labels")                 normalised entropy of attention over those positions
+#   Abs(term)
+@dataclass(frozen=True)
+class Field:
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Attends:
+    position: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Spread:
+    position: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Abs:
+    term: "Term"
+    span: Span = _span()
+
+
+Term = Union[Field, Attends, Spread, Abs, float]
+
+
+@dataclass(frozen=True)
+class Compare:
+    left: Term
+    op: str  # "<" "<=" ">" ">=" "==" "!="
+    right: Term
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class And:
+    parts: tuple["Rule", ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Or:
+    parts: tuple["Rule", ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Not:
+    rule: "Rule"
+    span: Span = _span()
+
+
+Rule = Union[Compare, And, Or, Not]
+
+
+# --------------------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class Metric:
+    """A scalar per prompt, averaged over the dataset.
+
+    kind: "logit_diff" (answer minus mean of wrong answers), "prob", "logprob",
+    "accuracy", "kl" (KL divergence from the clean run), "loss".
+    normalized: report (x - corrupt) / (clean - corrupt) instead of x.
+    """
+
+    name: str
+    kind: str
+    position: Position = LAST
+    normalized: bool = False
+    span: Span = _span()
+
+
+# --------------------------------------------------------------------------- analyses
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis over a node set.
+
+    kind and the options each reads:
+      "attribute"    direct logit attribution on `dataset` w.r.t. `metric`
+      "patch"        activation patching from `source` into `dataset`;
+                     options: effect ("total"|"direct"), method ("exact"|"attribution"),
+                     verify (int), position (Position)
+      "path_patch"   patch `source` through edges nodes -> `receivers` only
+      "attention"    attention patterns; options: query (Position)
+      "faithfulness" ablate everything outside `nodes` with `source`; metric recovered
+      "subspace"     low-rank q/k/v fit of the heads in `nodes` on `dataset`;
+                     options: parts (tuple of "q","k","v"), ranks (tuple of int or
+                     "full"), eval (tuple of dataset names)
+    """
+
+    name: str
+    kind: str
+    nodes: NodeSet
+    dataset: str
+    metric: str | None = None
+    source: PatchSource | None = None
+    receivers: NodeSet | None = None
+    options: tuple[tuple[str, Value], ...] = ()
+    span: Span = _span()
+
+    def option(self, name: str, default=None):
+        return dict(self.options).get(name, default)
+
+
+# --------------------------------------------------------------------------- circuits
+@dataclass(frozen=True)
+class Circuit:
+    name: str
+    nodes: NodeSet
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Category:
+    """Nodes of `circuit` for which `rule` holds belong to category `name`.
+    Categories are tried in spec order; a node takes the first that matches."""
+
+    circuit: str
+    name: str
+    rule: Rule
+    span: Span = _span()
+
+
+# --------------------------------------------------------------------------- expectations
+@dataclass(frozen=True)
+class Quantity:
+    """A number read from results: `analysis` (an analysis name, including the
+    implicit analyses the checker creates for inline calls such as
+    `faithfulness(...)`), then `accessor` with its arguments, e.g.
+    Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 4)))."""
+
+    analysis: str
+    accessor: str = "value"
+    args: tuple[tuple[str, Value], ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Expectation:
+    left: Quantity
+    op: str
+    right: float
+    span: Span = _span()
+
+    @property
+    def text(self) -> str:
+        return f"{self.left.analysis}.{self.left.accessor} {self.op} {self.right}"
+
+
+@dataclass(frozen=True)
+class Render:
+    circuit: str
+    path: str
+    span: Span = _span()
+
+
+# --------------------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class Spec:
+    """A whole checked spec. Collections are tuples in source order (included
+    files first); names are unique within each kind."""
+
+    name: str
+    path: str
+    model: Model
+    shape: Shape | None
+    datasets: tuple[Dataset, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+    analyses: tuple[Analysis, ...] = ()
+    circuits: tuple[Circuit, ...] = ()
+    categories: tuple[Category, ...] = ()
+    expectations: tuple[Expectation, ...] = ()
+    renders: tuple[Render, ...] = ()
+    includes: tuple[str, ...] = ()
+    span: Span = _span()
+
+    def dataset(self, name: str) -> Dataset:
+        return next(d for d in self.datasets if d.name == name)
+
+    def metric(self, name: str) -> Metric:
+        return next(m for m in self.metrics if m.name == name)
+
+    def analysis(self, name: str) -> Analysis:
+        return next(a for a in self.analyses if a.name == name)
+
+    def circuit(self, name: str) -> Circuit:
+        return next(c for c in self.circuits if c.name == name)

@@ -1,0 +1,1 @@
+"""The Lark grammar of the .circ language, shipped as package data."""

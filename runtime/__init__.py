@@ -1,0 +1,1 @@
+"""The runtime: models, datasets, the plan executor, analyses, rendering and reports."""

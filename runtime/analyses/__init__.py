@@ -1,0 +1,1 @@
+"""Analysis kernels that run on a TransformerBridge model."""

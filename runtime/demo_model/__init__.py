@@ -1,0 +1,1 @@
+"""The embedded demo model: a small transformer trained on multiple-choice prompts."""
