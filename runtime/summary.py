@@ -1,0 +1,62 @@
+"""The plain-text summary `circ run` prints: top nodes per analysis, circuits,
+expectations with pass/fail. Reads only the results dict."""
+from __future__ import annotations
+
+TOP = 5
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"
+
+
+def _top_values(values: dict) -> list[tuple[str, float]]:
+    scalars = [(k, v) for k, v in values.items() if isinstance(v, (int, float))]
+    return sorted(scalars, key=lambda kv: (-abs(kv[1]), kv[0]))[:TOP]
+
+
+def _analysis_lines(name: str, result: dict) -> list[str]:
+    kind = result.get("kind", "?")
+    head = f"{name} ({kind}"
+    if result.get("dataset"):
+        head += f" on {result['dataset']}"
+    if result.get("metric"):
+        head += f", {result['metric']}"
+    lines = [head + ")"]
+    if kind == "faithfulness":
+        lines.append(f"  recovered {_fmt(result.get('value'))}")
+        return lines
+    if kind == "subspace":
+        for node, per_data in sorted(result.get("values", {}).items()):
+            for dataset, per_rank in per_data.items():
+                row = "  ".join(f"r{r}={v:.3f}" for r, v in per_rank.items() if v is not None)
+                lines.append(f"  {node} [{dataset}] {row}")
+        return lines
+    if kind == "attention":
+        for node, stats in sorted(result.get("values", {}).items()):
+            top = sorted(stats.items(), key=lambda kv: -kv[1])[:3]
+            lines.append(f"  {node}: " + ", ".join(f"{p} {v:.2f}" for p, v in top))
+        return lines
+    if "total" in result:
+        lines.append(f"  total {_fmt(result['total'])}")
+    for node, value in _top_values(result.get("values", {})):
+        lines.append(f"  {node:<12} {_fmt(value)}")
+    return lines
+
+
+def summarize(results: dict) -> str:
+    lines: list[str] = []
+    for name, result in results.get("analyses", {}).items():
+        if not name.startswith("_"):
+            lines += _analysis_lines(name, result)
+    for name, circuit in results.get("circuits", {}).items():
+        members = ", ".join(
+            n["id"] + (f" [{n['category']}]" if n.get("category") else "") for n in circuit["nodes"]
+        )
+        lines.append(f"circuit {name}: {members or '(empty)'}")
+    expectations = results.get("expectations", [])
+    if expectations:
+        lines.append("expectations")
+        for exp in expectations:
+            mark = "PASS" if exp["passed"] else "FAIL"
+            lines.append(f"  {mark}  {exp['text']}  (value {_fmt(exp.get('value'))}, line {exp['line']})")
+    return "\n".join(lines) + "\n"
