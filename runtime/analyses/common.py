@@ -1,0 +1,166 @@
+"""What every analysis shares: node sites (hook + head), patch and freeze hooks,
+node checks, runs with a cache of only the named hooks, and progress bars."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from circ.compiler import ir
+
+PROGRESS_MIN_RUNS = 16  # fewer forward passes than this finish too fast for a bar
+
+
+class AnalysisError(Exception):
+    """An analysis asked for something the model, nodes or data cannot give."""
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+def z_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def part_hook(layer: int, part: str) -> str:
+    return f"blocks.{layer}.attn.hook_{part}"
+
+
+def attn_out_hook(layer: int) -> str:
+    return f"blocks.{layer}.hook_attn_out"
+
+
+def mlp_out_hook(layer: int) -> str:
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def pattern_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+EMBED_HOOK = "blocks.0.hook_resid_pre"  # token (+ positional) embeddings, before any block
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a node's activation lives: a hook, and for heads the head index."""
+
+    hook: str
+    head: int | None = None
+
+
+def node_site(node: ir.Node, shape: ir.Shape) -> Site:
+    """The hook whose activation is the node's output (or, for q/k/v, its input)."""
+    if node.kind == "head":
+        return Site(z_hook(node.layer), node.head)
+    if node.kind == "head_input":
+        return Site(part_hook(node.layer, node.part), node.head)
+    if node.kind == "mlp":
+        return Site(mlp_out_hook(node.layer))
+    if node.kind == "embed":
+        return Site(EMBED_HOOK)
+    if node.layer == shape.n_layers:
+        return Site(f"blocks.{shape.n_layers - 1}.hook_resid_post")
+    return Site(f"blocks.{node.layer}.hook_resid_pre")
+
+
+def check_nodes(nodes: Iterable[ir.Node], shape: ir.Shape, kinds: Sequence[str], analysis: str) -> list[ir.Node]:
+    """The nodes as a list, after checking their kinds and ranges against the model."""
+    nodes = list(nodes)
+    for node in nodes:
+        if node.kind not in kinds:
+            raise AnalysisError(f"{analysis} does not take {node.id} (a {node.kind} node); it takes {', '.join(kinds)} nodes")
+        top = shape.n_layers if node.kind == "resid" else shape.n_layers - 1
+        if node.kind != "embed" and not 0 <= node.layer <= top:
+            raise AnalysisError(f"{node.id}: the model has layers 0..{shape.n_layers - 1}")
+        if node.kind in ("head", "head_input") and not 0 <= node.head < shape.n_heads:
+            raise AnalysisError(f"{node.id}: the model has heads 0..{shape.n_heads - 1}")
+        if node.kind == "head_input" and node.part not in ("q", "k", "v"):
+            raise AnalysisError(f"{node.id}: a head input is q, k or v")
+        if node.kind == "mlp" and not shape.has_mlp:
+            raise AnalysisError(f"{node.id}: the model has no MLPs")
+    return nodes
+
+
+def head_slot(activation: torch.Tensor, head: int, n_heads: int) -> int:
+    """The index along the head axis that serves `head` (grouped keys/values share one)."""
+    return head * activation.shape[2] // n_heads
+
+
+def replaced(activation: torch.Tensor, source: torch.Tensor, head: int | None, mask: torch.Tensor | None,
+             n_heads: int) -> torch.Tensor:
+    """`activation` with `source` written in, for one head (or all of it), at the
+    positions where `mask` [batch, seq] is True (all positions when None)."""
+    source = source.to(activation.device, activation.dtype).expand_as(activation)
+    out = activation.clone()
+    if head is None:
+        target, new = out, source
+    else:
+        slot = head_slot(activation, head, n_heads)
+        target, new = out[:, :, slot], source[:, :, slot]
+    if mask is None:
+        target[...] = new
+    else:
+        keep = mask.to(activation.device).reshape(*mask.shape, *([1] * (new.dim() - 2)))
+        target[...] = torch.where(keep, new, target)
+    return out
+
+
+def patch_hook(source: torch.Tensor, head: int | None, mask: torch.Tensor | None, n_heads: int) -> Callable:
+    def hook(activation, hook):
+        return replaced(activation, source, head, mask, n_heads)
+
+    return hook
+
+
+def frozen_hooks(clean: dict[str, torch.Tensor], attn_layers: Iterable[int], mlp_layers: Iterable[int],
+                 has_mlp: bool) -> list[tuple[str, Callable]]:
+    """Hooks that pin the attention output and MLP output of the given layers to their
+    clean values, so that a change upstream reaches the logits only directly."""
+    hooks = [(attn_out_hook(layer), _constant(clean[attn_out_hook(layer)])) for layer in attn_layers]
+    if has_mlp:
+        hooks += [(mlp_out_hook(layer), _constant(clean[mlp_out_hook(layer)])) for layer in mlp_layers]
+    return hooks
+
+
+def _constant(value: torch.Tensor) -> Callable:
+    def hook(activation, hook):
+        return value.to(activation.device, activation.dtype)
+
+    return hook
+
+
+def output_hooks(shape: ir.Shape) -> list[str]:
+    """The attention and MLP output hooks of every layer."""
+    names = [attn_out_hook(layer) for layer in range(shape.n_layers)]
+    if shape.has_mlp:
+        names += [mlp_out_hook(layer) for layer in range(shape.n_layers)]
+    return names
+
+
+def run_cached(bridge, tokens: torch.Tensor, names: Iterable[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits and the activations of exactly `names`."""
+    names = sorted(set(names))
+    tokens = tokens.to(bridge.cfg.device)
+    with torch.no_grad():
+        if not names:
+            return bridge(tokens), {}
+        logits, cache = bridge.run_with_cache(tokens, names_filter=names)
+    return logits, {name: cache[name] for name in names}
+
+
+def run_hooked(bridge, tokens: torch.Tensor, hooks: list[tuple[str, Callable]]) -> torch.Tensor:
+    """Logits of a run with `hooks` attached for this run only."""
+    with torch.no_grad():
+        return bridge.run_with_hooks(tokens.to(bridge.cfg.device), fwd_hooks=hooks)
+
+
+def progress(total: int, description: str, enabled: bool = True):
+    """A tqdm bar on stderr, shown only when there are enough runs to be worth one."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stderr, leave=False,
+                disable=not enabled or total < PROGRESS_MIN_RUNS)

@@ -1,0 +1,107 @@
+"""Direct logit attribution of a logit-difference metric.
+
+The residual stream entering the unembedding is a sum of parts: EMBED (the input
+to block 0: token and positional embeddings), each head's output z_h @ W_O[h], each
+MLP's output (its bias included), and the attention output biases b_O. With the
+final LayerNorm's scale taken from the clean run, the norm is an affine map, so the
+logit difference at a position splits exactly into one term per part:
+
+    (center(part) / scale) * w_ln . (W_U[:, answer] - mean_wrong W_U[:, wrong])
+
+plus the constant terms. `BIAS` collects the b_O terms, the LayerNorm bias and the
+unembedding bias difference, so that all values sum to the metric (`total`).
+Raw and compatibility (folded LayerNorm) numerics both decompose this way.
+"""
+from __future__ import annotations
+
+import torch
+
+from circ.compiler import ir
+from circ.runtime.analyses.common import (
+    EMBED_HOOK, AnalysisError, check_nodes, mlp_out_hook, progress, run_cached, z_hook,
+)
+from circ.runtime.metrics import metric_values
+
+_CENTERED = ("LN", "LNPre")
+_SCALED = ("LN", "LNPre", "RMS", "RMSPre")
+
+
+def attribute(loaded, prompts, nodes, metric: ir.Metric, *, batch_size: int = 32, show_progress: bool = True) -> dict:
+    """{"values": {node id: mean contribution, ..., "BIAS": ...}, "total": mean metric}."""
+    if metric.kind != "logit_diff" or metric.normalized:
+        raise AnalysisError(f'attribution decomposes a logit_diff metric, not {"a normalised " if metric.normalized else ""}{metric.kind} ("{metric.name}")')
+    shape = loaded.shape
+    nodes = check_nodes(nodes, shape, ("head", "mlp", "embed"), "attribute")
+    bridge = loaded.bridge
+    unembed = _Unembed(bridge)
+    hooks = [EMBED_HOOK] + [z_hook(layer) for layer in range(shape.n_layers)]
+    hooks += [mlp_out_hook(layer) for layer in range(shape.n_layers)] if shape.has_mlp else []
+    hooks += ["ln_final.hook_scale"] if unembed.scaled else []
+    sums: dict[str, float] = {}
+    total = 0.0
+    with progress(len(prompts), "attribute", show_progress) as bar:
+        for batch in prompts.batches(batch_size):
+            logits, cache = run_cached(bridge, batch.tokens, hooks)
+            for key, value in _batch_terms(bridge, batch, metric, cache, unembed, shape).items():
+                sums[key] = sums.get(key, 0.0) + value
+            total += float(metric_values(logits, batch, metric).sum())
+            bar.update(len(batch))
+    n = len(prompts)
+    values = {node.id: sums[node.id] / n for node in nodes}
+    values["BIAS"] = sums["BIAS"] / n
+    return {"values": values, "total": total / n}
+
+
+class _Unembed:
+    """The final norm's affine parameters and the unembedding, as the run uses them."""
+
+    def __init__(self, bridge):
+        params = bridge.tl_parameters()
+        kind = getattr(bridge.cfg, "normalization_type", None)
+        self.centered = kind in _CENTERED
+        self.scaled = kind in _SCALED
+        self.W_U = bridge.W_U.detach()
+        self.b_U = bridge.b_U.detach()
+        self.device = self.W_U.device
+        ones, zeros = torch.ones(bridge.cfg.d_model), torch.zeros(bridge.cfg.d_model)
+        self.w = (params.get("ln_final.w", ones) if self.scaled else ones).detach().to(self.device)
+        self.b = (params.get("ln_final.b", zeros) if self.scaled else zeros).detach().to(self.device)
+
+
+def _batch_terms(bridge, batch, metric, cache, unembed: _Unembed, shape: ir.Shape) -> dict[str, float]:
+    """Each part's contribution summed over the batch (positions averaged per prompt)."""
+    with torch.no_grad():
+        device = unembed.device
+        mask = batch.position_mask(metric.position).float()
+        weights = (mask / mask.sum(1, keepdim=True)).to(device)  # [b, seq]
+        answer, wrong = batch.answer.to(device), batch.wrong.to(device)
+        valid = batch.wrong_valid.float().to(device)
+        wrong_mean = (unembed.W_U[:, wrong] * valid).sum(-1) / valid.sum(-1)  # [d_model, b]
+        difference = (unembed.W_U[:, answer] - wrong_mean).T  # [b, d_model]
+        direction = difference * unembed.w
+        scale = cache["ln_final.hook_scale"] if unembed.scaled else torch.ones(*batch.tokens.shape, 1, device=device)
+
+        def project(x: torch.Tensor) -> torch.Tensor:
+            """x [b, seq, *, d_model] -> summed contribution [*] over prompts and positions."""
+            if unembed.centered:
+                x = x - x.mean(-1, keepdim=True)
+            extra = x.dim() - 3
+            per_scale = scale.reshape(*scale.shape[:2], *([1] * extra), 1)
+            dotted = ((x / per_scale) * direction.reshape(direction.shape[0], 1, *([1] * extra), -1)).sum(-1)
+            return (dotted * weights.reshape(*weights.shape, *([1] * extra))).sum((0, 1))
+
+        terms = {"EMBED": float(project(cache[EMBED_HOOK]))}
+        W_O, b_O = bridge.W_O.detach(), bridge.b_O.detach()
+        bias_stream = torch.zeros(shape.d_model, device=device)
+        for layer in range(shape.n_layers):
+            per_head = torch.einsum("bphd,hdm->bphm", cache[z_hook(layer)], W_O[layer])
+            for head, value in enumerate(project(per_head).tolist()):
+                terms[f"L{layer}.H{head}"] = value
+            if shape.has_mlp:
+                terms[f"L{layer}.MLP"] = float(project(cache[mlp_out_hook(layer)]))
+            bias_stream = bias_stream + b_O[layer]
+        bias = project(bias_stream.expand(*batch.tokens.shape, -1))
+        answer_bias = unembed.b_U[answer] - (unembed.b_U[wrong] * valid).sum(-1) / valid.sum(-1)
+        ln_bias = difference @ unembed.b
+        terms["BIAS"] = float(bias + (answer_bias + ln_bias).sum())
+        return terms

@@ -1,0 +1,85 @@
+"""Activation patching: write a source's activation into one node of a clean run.
+
+Nodes and where they are patched: a head at its z (`hook_z`, that head only), a
+head's q/k/v input at `hook_q/k/v` (that head only), an MLP at `hook_mlp_out`,
+EMBED at the input to block 0, a residual node `L{n}.RESID` at the stream entering
+block n (n = n_layers: the stream after the last block). Only the chosen positions
+are patched (`position`; all positions by default).
+
+effect="total": the rest of the model runs normally after the patch.
+effect="direct": the attention and MLP outputs of every later component are held
+at their clean values, so the patch reaches the logits only through the residual
+stream, directly.
+
+value = metric(patched) - metric(clean), averaged over prompts. For a normalised
+metric both terms are first normalised with the clean run (1) and the source run
+(0), so value = (patched - clean) / (clean - source); that needs a source that runs
+the model (dataset, corrupt, resample).
+"""
+from __future__ import annotations
+
+import torch
+
+from circ.compiler import ir
+from circ.runtime.analyses.common import (
+    AnalysisError, check_nodes, frozen_hooks, node_site, output_hooks, patch_hook, progress, run_cached, run_hooked,
+)
+from circ.runtime.metrics import metric_values
+
+PATCHABLE = ("head", "head_input", "mlp", "embed", "resid")
+EFFECTS = ("total", "direct")
+
+
+def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "total",
+          position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True) -> dict:
+    """{"values": {node id: mean effect}, "baseline": {"clean": m, "patched_source": m or None}}."""
+    if effect not in EFFECTS:
+        raise AnalysisError(f"unknown effect {effect!r}; use total or direct")
+    if metric.normalized and not source.runs_model:
+        raise AnalysisError(f'the normalised metric "{metric.name}" needs a patch source that runs the model '
+                            "(dataset, corrupt or resample), not mean or zero")
+    shape = loaded.shape
+    nodes = check_nodes(nodes, shape, PATCHABLE, "patch")
+    sites = {node: node_site(node, shape) for node in nodes}
+    bridge = loaded.bridge
+    clean_total, source_total = 0.0, 0.0
+    patched_totals = dict.fromkeys(nodes, 0.0)
+    with progress(len(prompts) * len(nodes), f"patch ({effect})", show_progress) as bar:
+        for batch in prompts.batches(batch_size):
+            clean_logits, clean = run_cached(bridge, batch.tokens, output_hooks(shape) if effect == "direct" else [])
+            fetched = source.fetch(batch, sorted({site.hook for site in sites.values()}))
+            mask = None if position.kind == "all" else batch.position_mask(position)
+            clean_total += _metric_sum(clean_logits, batch, metric, clean_logits)
+            if fetched.logits is not None:
+                source_total += _metric_sum(fetched.logits, batch, metric, clean_logits)
+            for node, site in sites.items():
+                hooks = [(site.hook, patch_hook(fetched.activations[site.hook], site.head, mask, shape.n_heads))]
+                if effect == "direct":
+                    hooks += frozen_hooks(clean, *frozen_layers(node, shape.n_layers), shape.has_mlp)
+                patched_totals[node] += _metric_sum(run_hooked(bridge, batch.tokens, hooks), batch, metric, clean_logits)
+                bar.update(len(batch))
+    n = len(prompts)
+    clean_mean = clean_total / n
+    source_mean = source_total / n if source.runs_model else None
+    if metric.normalized and clean_mean == source_mean:
+        raise AnalysisError(f'cannot normalise "{metric.name}": the clean and source runs score the same')
+    values = {}
+    for node, total in patched_totals.items():
+        difference = total / n - clean_mean
+        values[node.id] = difference / (clean_mean - source_mean) if metric.normalized else difference
+    return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}}
+
+
+def frozen_layers(node: ir.Node, n_layers: int) -> tuple[range, range]:
+    """The layers whose attention and MLP outputs a direct effect holds at clean values."""
+    if node.kind == "embed":
+        return range(n_layers), range(n_layers)
+    if node.kind == "resid":
+        return range(node.layer, n_layers), range(node.layer, n_layers)
+    if node.kind == "mlp":
+        return range(node.layer + 1, n_layers), range(node.layer + 1, n_layers)
+    return range(node.layer + 1, n_layers), range(node.layer, n_layers)
+
+
+def _metric_sum(logits: torch.Tensor, batch, metric: ir.Metric, clean_logits: torch.Tensor) -> float:
+    return float(metric_values(logits, batch, metric, clean_logits=clean_logits).sum())

@@ -1,0 +1,95 @@
+"""Shared fixtures: a tiny random GPT-2 saved as a Hugging Face folder, loaded the way
+a user's model is, and small multiple-choice style datasets for it."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from circ.compiler import ir
+from circ.runtime.examples import Example
+
+WORDS = ["cat", "dog", "red", "blue", "green", "sun", "moon", "tree", "fish", "bird", "rock", "star"]
+LABELS = ["A", "B", "C", "D"]
+VOCAB = ["<bos>", "<pad>", "<unk>", "Question", ":", "Answer", "(", ")", "is", "the", *LABELS, *WORDS]
+
+
+def build_tiny_model_dir(folder, *, n_layer=2, n_head=4, n_embd=32, n_positions=24, seed=0):
+    """Save a random GPT-2 (every weight and bias perturbed, so LayerNorm weights and
+    biases are not the trivial 1 and 0) with a word-level tokenizer into `folder`."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    vocab = {word: index for index, word in enumerate(VOCAB)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<bos>",
+                                        pad_token="<pad>", unk_token="<unk>", padding_side="right")
+    config = GPT2Config(vocab_size=len(VOCAB), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                        n_head=n_head, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("wte.weight"):
+                parameter.mul_(10.0)
+            parameter.add_(torch.randn_like(parameter) * 0.2)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+def load_tiny(folder, *, compat=False):
+    from circ.runtime.models import load_model
+
+    return load_model(ir.Model(source="hf", location=str(folder), compat=compat), spec_dir=folder)
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    """The tiny model, raw numerics. Shared: tests must not change its weights."""
+    return load_tiny(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_compat(tiny_dir):
+    """The tiny model in compatibility mode (folded LayerNorm)."""
+    return load_tiny(tiny_dir, compat=True)
+
+
+@pytest.fixture
+def fresh_tiny(tiny_dir):
+    """A private copy of the tiny model whose weights a test may change."""
+    return load_tiny(tiny_dir)
+
+
+def mcq_examples(n, *, seed=0, ragged=False, corrupt=True):
+    """Prompts like "Question : cat dog ( A ) red ( B ) blue Answer :" with the
+    answer label after "Answer :" and marks for the labels and the answer label.
+    `ragged` varies the prompt length; the corrupted prompt swaps the question words."""
+    rng = random.Random(seed)
+    examples = []
+    for line in range(1, n + 1):
+        question = rng.sample(WORDS, 2 + (line % 3 if ragged else 0))
+        options = rng.sample(WORDS, 2)
+        answer = rng.randrange(2)
+        parts = ["Question", ":", *question]
+        for label, option in zip(LABELS, options):
+            parts += ["(", label, ")", option]
+        parts += ["Answer", ":"]
+        prompt = " ".join(parts)
+        corrupted = prompt.replace(" ".join(question), " ".join(reversed(question)), 1)
+        label_at = [prompt.index(f"( {label} )") + 2 for label in LABELS[:2]]
+        examples.append(Example(
+            prompt=prompt, answer=f" {LABELS[answer]}", wrong=(f" {LABELS[1 - answer]}",),
+            corrupt=corrupted if corrupt else None,
+            marks=(("labels", tuple(label_at)), ("answer_label", (label_at[answer],))),
+            line=line,
+        ))
+    return examples

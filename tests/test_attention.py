@@ -1,0 +1,58 @@
+"""Attention summaries checked prompt by prompt against the cached patterns."""
+import math
+
+import pytest
+import torch
+
+from circ.compiler import ir
+from circ.runtime.analyses.attention import attention
+from circ.runtime.analyses.common import AnalysisError
+from circ.runtime.prompts import tokenize
+from conftest import mcq_examples
+
+HEADS = [ir.Node(1, "head", 2), ir.Node(0, "head", 0)]
+
+
+def rows_by_hand(tiny, prompts, head, query):
+    with torch.no_grad():
+        _, cache = tiny.bridge.run_with_cache(prompts.tokens)
+    pattern = cache[f"blocks.{head.layer}.attn.hook_pattern"][:, head.head]
+    mask = prompts.position_mask(query)
+    rows, selves = [], []
+    for i in range(len(prompts)):
+        qs = mask[i].nonzero()[:, 0].tolist()
+        rows.append(sum(pattern[i, q] for q in qs) / len(qs))
+        selves.append(sum(float(pattern[i, q, q]) for q in qs) / len(qs))
+    return rows, selves
+
+
+@pytest.mark.parametrize("query", [ir.LAST, ir.Position("named", name="labels")])
+def test_masses_spread_and_pattern_match_the_cache(tiny, query):
+    prompts = tokenize(tiny, mcq_examples(5, ragged=True), source_name="clean")
+    result = attention(tiny, prompts, HEADS, query=query, batch_size=2, show_progress=False)
+    assert result["query"] == str(query)
+    for head in HEADS:
+        rows, selves = rows_by_hand(tiny, prompts, head, query)
+        values, spread = result["values"][head.id], result["spread"][head.id]
+        assert set(values) == {"labels", "answer_label", "bos", "self"}
+        labels = [prompts.marks["labels"].index[i].tolist() for i in range(len(prompts))]
+        answer = [prompts.marks["answer_label"].index[i].tolist() for i in range(len(prompts))]
+        assert values["labels"] == pytest.approx(sum(float(rows[i][labels[i]].sum()) for i in range(5)) / 5, abs=1e-6)
+        assert values["answer_label"] == pytest.approx(sum(float(rows[i][answer[i]].sum()) for i in range(5)) / 5, abs=1e-6)
+        assert values["bos"] == pytest.approx(sum(float(r[0]) for r in rows) / 5, abs=1e-6)
+        assert values["self"] == pytest.approx(sum(selves) / 5, abs=1e-6)
+        entropies = []
+        for i in range(5):
+            share = rows[i][labels[i]] / rows[i][labels[i]].sum()
+            entropies.append(-sum(float(p) * math.log(float(p)) for p in share) / math.log(2))
+        assert set(spread) == {"labels"} and spread["labels"] == pytest.approx(sum(entropies) / 5, abs=1e-5)
+        first = result["patterns"][head.id]
+        length = int(prompts.lengths[0])
+        assert first["tokens"] == ["<bos>"] + prompts.examples[0].prompt.split()
+        assert first["weights"] == pytest.approx(rows[0][:length].tolist(), abs=1e-6)
+
+
+def test_only_heads(tiny):
+    prompts = tokenize(tiny, mcq_examples(2), source_name="clean")
+    with pytest.raises(AnalysisError, match="does not take L0.MLP"):
+        attention(tiny, prompts, [ir.Node(0, "mlp")])
