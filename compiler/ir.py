@@ -169,20 +169,29 @@ class Node:
 # checker into `NodeList`; sets chosen from analysis results stay as `Select`.
 @dataclass(frozen=True)
 class NodeList:
+    """A fixed node set in canonical order. When the model's shape is unknown (a GGUF
+    model before it is loaded), sets such as `heads` cannot be expanded: `nodes` is
+    then empty and `unexpanded` holds the expression's canonical text; compiling
+    again with the shape (`compile_file(path, shape=...)`) expands it."""
+
     nodes: tuple[Node, ...]
     span: Span = _span()
+    unexpanded: str | None = None
 
 
 @dataclass(frozen=True)
 class Select:
     """Nodes chosen from an analysis's results: the `top` k by |value| (k=None: all),
-    kept only where `where` holds. `analysis` may also name a circuit."""
+    kept only where `where` holds. `analysis` may also name a circuit.
+    Order: `category` and `where` filter first; `top`/`best` then keep the strongest
+    of what is left, so `top(A, 10) where R` is at most 10 nodes, all satisfying R."""
 
     analysis: str
     top: int | None = None
     where: "Rule | None" = None
     best: bool = False  # pick the single strongest node (after `where`)
     span: Span = _span()
+    category: str | None = None  # CIRCUIT.CATEGORY: only the circuit's nodes of that category
 
 
 NodeSet = Union[NodeList, Select]
@@ -318,6 +327,7 @@ class Category:
     name: str
     rule: Rule
     span: Span = _span()
+    attention: str | None = None  # the attention analysis that attends()/spread() read
 
 
 # --------------------------------------------------------------------------- expectations

@@ -1,0 +1,77 @@
+"""The compiler's front door: compile a spec file or text to a checked `Spec`, and
+plan it into a graph of operations."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import ir
+from .context import Context
+from .diagnostics import CircError, Diagnostic
+from .passes import run_passes
+from .sources import load_sources
+
+
+def compile_file(path: str | Path, *, model_override: ir.Model | None = None,
+                 shape: ir.Shape | None = None) -> ir.Spec:
+    """The checked Spec of the file at `path`; raises CircError with every
+    diagnostic of the file (and of the files it includes).
+
+    model_override replaces the spec's model; shape replaces the shape read from the
+    model's configuration (for models measured only once loaded, such as GGUF)."""
+    return _compile(str(path), None, model_override, shape)
+
+
+def compile_source(text: str, path: str = "<string>", *, model_override: ir.Model | None = None,
+                   shape: ir.Shape | None = None) -> ir.Spec:
+    """Like compile_file, for text; relative paths are taken from `path`'s folder."""
+    return _compile(path, text, model_override, shape)
+
+
+def plan(spec: ir.Spec):
+    """The networkx DiGraph of operations that runs `spec` (see plan.py)."""
+    from .plan import build_plan
+
+    return build_plan(spec)
+
+
+def _compile(path: str, text: str | None, model_override, shape) -> ir.Spec:
+    ctx = Context(path, model_override=model_override, shape_override=shape)
+    try:
+        load_sources(ctx, text)
+        if not ctx.diagnostics:
+            run_passes(ctx)
+    except RecursionError:
+        ctx.diagnostics.append(Diagnostic("E110", "expression nested too deeply",
+                                          ir.Span(path, 1, 1, 1, 2)))
+    if ctx.diagnostics:
+        raise CircError(_in_source_order(ctx), ctx.sources)
+    return _assemble(ctx)
+
+
+def _in_source_order(ctx: Context) -> list[Diagnostic]:
+    file_order = {f.path: i for i, f in enumerate(ctx.files)}
+    return sorted(dict.fromkeys(ctx.diagnostics), key=lambda d: (
+        file_order.get(d.span.path, len(file_order)), d.span.line, d.span.col, d.code))
+
+
+def _assemble(ctx: Context) -> ir.Spec:
+    root = next(f for f in ctx.files if f.path == ctx.root_path)
+    lines = root.text.splitlines() or [""]
+    span = ir.Span(ctx.root_path, 1, 1, len(lines), len(lines[-1]) + 1)
+    name = ctx.spec_name or os.path.splitext(os.path.basename(ctx.root_path))[0]
+    return ir.Spec(
+        name=name,
+        path=ctx.root_path,
+        model=ctx.model,
+        shape=ctx.shape,
+        datasets=tuple(ctx.datasets.values()),
+        metrics=tuple(ctx.metrics.values()),
+        analyses=tuple(ctx.analyses.values()),
+        circuits=tuple(ctx.circuits.values()),
+        categories=tuple(ctx.category_list),
+        expectations=tuple(ctx.expectations),
+        renders=tuple(ctx.renders),
+        includes=tuple(ctx.includes),
+        span=span,
+    )

@@ -1,0 +1,129 @@
+"""Diagnostics: one error with its code, message, span and hint, and the exception
+that carries every diagnostic of a compilation.
+
+Codes are grouped by stage: E1xx syntax, E2xx names, E3xx types and meaning,
+E4xx ranges against the model's shape, E5xx files and input. `CODES` lists them all
+with a one-line title (docs/language.md documents each with an example).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from .ir import Span
+
+CODES = {
+    "E100": "syntax error",
+    "E101": "missing `=` in a definition",
+    "E102": "unbalanced bracket",
+    "E103": "unclosed string",
+    "E104": "unknown statement keyword",
+    "E105": "invalid escape in a string",
+    "E106": "unexpected character",
+    "E107": "invalid node literal",
+    "E108": "missing value",
+    "E110": "nesting too deep",
+    "E111": "missing comma between arguments",
+    "E201": "undefined name",
+    "E202": "duplicate definition",
+    "E203": "name used before its definition",
+    "E204": "reserved name",
+    "E205": "unknown function",
+    "E206": "unknown category",
+    "E207": "statement given twice",
+    "E301": "wrong type of argument",
+    "E302": "missing required argument",
+    "E303": "unknown argument",
+    "E304": "invalid option value",
+    "E305": "argument given twice or too many arguments",
+    "E306": "metric not allowed for this analysis",
+    "E307": "derivation of a dataset not made by mcq",
+    "E308": "invalid accessor for this analysis",
+    "E309": "node kind not allowed here",
+    "E310": "not a per-node score",
+    "E311": "attention term outside a categories block",
+    "E312": "invalid position",
+    "E313": "selection combined with a fixed node set",
+    "E314": "empty node set",
+    "E315": "invalid rank constraint",
+    "E316": "invalid render target",
+    "E317": "`effect` without an analysis to read it from",
+    "E318": "path receiver not downstream of any sender",
+    "E319": "node not among the analysis's nodes",
+    "E320": "dataset not evaluated by the analysis",
+    "E401": "layer out of range",
+    "E402": "head out of range",
+    "E403": "position out of range",
+    "E404": "value exceeds the model's size",
+    "E405": "MLP on a model without MLPs",
+    "E501": "included file not found",
+    "E502": "data file not found",
+    "E503": "include cycle",
+    "E504": "file is not UTF-8",
+    "E505": "cannot read file",
+    "E506": "model not found",
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One error at `span`, with an optional hint shown under the caret line."""
+
+    code: str
+    message: str
+    span: Span
+    hint: str | None = None
+
+    def format(self, source_text: str | None) -> str:
+        """`path:line:col: error[CODE]: message`, the source line with carets under
+        the span, then the hint."""
+        s = self.span
+        lines = [f"{s.path}:{s.line}:{s.col}: error[{self.code}]: {self.message}"]
+        source_lines = source_text.splitlines() if source_text else []
+        if 1 <= s.line <= len(source_lines):
+            text = source_lines[s.line - 1]
+            start = max(s.col - 1, 0)
+            end = s.end_col - 1 if s.end_line == s.line else len(text)
+            width = max(1, min(end, len(text)) - start)
+            gutter = f"{s.line:>4} | "
+            pad = "".join(ch if ch == "\t" else " " for ch in text[:start])
+            lines.append(gutter + text)
+            lines.append(" " * (len(gutter) - 2) + "| " + pad + "^" * width)
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class CircError(Exception):
+    """Compilation failed; `.diagnostics` holds every error found, in source order."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = list(diagnostics)
+        self.sources = dict(sources or {})
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(d.format(self.sources.get(d.span.path)) for d in self.diagnostics)
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    """A hint naming the closest candidate, or None when nothing is close."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def one_of(options) -> str:
+    """`a`, `b` or `c` — for messages listing valid choices."""
+    items = [f"`{o}`" for o in options]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def a_or_an(word: str) -> str:
+    """`an attribute`, `a patch`."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
