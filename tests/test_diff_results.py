@@ -1,0 +1,110 @@
+"""Results diff on fixture results.json files: every difference, worked out by hand
+from the fixtures, the threshold, and malformed input rejected with one clear error."""
+import json
+from pathlib import Path
+
+import pytest
+
+from circ.compiler.diff_results import Faithfulness, ResultChange, ResultsError, diff_results
+
+FIXTURES = Path(__file__).parent / "fixtures" / "results_diff"
+
+
+def load(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+EXPECTED = [
+    ResultChange("setup_changed", "spec", "sha256", "aa11", "bb22"),
+    ResultChange("setup_changed", "model", "numerics", "raw", "compat"),
+    ResultChange("value_changed", "attn", "L1.H2/labels", 0.9, 0.85),
+    ResultChange("value_changed", "dla", "total", 2.75, 2.9),
+    ResultChange("value_changed", "dla", "L0.MLP", -0.2, -0.25),
+    ResultChange("value_added", "dla", "L1.MLP", None, 0.2),
+    ResultChange("analysis_added", "dla_letters", None, None, "attribute"),
+    ResultChange("value_changed", "faith", "circuit_only", 2.9687, 2.41),
+    ResultChange("faithfulness_changed", "faith", "value", 0.93, 0.7492),
+    ResultChange("analysis_removed", "lowrank", None, "subspace", None),
+    ResultChange("setting_changed", "patched", "effect", "direct", "total"),
+    ResultChange("value_removed", "patched", "L0.H0", 0.01, None),
+    ResultChange("value_changed", "patched", "L1.H3", 0.4, 0.02),
+    ResultChange("node_entered", "output", "L0.H1", None, "uniform"),
+    ResultChange("category_changed", "output", "L1.H2", "correct_letter", "single_letter"),
+    ResultChange("node_left", "output", "L1.H3", "uniform", None),
+    ResultChange("edge_removed", "output", "L0.H1->L1.H2.k"),
+    ResultChange("edge_added", "output", "L0.H1->L1.H2.q"),
+    ResultChange("expectation_removed", "lowrank.recovered(clean, rank <= 2) >= 0.9", None, True),
+    ResultChange("expectation_flipped", "faith.value >= 0.8", "passed", True, False),
+    ResultChange("expectation_value_changed", "faith.value >= 0.8", "value", 0.93, 0.7492),
+    ResultChange("expectation_flipped", "dla.total > 2.8", "passed", False, True),
+    ResultChange("expectation_value_changed", "dla.total > 2.8", "value", 2.75, 2.9),
+    ResultChange("expectation_added", "dla_letters.total > 0", None, None, True),
+]
+
+
+def test_every_difference_of_the_fixture_pair():
+    diff = diff_results(load("old.json"), load("new.json"))
+    assert list(diff.changes) == EXPECTED
+    assert diff.faithfulness == (Faithfulness("faith", 0.93, 0.7492),)
+
+
+def test_identical_results_and_timing_paths_examples_patterns_are_not_differences():
+    old = load("old.json")
+    assert diff_results(old, load("old.json")).changes == ()
+    moved = load("old.json")
+    moved["timing"]["seconds"] = 99.0
+    moved["spec"]["path"] = "/somewhere/else.circ"
+    moved["datasets"]["clean"]["example"] = "x"
+    moved["analyses"]["attn"]["patterns"]["L1.H2"]["weights"] = [1.0, 0.0]
+    assert diff_results(old, moved).changes == ()
+
+
+def test_threshold_is_absolute_and_strict():
+    old, near = load("old.json"), load("same_within_threshold.json")
+    assert diff_results(old, near).changes == ()  # |0.3099 - 0.3| = 0.0099 <= 0.01
+    changed = diff_results(old, near, threshold=0.005).changes
+    assert [(c.kind, c.subject, c.key) for c in changed] == [("value_changed", "dla", "L0.H0")]
+    assert changed[0].delta == pytest.approx(0.0099)
+
+
+def test_a_larger_threshold_hides_smaller_moves_but_not_flips():
+    diff = diff_results(load("old.json"), load("new.json"), threshold=0.2)
+    kept = {(c.kind, c.subject, c.key) for c in diff.changes}
+    assert ("value_changed", "dla", "total") not in kept  # moved 0.15
+    assert ("faithfulness_changed", "faith", "value") not in kept  # moved 0.1808
+    assert ("value_changed", "faith", "circuit_only") in kept  # moved 0.5587
+    assert ("expectation_flipped", "faith.value >= 0.8", "passed") in kept
+    assert diff.faithfulness == (Faithfulness("faith", 0.93, 0.7492),)
+
+
+def test_nan_against_a_number_is_a_change_and_nan_against_nan_is_not():
+    old, new = load("old.json"), load("old.json")
+    new["analyses"]["dla"]["values"]["EMBED"] = float("nan")
+    assert [(c.kind, c.key) for c in diff_results(old, new).changes] == [("value_changed", "EMBED")]
+    assert diff_results(new, json.loads(json.dumps(new))).changes == ()
+
+
+def test_node_order_sorts_layers_numerically():
+    old, new = load("old.json"), load("old.json")
+    for node in ("L2.H0", "L10.H0"):
+        new["analyses"]["patched"]["values"][node] = 1.0
+    assert [c.key for c in diff_results(old, new).changes] == ["L2.H0", "L10.H0"]
+
+
+@pytest.mark.parametrize("mangle, message", [
+    (lambda r: [], "the top level must be a JSON object"),
+    (lambda r: {k: v for k, v in r.items() if k != "analyses"}, "no 'analyses' object"),
+    (lambda r: {**r, "analyses": {"dla": 3}}, "analysis 'dla' must be an object"),
+    (lambda r: {**r, "circuits": {"output": {"nodes": [{"kind": "head"}]}}},
+     "'nodes' of circuit 'output' must be a list of objects with 'id'"),
+    (lambda r: {**r, "expectations": {"a": 1}}, "'expectations' must be a list of objects"),
+])
+def test_malformed_results_give_one_clear_error(mangle, message):
+    with pytest.raises(ResultsError) as error:
+        diff_results(load("old.json"), mangle(load("new.json")), labels=("a.json", "b.json"))
+    assert str(error.value) == f"b.json: not a circ results file ({message})"
+
+
+def test_negative_threshold_is_rejected():
+    with pytest.raises(ResultsError, match="threshold"):
+        diff_results(load("old.json"), load("old.json"), threshold=-1)
