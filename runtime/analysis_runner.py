@@ -1,0 +1,118 @@
+"""Run one analysis of a spec: resolve its nodes and datasets, call its kernel, and
+shape the kernel's output into the results.json entry of docs/results.md."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from circ.compiler import ir
+from circ.runtime.circuits import node_from_id
+
+
+@dataclass
+class AnalysisContext:
+    """What an analysis may read: the model, tokenised datasets, shared patch
+    sources, nodes chosen so far, and run settings."""
+
+    loaded: object
+    spec: ir.Spec
+    datasets: dict            # name -> Prompts
+    source_for: Callable      # (PatchSource, target Prompts) -> source object
+    nodes_of: Callable        # NodeSet -> list[ir.Node]
+    batch_size: int
+    show_progress: bool
+
+
+def _source_entry(source: ir.PatchSource | None) -> dict | None:
+    if source is None:
+        return None
+    return {"kind": source.kind, "dataset": source.dataset, "seed": source.seed}
+
+
+def _common(analysis: ir.Analysis) -> dict:
+    return {"kind": analysis.kind, "dataset": analysis.dataset, "metric": analysis.metric,
+            "line": analysis.span.line}
+
+
+def _attribute(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.dla import attribute
+
+    return attribute(ctx.loaded, ctx.datasets[a.dataset], ctx.nodes_of(a.nodes),
+                     ctx.spec.metric(a.metric), batch_size=ctx.batch_size,
+                     show_progress=ctx.show_progress)
+
+
+def _patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.patching import patch
+
+    target = ctx.datasets[a.dataset]
+    kwargs = {}
+    if a.option("method", "exact") != "exact":
+        kwargs = {"method": a.option("method"), "verify": a.option("verify", 0)}
+    out = patch(ctx.loaded, target, ctx.nodes_of(a.nodes), ctx.spec.metric(a.metric),
+                ctx.source_for(a.source, target), effect=a.option("effect", "total"),
+                position=a.option("position", ir.ALL), batch_size=ctx.batch_size,
+                show_progress=ctx.show_progress, **kwargs)
+    return {**out, "effect": a.option("effect", "total"), "method": a.option("method", "exact"),
+            "position": str(a.option("position", ir.ALL)), "source": _source_entry(a.source)}
+
+
+def _path_patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.path_patching import path_patch
+
+    target = ctx.datasets[a.dataset]
+    receivers = ctx.nodes_of(a.receivers)
+    out = path_patch(ctx.loaded, target, ctx.nodes_of(a.nodes), receivers, ctx.spec.metric(a.metric),
+                     ctx.source_for(a.source, target), position=a.option("position", ir.ALL),
+                     batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+    return {**out, "receivers": [n.id for n in receivers], "source": _source_entry(a.source)}
+
+
+def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.attention import attention
+
+    heads = [n for n in ctx.nodes_of(a.nodes) if n.kind == "head"]
+    return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
+                     batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+
+
+def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.faithfulness import faithfulness
+
+    target = ctx.datasets[a.dataset]
+    out = faithfulness(ctx.loaded, target, ctx.nodes_of(a.nodes), ctx.spec.metric(a.metric),
+                       ctx.source_for(a.source, target), batch_size=ctx.batch_size,
+                       show_progress=ctx.show_progress)
+    circuit = a.nodes.analysis if isinstance(a.nodes, ir.Select) else None
+    return {**out, "circuit": circuit, "source": _source_entry(a.source)}
+
+
+def _subspace(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.subspace import subspace
+
+    evals = {name: ctx.datasets[name] for name in a.option("eval", ())}
+    parts = tuple(a.option("parts", ("q", "k", "v")))
+    ranks = tuple(a.option("ranks", (1, 2, 4, "full")))
+    out = subspace(ctx.loaded, ctx.datasets[a.dataset], ctx.nodes_of(a.nodes),
+                   ctx.spec.metric(a.metric), parts=parts, ranks=ranks, evals=evals,
+                   batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+    return {**out, "parts": list(parts), "ranks": list(ranks), "eval": list(evals)}
+
+
+KERNELS = {
+    "attribute": _attribute,
+    "patch": _patch,
+    "path_patch": _path_patch,
+    "attention": _attention,
+    "faithfulness": _faithfulness,
+    "subspace": _subspace,
+}
+
+
+def run_analysis(analysis: ir.Analysis, ctx: AnalysisContext) -> dict:
+    """The results entry of one analysis."""
+    return {**_common(analysis), **KERNELS[analysis.kind](analysis, ctx)}
+
+
+def node_list(ids) -> list[ir.Node]:
+    return [node_from_id(i) for i in ids]
