@@ -42,10 +42,7 @@ def read_jsonl(path) -> list[Example]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise DatasetError(path, number, f"not valid JSON: {error.msg}") from None
+        record = _parse_json(raw, path, number)
         if not isinstance(record, dict):
             raise DatasetError(path, number, "each line must be a JSON object")
         examples.append(_example_from_record(record, path, number))
@@ -57,10 +54,7 @@ def read_jsonl(path) -> list[Example]:
 def read_autocircuit(path) -> list[Example]:
     """Read an auto-circuit prompt file ({"prompts": [...]}) into examples."""
     text = _read_text(path)
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DatasetError(path, error.lineno, f"not valid JSON: {error.msg}") from None
+    document = _parse_json(text, path, None)
     if not isinstance(document, dict) or not isinstance(document.get("prompts"), list):
         raise DatasetError(path, 1, 'expected an object with a "prompts" list')
     records = document["prompts"]
@@ -100,6 +94,19 @@ def _read_text(path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise DatasetError(path, None, "the file is not UTF-8 text") from None
+
+
+def _parse_json(text: str, path, line: int | None):
+    """The JSON value of `text` (a line of the file at `line`, or the whole file)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        where = line if line is not None else error.lineno
+        raise DatasetError(path, where, f"not valid JSON: {error.msg}") from None
+    except RecursionError:
+        raise DatasetError(path, line, "not valid JSON: nested too deeply") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise DatasetError(path, line, f"not valid JSON: {error}") from None
 
 
 def _example_from_record(record: dict, path, line: int | None, names=_JSONL_NAMES) -> Example:
