@@ -96,11 +96,16 @@ def _expect(ctx: Context, e, what: str, hint: str | None = None):
 
 
 # --------------------------------------------------------------------------- scalars
+MAX_INT = 10**9  # counts, seeds, ranks and indices; larger values are mistakes
+
+
 def _int(ctx, e, param: Param, use, minimum=0):
     if not isinstance(e, s.Num) or not isinstance(e.value, int):
         _expect(ctx, e, "an integer" if minimum == 0 else "a positive integer")
     if e.value < minimum:
         _expect(ctx, e, "a non-negative integer" if minimum == 0 else "a positive integer")
+    if e.value > MAX_INT:
+        _expect(ctx, e, f"an integer of at most {MAX_INT:,}")
     return e.value
 
 

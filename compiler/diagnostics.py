@@ -8,6 +8,7 @@ with a one-line title (docs/language.md documents each with an example).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from .ir import Span
@@ -65,6 +66,10 @@ CODES = {
 }
 
 
+MAX_SHOWN = 200  # characters of a source line shown under a diagnostic
+_NOT_TAB = re.compile(r"[^\t]")
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One error at `span`, with an optional hint shown under the caret line."""
@@ -84,9 +89,12 @@ class Diagnostic:
             text = source_lines[s.line - 1]
             start = max(s.col - 1, 0)
             end = s.end_col - 1 if s.end_line == s.line else len(text)
+            if len(text) > MAX_SHOWN:  # show a window of a very long line around the caret
+                cut = max(0, start - MAX_SHOWN // 2)
+                text, start, end = text[cut:cut + MAX_SHOWN], start - cut, end - cut
             width = max(1, min(end, len(text)) - start)
             gutter = f"{s.line:>4} | "
-            pad = "".join(ch if ch == "\t" else " " for ch in text[:start])
+            pad = _NOT_TAB.sub(" ", text[:start])
             lines.append(gutter + text)
             lines.append(" " * (len(gutter) - 2) + "| " + pad + "^" * width)
         if self.hint:

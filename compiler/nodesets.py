@@ -71,7 +71,7 @@ def parse_node(ctx: Context, lit: s.NodeLit) -> list[ir.Node] | None:
     match = _NODE_RE.match(lit.text)
     if match is None:
         ctx.fail("E107", f"invalid node `{lit.text}`", lit.span, _literal_hint(lit.text))
-    layer = int(match.group(1))
+    layer = _index(match.group(1))
     shape = ctx.shape
     if shape is not None and layer >= shape.n_layers:
         ctx.fail("E401", f"layer {layer} is out of range: the model has {shape.n_layers} "
@@ -82,7 +82,7 @@ def parse_node(ctx: Context, lit: s.NodeLit) -> list[ir.Node] | None:
             return None
         return [ir.Node(layer, "head", h) for h in range(shape.n_heads)]
     if match.group(3) is not None:
-        head = int(match.group(3))
+        head = _index(match.group(3))
         if shape is not None and head >= shape.n_heads:
             ctx.fail("E402", f"head {head} is out of range: the model has {shape.n_heads} "
                      "heads per layer", lit.span, f"valid heads are H0 to H{shape.n_heads - 1}")
@@ -242,3 +242,9 @@ def _where(ctx: Context, e: s.Where, use: Use) -> ir.Select:
     if base.where is not None:
         rule = ir.And((base.where, rule), span=e.span)
     return replace(base, where=rule, span=e.span)
+
+
+def _index(digits: str) -> int:
+    """A layer or head index; absurdly long ones stay out of range instead of
+    overflowing Python's integer conversion."""
+    return int(digits) if len(digits) <= 12 else 10**12

@@ -234,15 +234,11 @@ class _TreeBuilder(Transformer):
 
     def number(self, meta, children):
         token = children[0]
-        text = str(token)
-        value = int(text) if token.type == "INT" else float(text)
-        return s.Num(value, text, self._tok(token))
+        return s.Num(_number_value(token), str(token), self._tok(token))
 
     def negative(self, meta, children):
         token = children[0]
-        text = str(token)
-        value = int(text) if token.type == "INT" else float(text)
-        return s.Num(-value, "-" + text, self._span(meta))
+        return s.Num(-_number_value(token), "-" + str(token), self._span(meta))
 
     # ------------------------------------------------------------------ rules
     def rule_or(self, meta, children):
@@ -267,3 +263,12 @@ class _TreeBuilder(Transformer):
 
     def term_name(self, meta, children):
         return s.Name(str(children[0]), self._tok(children[0]))
+
+
+def _number_value(token):
+    """The value of a number literal. Integers too long for Python to convert
+    (over 4,300 digits) become infinite floats, which every check rejects."""
+    text = str(token)
+    if token.type != "INT":
+        return float(text)
+    return int(text) if len(text) <= 4000 else float("inf")

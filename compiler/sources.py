@@ -16,7 +16,10 @@ from .parser import parse_source
 def read_text(path: str) -> tuple[str | None, Diagnostic | None, str]:
     """(text, None, text) on success; (None, diagnostic, best-effort text) on failure."""
     try:
-        data = open(path, "rb").read()
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise IsADirectoryError(0, "not a regular file")
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as error:
         reason = error.strerror or str(error)
         return None, Diagnostic("E505", f"cannot read `{path}`: {reason}", Span(path, 1, 1, 1, 1)), ""
