@@ -35,11 +35,25 @@ def fmt(files, check_only):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text",
               show_default=True, help="Output format.")
-def plan(file, fmt):
-    """Show the graph of operations a spec compiles to."""
-    from circ.compiler.commands import plan_path
+@click.option("--estimate", is_flag=True,
+              help="Print the passes, FLOPs and activation memory the plan will need instead.")
+@click.option("--model-shape", help="With --estimate: gpt2-small, llama-7b, chinchilla-70b or a "
+                                    "config.json path [default: the spec's model].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="With --estimate: prompts per forward pass.")
+def plan(file, fmt, estimate, model_shape, batch_size):
+    """Show the graph of operations a spec compiles to, or what it will cost."""
+    if not estimate:
+        if model_shape:
+            raise click.UsageError("--model-shape goes with --estimate")
+        from circ.compiler.commands import plan_path
 
-    sys.exit(plan_path(file, fmt, sys.stdout, sys.stderr))
+        sys.exit(plan_path(file, fmt, sys.stdout, sys.stderr))
+    if fmt == "dot":
+        raise click.UsageError("--estimate prints text or json")
+    from circ.runtime.estimate_command import estimate_path
+
+    sys.exit(estimate_path(file, model_shape, batch_size, fmt, sys.stdout, sys.stderr))
 
 
 @main.command()
@@ -54,12 +68,23 @@ def plan(file, fmt):
 @click.option("--trust-remote-code", is_flag=True,
               help="Allow a model folder's own Python code to run (off by default).")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet):
+@click.option("--resume", is_flag=True,
+              help="Reuse the analyses that an earlier (interrupted) run into the same --out finished.")
+@click.option("--device-map", help="Spread the model over devices: auto, balanced, a JSON object or a JSON "
+                                   "file mapping modules to a GPU index, cpu or disk.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: run patching sweeps on a Ray cluster.")
+@click.option("--address", help="With --executor ray: the cluster to join [default: a local one].")
+def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet, resume, device_map,
+        executor, address):
     """Run a spec; exit 1 if an expectation fails."""
     from circ.runtime.run_command import run_spec
 
+    if address and executor != "ray":
+        raise click.UsageError("--address goes with --executor ray")
     sys.exit(run_spec(file, out_dir, model=model, device=device, batch_size=batch_size, seed=seed,
-                      trust_remote_code=trust_remote_code, progress=not quiet))
+                      trust_remote_code=trust_remote_code, progress=not quiet, resume=resume,
+                      device_map=device_map, executor=executor, address=address))
 
 
 @main.command()

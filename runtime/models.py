@@ -65,7 +65,8 @@ def load_model(model: ir.Model, *, spec_dir: Path, trust_remote_code: bool = Fal
     else:
         folder, name = _model_folder(model, spec_dir)
         _check_folder(folder, need_tokenizer=tokenizer is None)
-        bridge = _boot(str(folder), model, dtype_name, tokenizer, trust_remote_code)
+        bridge = _boot(str(folder), model, dtype_name, tokenizer, trust_remote_code, spec_dir)
+    _check_vocabulary(bridge, name)
     if model.compat:
         try:
             bridge.enable_compatibility_mode(disable_warnings=True)
@@ -142,12 +143,14 @@ def _check_folder(folder: Path, *, need_tokenizer: bool) -> None:
         raise ModelError(f"model folder {folder} has no tokenizer files (tokenizer.json or tokenizer_config.json)")
 
 
-def _device_kwargs(model: ir.Model) -> dict:
-    if model.device_map is None:
-        return {"device": model.device}
-    if isinstance(model.device_map, str):
-        return {"device_map": model.device_map}
-    return {"device_map": {str(module): place for module, place in model.device_map}}
+def _device_kwargs(model: ir.Model, spec_dir: Path) -> dict:
+    """`device`, or `device_map` (resolved, see device_maps.py) and an offload folder."""
+    from circ.runtime.device_maps import DeviceMapError, placement_kwargs
+
+    try:
+        return placement_kwargs(model.device_map, model.device, spec_dir)
+    except DeviceMapError as error:
+        raise ModelError(str(error)) from None
 
 
 def _torch_dtype(name: str):
@@ -156,13 +159,14 @@ def _torch_dtype(name: str):
     return getattr(torch, name)
 
 
-def _boot(path: str, model: ir.Model, dtype_name: str, tokenizer, trust_remote_code: bool):
+def _boot(path: str, model: ir.Model, dtype_name: str, tokenizer, trust_remote_code: bool, spec_dir: Path):
     from transformer_lens.model_bridge import TransformerBridge
 
+    place = _device_kwargs(model, spec_dir)
     try:
         return TransformerBridge.boot_transformers(
             path, dtype=_torch_dtype(dtype_name), tokenizer=tokenizer,
-            trust_remote_code=trust_remote_code, **_device_kwargs(model),
+            trust_remote_code=trust_remote_code, **place,
         )
     except Exception as error:  # transformers, safetensors and torch raise many kinds
         raise ModelError(f"cannot load the model in {path}: {_first_line(error)}") from None
@@ -190,12 +194,12 @@ def _boot_gguf(model: ir.Model, spec_dir: Path, dtype_name: str, tokenizer, trus
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens.model_bridge import TransformerBridge
 
-    place = _device_kwargs(model)
+    place = _device_kwargs(model, spec_dir)
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=_torch_dtype(dtype_name),
             attn_implementation="eager", local_files_only=True, trust_remote_code=trust_remote_code,
-            **({"device_map": place["device_map"]} if "device_map" in place else {}),
+            **{key: value for key, value in place.items() if key != "device"},
         )
         if "device" in place:
             hf_model = hf_model.to(place["device"])
@@ -208,6 +212,14 @@ def _boot_gguf(model: ir.Model, spec_dir: Path, dtype_name: str, tokenizer, trus
     except Exception as error:  # transformers and gguf raise many kinds
         raise ModelError(f"cannot load the GGUF file {path}: {_first_line(error)}") from None
     return bridge, model.location
+
+
+def _check_vocabulary(bridge, name: str) -> None:
+    """A tokenizer with more (base) tokens than the model has embeddings does not belong to it."""
+    size = int(bridge.tokenizer.vocab_size)
+    if size > int(bridge.cfg.d_vocab):
+        raise ModelError(f"the tokenizer does not match the model {name}: it has {size} tokens "
+                         f"but the model's vocabulary has {bridge.cfg.d_vocab} entries")
 
 
 def _first_line(error: BaseException) -> str:

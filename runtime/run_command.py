@@ -12,6 +12,7 @@ from pathlib import Path
 
 from circ.compiler import ir
 from circ.compiler.diagnostics import CircError, Diagnostic
+from circ.runtime.resume import CACHE_FOLDER, open_store
 
 RUN_ERROR = "E600"
 
@@ -31,43 +32,49 @@ def model_from_option(text: str, base: ir.Model) -> ir.Model:
     return replace(base, source="cache", location=text)
 
 
-def _override(path: str, model: str | None, device: str | None) -> ir.Model | None:
+def _override(path: str, model: str | None, device: str | None, device_map: str | None = None) -> ir.Model | None:
     from dataclasses import replace
 
     from circ.compiler.api import compile_file
 
-    if model is None and device is None:
+    if model is None and device is None and device_map is None:
         return None
     base = compile_file(path).model
     if model is not None:
         base = model_from_option(model, base)
+    if device_map is not None:  # a map file is named relative to the current folder
+        base = replace(base, device_map=str(Path(device_map).resolve()) if Path(device_map).is_file() else device_map)
     return replace(base, device=device) if device else base
 
 
 def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str | None,
              batch_size: int, seed: int, trust_remote_code: bool, progress: bool,
-             stdout=sys.stdout, stderr=sys.stderr) -> int:
+             resume: bool = False, device_map: str | None = None, executor: str = "local",
+             address: str | None = None, stdout=sys.stdout, stderr=sys.stderr) -> int:
     from circ.compiler.api import compile_file
 
     started = time.monotonic()
     try:
-        spec = compile_file(path, model_override=_override(path, model, device))
+        spec = compile_file(path, model_override=_override(path, model, device, device_map))
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
     out = Path(out_dir) if out_dir else Path("out") / Path(path).stem
     try:
-        return _run(spec, path, out, batch_size, seed, trust_remote_code, progress, started,
-                    stdout, stderr)
+        _check_render_targets(spec)
+        return _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume, started,
+                    stdout, stderr, executor, address)
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
     except KeyboardInterrupt:
-        print("circ: interrupted; no results written", file=stderr)
+        print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
+              f"{out / CACHE_FOLDER}: `circ run --resume` reuses them)", file=stderr)
         return 130
 
 
-def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, started, stdout, stderr) -> int:
+def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume, started,
+         stdout, stderr, executor_kind="local", address=None) -> int:
     import torch
 
     from circ.compiler.api import compile_file, plan
@@ -87,13 +94,24 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, started
         return 1
     if spec.shape != loaded.shape:
         spec = compile_file(path, model_override=spec.model, shape=loaded.shape)
-    settings = Settings(batch_size=batch_size, seed=seed, show_progress=progress, log=stderr)
-    executor = Executor(spec, plan(spec), loaded, settings, sources)
+    graph = plan(spec)
+    store = open_store(out, spec, graph, loaded, seed=seed, batch_size=batch_size, reuse=resume,
+                       log=stderr)
+    settings = Settings(batch_size=batch_size, seed=seed, show_progress=progress, log=stderr, store=store)
+    if executor_kind == "ray":
+        from circ.runtime.ray_executor import RayExecutor
+
+        executor = RayExecutor(spec, graph, loaded, settings, sources, address=address,
+                               trust_remote_code=trust_remote_code)
+    else:
+        executor = Executor(spec, graph, loaded, settings, sources)
     try:
         executor.run()
     except RunError as error:
         print(_diagnostic(error.span, error.message, sources), file=stderr)
         return 1
+    if resume:
+        print(f"circ: reused {len(store.reused)} finished analyses from {store.folder}", file=stderr)
     timing = {"started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "seconds": round(time.monotonic() - started, 3)}
     results = assemble(executor, spec, loaded, settings, sources.get(spec.path, ""), timing)
@@ -104,6 +122,17 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, started
     print(f"results: {out / 'results.json'}", file=stdout)
     failed = [e for e in results["expectations"] if not e["passed"]]
     return 1 if failed else 0
+
+
+def _check_render_targets(spec: ir.Spec) -> None:
+    """Diagrams are written inside the output folder, never elsewhere."""
+    from circ.runtime.results import spec_sources
+
+    outside = [r for r in spec.renders if Path(r.path).is_absolute() or ".." in Path(r.path).parts]
+    if outside:
+        raise CircError([Diagnostic(RUN_ERROR, f"cannot render to `{r.path}`: diagrams are written inside "
+                                    "the output folder; give a relative path without `..`", r.span)
+                         for r in outside], spec_sources(spec))
 
 
 def _write_pictures(spec, results: dict, spec_text: str, out: Path, stderr) -> None:

@@ -1,0 +1,124 @@
+"""The Ray executor on a local Ray instance: the same results.json as the local
+executor, a worker that dies midway loses nothing, and the helpers that split and
+merge a sweep."""
+import json
+from pathlib import Path
+
+import pytest
+
+from circ.compiler import ir
+from circ.runtime.ray_executor import chunked, distributable, merge_entries
+from conftest import build_tiny_model_dir, mcq_examples
+
+SPEC = '''
+spec "sweep"
+model hf("model")
+data clean = jsonl("data.jsonl")
+metric ld = logit_diff(answer, wrong) at last
+analysis dla = attribute(heads + mlps, on=clean, metric=ld)
+analysis total = patch(EMBED + heads + mlps, source=corrupt, target=clean, metric=ld)
+analysis direct = patch(heads + mlps, source=mean(clean), target=clean, metric=ld, effect=direct)
+circuit top3 = top(total, 3)
+expect faithfulness(top3, on=clean, ablate=mean(clean), metric=ld) >= -1000
+'''
+
+
+def test_chunks_keep_order_and_cover_every_node():
+    assert chunked(list(range(10)), 4) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
+    assert chunked([1, 2], 8) == [[1], [2]]
+
+
+def test_merge_joins_per_node_tables_and_keeps_shared_fields():
+    a = {"kind": "patch", "values": {"L0.H0": 1.0}, "baseline": {"clean": 2.0, "patched_source": None}}
+    b = {"kind": "patch", "values": {"L0.H1": -1.0}, "baseline": {"clean": 2.0 + 1e-9, "patched_source": None}}
+    assert merge_entries([a, b]) == {"kind": "patch", "values": {"L0.H0": 1.0, "L0.H1": -1.0},
+                                     "baseline": {"clean": 2.0, "patched_source": None}}
+    with pytest.raises(ValueError, match="disagree on 'kind'"):
+        merge_entries([a, {**b, "kind": "other"}])
+
+
+def test_only_exact_patching_is_spread():
+    nodes = ir.NodeList(())
+    assert distributable(ir.Analysis("p", "patch", nodes, "clean"))
+    assert not distributable(ir.Analysis("p", "patch", nodes, "clean", options=(("method", "attribution"),)))
+    assert not distributable(ir.Analysis("d", "attribute", nodes, "clean"))
+
+
+# --------------------------------------------------------------------------- on a local Ray instance
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A spec folder, its results from the local executor, and a local Ray instance."""
+    ray = pytest.importorskip("ray")
+    from circ.runtime.run_command import run_spec
+
+    folder = tmp_path_factory.mktemp("ray")
+    build_tiny_model_dir(folder / "model")
+    with open(folder / "data.jsonl", "w") as handle:
+        for example in mcq_examples(8, seed=2):
+            handle.write(json.dumps({"prompt": example.prompt, "answer": example.answer, "wrong": list(example.wrong),
+                                     "corrupt": example.corrupt}) + "\n")
+    (folder / "sweep.circ").write_text(SPEC)
+    assert run_spec(str(folder / "sweep.circ"), str(folder / "local"), model=None, device=None, batch_size=3,
+                    seed=0, trust_remote_code=False, progress=False) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield folder, json.loads((folder / "local" / "results.json").read_text())
+    ray.shutdown()
+    assert not ray.is_initialized()
+
+
+def _close(a, b, path="") -> list[str]:
+    """Where two JSON documents differ (numbers beyond 1e-6)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{path}: keys {sorted(a.keys() ^ b.keys())}"]
+        return [d for k in a for d in _close(a[k], b[k], f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: lengths"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _close(x, y, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return [] if abs(a - b) <= 1e-6 else [f"{path}: {a} != {b}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_ray_run_writes_the_local_results(cluster):
+    from circ.runtime.run_command import run_spec
+
+    folder, local = cluster
+    code = run_spec(str(folder / "sweep.circ"), str(folder / "ray"), model=None, device=None, batch_size=3, seed=0,
+                    trust_remote_code=False, progress=False, executor="ray")
+    assert code == 0
+    distributed = json.loads((folder / "ray" / "results.json").read_text())
+    local, distributed = dict(local), dict(distributed)
+    local.pop("timing"), distributed.pop("timing")
+    assert _close(local, distributed) == []
+    import ray
+
+    assert ray.is_initialized()  # a cluster the caller started is left running
+
+
+def test_a_worker_killed_midway_loses_nothing(cluster):
+    from circ.compiler.api import compile_file, plan
+    from circ.runtime.executor import Settings
+    from circ.runtime.models import load_model
+    from circ.runtime.ray_executor import RayExecutor
+
+    folder, local = cluster
+    spec = compile_file(folder / "sweep.circ")
+    loaded = load_model(spec.model, spec_dir=folder)
+    executor = RayExecutor(spec, plan(spec), loaded, Settings(batch_size=3, show_progress=False), {},
+                           workers=1, crash_first_worker=True)
+    executor.run()
+    assert executor.started_actors == 2  # the first died on its first chunk; a fresh one took over
+    for name in ("total", "direct"):
+        assert _close(local["analyses"][name]["values"], executor.analyses[name]["values"]) == []
+
+
+def test_address_needs_the_ray_executor():
+    from click.testing import CliRunner
+
+    from circ.runtime.cli import main
+
+    spec = str(Path(__file__).resolve().parent.parent / "specs" / "mcq_correct_letter.circ")
+    result = CliRunner().invoke(main, ["run", spec, "--address", "auto"])
+    assert result.exit_code == 2 and "--address goes with --executor ray" in result.output
