@@ -20,5 +20,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first and pinned, so that nothing pulls a multi-GB CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[run,test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[run,test,ray]"
 touch .venv/.installed
