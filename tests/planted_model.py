@@ -215,3 +215,29 @@ def expected_logit_diff() -> float:
     final LayerNorm; the residual's squared norm is 7 + COPY_GAIN^2 + 2 (the layer-1
     BOS and marker heads' constants)."""
     return COPY_GAIN * layernorm_gain(9.0 + COPY_GAIN ** 2)
+
+
+SPEC_TEMPLATE = '''# The planted copying circuit: which heads move the word after the marker to the output?
+spec "planted-copy"
+model hf("model", compat={compat})
+data clean = jsonl("data.jsonl")
+metric ld = logit_diff(answer, wrong) at last
+analysis dla     = attribute(EMBED + heads + mlps, on=clean, metric=ld)
+analysis patched = patch(heads + mlps, source=corrupt, target=clean, metric=ld)
+analysis direct  = patch(heads + mlps, source=corrupt, target=clean, metric=ld, effect=direct)
+analysis paths   = path_patch(L0.*, to=[L1.H1.q, L1.H1.k, L1.H1.v], source=corrupt, target=clean, metric=ld)
+circuit found = top(patched, 5) where abs(effect) > 0.2
+categories found {
+  copier         = attends(after_marker) > 0.9
+  previous_token = attends(last_word) > 0.9
+}
+expect patched[L1.H1] < -1
+expect dla[L1.H1] > 1
+render found to "found.dot"
+'''
+
+
+def spec_text(*, compat: bool = False) -> str:
+    """A spec that runs every analysis on the planted model (folder `model`, prompts in
+    `data.jsonl`, both beside the spec)."""
+    return SPEC_TEMPLATE.replace("{compat}", "true" if compat else "false")

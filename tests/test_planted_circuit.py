@@ -12,27 +12,9 @@ import torch
 
 from circ.runtime.run_command import run_spec
 from planted_model import (
-    MARKER, PLANTED, build_planted_model_dir, expected_logit_diff, marker_records,
+    MARKER, PLANTED, build_planted_model_dir, expected_logit_diff, marker_records, spec_text,
 )
 
-SPEC_TEMPLATE = '''
-spec "planted-copy"
-model hf("model", compat={compat})
-data clean = jsonl("data.jsonl")
-metric ld = logit_diff(answer, wrong) at last
-analysis dla     = attribute(EMBED + heads + mlps, on=clean, metric=ld)
-analysis patched = patch(heads + mlps, source=corrupt, target=clean, metric=ld)
-analysis direct  = patch(heads + mlps, source=corrupt, target=clean, metric=ld, effect=direct)
-analysis paths   = path_patch(L0.*, to=[L1.H1.q, L1.H1.k, L1.H1.v], source=corrupt, target=clean, metric=ld)
-circuit found = top(patched, 5) where abs(effect) > 0.2
-categories found {
-  copier         = attends(after_marker) > 0.9
-  previous_token = attends(last_word) > 0.9
-}
-expect patched[L1.H1] < -1
-expect dla[L1.H1] > 1
-render found to "found.dot"
-'''
 N_PROMPTS = 16
 EXACT = 1e-4  # float32 agreement with the closed-form values
 
@@ -44,7 +26,7 @@ def planted_run(request, tmp_path_factory):
     with open(folder / "data.jsonl", "w") as handle:
         for record in marker_records(N_PROMPTS, seed=1):
             handle.write(json.dumps(record) + "\n")
-    spec = SPEC_TEMPLATE.replace("{compat}", "true" if request.param == "compat" else "false")
+    spec = spec_text(compat=request.param == "compat")
     (folder / "planted.circ").write_text(spec)
     code = run_spec(str(folder / "planted.circ"), str(folder / "out"), model=None, device=None,
                     batch_size=16, seed=0, trust_remote_code=False, progress=False)
