@@ -52,8 +52,11 @@ class Member:
                 "head": node.head, "category": self.category, "score": self.score}
 
 
-def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Member]]) -> list[Member]:
-    """The members a Select picks, strongest first."""
+def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Member]],
+           sign: float = 1.0) -> list[Member]:
+    """The members a Select picks, in canonical order. Rules read the analysis's own
+    values; a member's score is `sign` times that value, so that a positive score
+    always means the node helps the metric (patching effects get sign -1)."""
     if selection.analysis in circuits:
         pool = circuits[selection.analysis]
         if selection.category is not None:
@@ -70,7 +73,7 @@ def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Memb
     limit = 1 if selection.best else selection.top
     if limit is not None:
         kept = kept[:limit]
-    return [Member(k, float(scores[k])) for k in sorted(kept, key=_order)]
+    return [Member(k, sign * float(scores[k])) for k in sorted(kept, key=_order)]
 
 
 def categorize(members: list[Member], categories: list[ir.Category], facts: NodeFacts,

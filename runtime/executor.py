@@ -184,7 +184,9 @@ class Executor:
     def _members(self, nodes: ir.NodeSet) -> list[circuit_rules.Member]:
         if isinstance(nodes, ir.NodeList):
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
-        return circuit_rules.select(nodes, self._facts(None), self.members)
+        source = self.analyses.get(nodes.analysis, {})
+        sign = -1.0 if source.get("kind") in ("patch", "path_patch") else 1.0
+        return circuit_rules.select(nodes, self._facts(None), self.members, sign)
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()

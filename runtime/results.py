@@ -40,7 +40,7 @@ def _circuit_entry(members, analyses: dict) -> dict:
             src, dst = edge.split("->")
             base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
             if src in ids and base in ids:
-                edges.append({"src": src, "dst": base, "part": part, "weight": weight})
+                edges.append({"src": src, "dst": base, "part": part, "weight": -weight})
     return {"nodes": [m.entry() for m in members], "edges": edges}
 
 

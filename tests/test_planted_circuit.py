@@ -125,7 +125,10 @@ def test_path_patching_finds_the_key_edge(planted_run):
     assert all(abs(v) < EXACT for edge, v in paths.items() if edge != "L0.H2->L1.H1.k")
     edges = {(e["src"], e["dst"], e["part"]): e["weight"] for e in results["circuits"]["found"]["edges"]}
     assert set(edges) == {("L0.H2", "L1.H1", p) for p in "qkv"}
-    assert edges[("L0.H2", "L1.H1", "k")] == pytest.approx(paths["L0.H2->L1.H1.k"])
+    assert edges[("L0.H2", "L1.H1", "k")] == pytest.approx(-paths["L0.H2->L1.H1.k"])  # helps: positive
+    scores = {n["id"]: n["score"] for n in results["circuits"]["found"]["nodes"]}
+    effects = results["analyses"]["patched"]["values"]
+    assert scores == pytest.approx({node: -effects[node] for node in scores})
 
 
 def test_diagram_shows_the_planted_circuit(planted_run):
