@@ -158,6 +158,21 @@ def run_hooked(bridge, tokens: torch.Tensor, hooks: list[tuple[str, Callable]]) 
         return bridge.run_with_hooks(tokens.to(bridge.cfg.device), fwd_hooks=hooks)
 
 
+def patch_values(patched_totals: dict, clean_total: float, source_total: float, n: int, metric: ir.Metric,
+                 source_runs_model: bool) -> dict:
+    """A patch analysis's output from its sums over prompts: each node's mean
+    metric(patched) - metric(clean), normalised by (clean - source) for a normalised metric."""
+    clean_mean = clean_total / n
+    source_mean = source_total / n if source_runs_model else None
+    if metric.normalized and clean_mean == source_mean:
+        raise AnalysisError(f'cannot normalise "{metric.name}": the clean and source runs score the same')
+    values = {}
+    for node, total in patched_totals.items():
+        difference = total / n - clean_mean
+        values[node.id] = difference / (clean_mean - source_mean) if metric.normalized else difference
+    return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}}
+
+
 def progress(total: int, description: str, enabled: bool = True):
     """A tqdm bar on stderr, shown only when there are enough runs to be worth one."""
     from tqdm import tqdm

@@ -15,6 +15,12 @@ value = metric(patched) - metric(clean), averaged over prompts. For a normalised
 metric both terms are first normalised with the clean run (1) and the source run
 (0), so value = (patched - clean) / (clean - source); that needs a source that runs
 the model (dataset, corrupt, resample).
+
+method="exact" computes this with the fast kernel of `fast_patching.py` when the
+model is one its engine reproduces (kernel="auto"), otherwise (or with
+kernel="hooks") with one hooked forward pass per node and batch.
+method="attribution" estimates it to first order from one backward pass
+(`attribution.py`); verify=k re-runs the k largest estimates exactly.
 """
 from __future__ import annotations
 
@@ -22,24 +28,51 @@ import torch
 
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
-    AnalysisError, check_nodes, frozen_hooks, node_site, output_hooks, patch_hook, progress, run_cached, run_hooked,
+    AnalysisError, check_nodes, frozen_hooks, node_site, output_hooks, patch_hook, patch_values, progress, run_cached,
+    run_hooked,
 )
+from circ.runtime.analyses.resume import resumer_for
 from circ.runtime.metrics import metric_values
 
 PATCHABLE = ("head", "head_input", "mlp", "embed", "resid")
 EFFECTS = ("total", "direct")
+METHODS = ("exact", "attribution")
 
 
 def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "total",
-          position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True) -> dict:
-    """{"values": {node id: mean effect}, "baseline": {"clean": m, "patched_source": m or None}}."""
+          position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True,
+          method: str = "exact", verify: int = 0, kernel: str = "auto") -> dict:
+    """{"values": {node id: mean effect}, "baseline": {"clean": m, "patched_source": m or None}};
+    method="attribution" adds "exact": {node id: exact effect} for the verified nodes."""
     if effect not in EFFECTS:
         raise AnalysisError(f"unknown effect {effect!r}; use total or direct")
+    if method not in METHODS:
+        raise AnalysisError(f"unknown patching method {method!r}; use exact or attribution")
     if metric.normalized and not source.runs_model:
         raise AnalysisError(f'the normalised metric "{metric.name}" needs a patch source that runs the model '
                             "(dataset, corrupt or resample), not mean or zero")
+    nodes = check_nodes(nodes, loaded.shape, PATCHABLE, "patch")
+    if method == "attribution":
+        from circ.runtime.analyses.attribution import attribution_patch
+
+        return attribution_patch(loaded, prompts, nodes, metric, source, effect=effect, position=position,
+                                 batch_size=batch_size, show_progress=show_progress, verify=verify, kernel=kernel)
+    if verify:
+        raise AnalysisError("verify re-runs attribution estimates exactly; it needs method=attribution")
+    resumer = resumer_for(loaded, prompts, kernel)
+    if resumer is not None:
+        from circ.runtime.analyses.fast_patching import fast_patch
+
+        return fast_patch(loaded, resumer, prompts, nodes, metric, source, effect=effect, position=position,
+                          batch_size=batch_size, show_progress=show_progress)
+    return _patch_with_hooks(loaded, prompts, nodes, metric, source, effect=effect, position=position,
+                             batch_size=batch_size, show_progress=show_progress)
+
+
+def _patch_with_hooks(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str, position: ir.Position,
+                      batch_size: int, show_progress: bool) -> dict:
+    """One hooked forward pass per node and batch."""
     shape = loaded.shape
-    nodes = check_nodes(nodes, shape, PATCHABLE, "patch")
     sites = {node: node_site(node, shape) for node in nodes}
     bridge = loaded.bridge
     clean_total, source_total = 0.0, 0.0
@@ -58,16 +91,7 @@ def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "t
                     hooks += frozen_hooks(clean, *frozen_layers(node, shape.n_layers), shape.has_mlp)
                 patched_totals[node] += _metric_sum(run_hooked(bridge, batch.tokens, hooks), batch, metric, clean_logits)
                 bar.update(len(batch))
-    n = len(prompts)
-    clean_mean = clean_total / n
-    source_mean = source_total / n if source.runs_model else None
-    if metric.normalized and clean_mean == source_mean:
-        raise AnalysisError(f'cannot normalise "{metric.name}": the clean and source runs score the same')
-    values = {}
-    for node, total in patched_totals.items():
-        difference = total / n - clean_mean
-        values[node.id] = difference / (clean_mean - source_mean) if metric.normalized else difference
-    return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}}
+    return patch_values(patched_totals, clean_total, source_total, len(prompts), metric, source.runs_model)
 
 
 def frozen_layers(node: ir.Node, n_layers: int) -> tuple[range, range]:

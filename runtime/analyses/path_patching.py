@@ -32,7 +32,7 @@ def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *
     senders = check_nodes(senders, shape, ("head", "mlp", "embed"), "path patching (senders)")
     receivers = check_nodes(receivers, shape, ("head", "head_input", "mlp"), "path patching (receivers)")
     parallel = bool(getattr(loaded.bridge.cfg, "parallel_attn_mlp", False))
-    edges = [(s, r) for s in senders for r in receivers if _precedes(s, r, parallel)]
+    edges = [(s, r) for s in senders for r in receivers if precedes(s, r, parallel)]
     if not edges:
         raise AnalysisError("no sender comes before any receiver")
     bridge = loaded.bridge
@@ -63,7 +63,8 @@ def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *
     return {"values": values, "baseline": {"clean": clean_mean}}
 
 
-def _precedes(sender: ir.Node, receiver: ir.Node, parallel: bool) -> bool:
+def precedes(sender: ir.Node, receiver: ir.Node, parallel: bool) -> bool:
+    """Whether the sender's output reaches the receiver's input along the residual stream."""
     if sender.kind == "embed":
         return True
     if sender.layer < receiver.layer:

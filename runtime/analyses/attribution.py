@@ -1,0 +1,174 @@
+"""Attribution patching: every node's patching effect estimated to first order from one
+clean forward pass with gradients and the source run.
+
+AtP (Nanda's attribution patching; Kramár et al. 2024): the metric of the patched run
+is expanded around the clean run in the patched activation a,
+
+    effect(node) ~= sum over prompts and positions of (a_source - a_clean) . dM/da,
+
+where a is the node's activation at its patch site (a head's z, a q/k/v input, an
+MLP's output, the residual stream), dM/da the gradient of the summed metric in the
+clean run, and only the patched positions (and, for a head, its own slot) differ.
+The estimate equals the exact effect when the metric is linear in a and approaches
+it as the change shrinks.
+
+AtP* fix for attention saturation (Kramár et al.): for a query or key input the
+linearisation through the softmax is poor when attention is saturated, so the
+patched attention pattern of that head is recomputed exactly and only the rest of
+the model is linearised: effect ~= (pattern_patched - pattern_clean) . dM/dpattern.
+It needs the engine of `resume.py`; without it (a model the engine does not run)
+q and k are linearised like every other node ("estimator": "AtP").
+
+effect="direct": every later component is held at its clean output, so the patch
+changes the final residual stream by exactly the node's output change `delta`
+(`fast_patching.residual_change`, with a q/k/v input's head recomputed exactly); the
+estimate is delta . dM/d(final stream), linear only through the final LayerNorm.
+
+The metric of a KL divergence from the clean run has zero gradient there, so its
+estimates are zero. verify=k re-runs the k largest estimates (by size) exactly.
+"""
+from __future__ import annotations
+
+import torch
+
+from circ.compiler import ir
+from circ.runtime.analyses.common import (
+    AnalysisError, check_nodes, head_slot, node_site, part_hook, pattern_hook, progress, run_cached,
+)
+from circ.runtime.analyses.fast_patching import clean_hooks, last_token_view, residual_change
+from circ.runtime.analyses.gradients import gradient_run, patched_at, read_like
+from circ.runtime.analyses.resume import Resumer, resumer_for
+from circ.runtime.metrics import metric_values
+
+ATTRIBUTABLE = ("head", "head_input", "mlp", "embed", "resid")
+
+
+def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "total",
+                      position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True,
+                      verify: int = 0, kernel: str = "auto") -> dict:
+    """{"values": {node id: estimated effect}, "baseline": {"clean": m, "patched_source": m or None},
+    "exact": {node id: exact effect, for the `verify` largest estimates}, "estimator": "AtP*" or "AtP"}."""
+    if effect not in ("total", "direct"):
+        raise AnalysisError(f"unknown effect {effect!r}; use total or direct")
+    if not isinstance(verify, int) or isinstance(verify, bool) or verify < 0:
+        raise AnalysisError(f"verify takes a number of nodes (0 or more), not {verify!r}")
+    if metric.normalized and not source.runs_model:
+        raise AnalysisError(f'the normalised metric "{metric.name}" needs a patch source that runs the model '
+                            "(dataset, corrupt or resample), not mean or zero")
+    nodes = check_nodes(nodes, loaded.shape, ATTRIBUTABLE, "attribution patching")
+    resumer = resumer_for(loaded, prompts, kernel)
+    if resumer is None and effect == "direct":
+        raise AnalysisError("attribution of direct effects needs a model the fast engine runs; use method=exact")
+    sites = sorted({node_site(node, loaded.shape).hook for node in nodes})
+    sums = dict.fromkeys(nodes, 0.0)
+    clean_total, source_total = 0.0, 0.0
+    with progress(len(prompts) * len(nodes), f"attribution ({effect})", show_progress) as bar:
+        for batch in prompts.batches(batch_size):
+            fetched = source.fetch(batch, sites)
+            mask = None if position.kind == "all" else batch.position_mask(position)
+            estimate = _direct_batch if effect == "direct" else _total_batch
+            clean_values, source_values, estimates = estimate(loaded, resumer, batch, metric, nodes, fetched, mask)
+            clean_total += float(clean_values.sum())
+            if source_values is not None:
+                source_total += float(source_values.sum())
+            for node, value in estimates.items():
+                sums[node] += value
+            bar.update(len(batch) * len(nodes))
+    n = len(prompts)
+    clean_mean, source_mean = clean_total / n, (source_total / n if source.runs_model else None)
+    if metric.normalized and clean_mean == source_mean:
+        raise AnalysisError(f'cannot normalise "{metric.name}": the clean and source runs score the same')
+    scale = (clean_mean - source_mean) if metric.normalized else 1.0
+    values = {node.id: total / n / scale for node, total in sums.items()}
+    exact = {}
+    if verify:
+        from circ.runtime.analyses.patching import patch
+
+        top = sorted(nodes, key=lambda node: -abs(values[node.id]))[:verify]
+        exact = patch(loaded, prompts, top, metric, source, effect=effect, position=position, batch_size=batch_size,
+                      show_progress=show_progress, kernel=kernel)["values"]
+    return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}, "exact": exact,
+            "estimator": "AtP" if resumer is None else "AtP*"}
+
+
+def _total_batch(loaded, resumer: Resumer | None, batch, metric, nodes, fetched, mask):
+    hooks = set()
+    for node in nodes:
+        if _attention_fix(node, resumer):
+            hooks |= {part_hook(node.layer, "q"), part_hook(node.layer, "k"), pattern_hook(node.layer)}
+        else:
+            hooks.add(node_site(node, loaded.shape).hook)
+    run = gradient_run(loaded, resumer, batch, metric, hooks)
+    products: dict[str, torch.Tensor] = {}
+    estimates = {}
+    for node in nodes:
+        if _attention_fix(node, resumer):
+            estimates[node] = _pattern_estimate(node, run, fetched.activations, mask, resumer, batch)
+            continue
+        site = node_site(node, loaded.shape)
+        if site.hook not in products:
+            products[site.hook] = _linear_products(site.hook, run, fetched.activations, mask, batch, loaded.shape)
+        by_slot = products[site.hook]
+        slot = None if site.head is None else head_slot(run.activations[site.hook], site.head, loaded.shape.n_heads)
+        estimates[node] = float(by_slot.sum() if slot is None else by_slot[slot])
+    return run.values, _source_values(fetched, batch, metric, run), estimates
+
+
+def _attention_fix(node: ir.Node, resumer: Resumer | None) -> bool:
+    return resumer is not None and node.kind == "head_input" and node.part in ("q", "k")
+
+
+def _linear_products(hook: str, run, fetched, mask, batch, shape: ir.Shape) -> torch.Tensor:
+    """(patched - clean) . gradient at `hook`, summed over prompts and positions and
+    kept apart per head slot (dimension 2) for attention hooks; patching every slot at
+    once changes each slot exactly as patching it alone does."""
+    clean, patched = patched_at(run, hook, fetched[hook], None, mask, batch, shape.n_heads)
+    product = (patched - clean) * run.gradients[hook]
+    return product.sum((0, 1, 3)) if product.dim() == 4 else product.sum()
+
+
+def _pattern_estimate(node, run, fetched, mask, resumer: Resumer, batch) -> float:
+    """AtP*: the head's attention pattern recomputed with the patched query or key."""
+    layer, head = node.layer, node.head
+    names = {p: part_hook(layer, p) for p in ("q", "k")}
+    own = {p: run.activations[names[p]][:, :, head:head + 1] for p in names}
+    patched = dict(own)
+    _, moved = patched_at(run, names[node.part], fetched[names[node.part]], head, mask, batch, resumer.n_heads)
+    patched[node.part] = moved[:, :, head:head + 1]
+    query_positions = run.positions[names["q"]]
+    before = resumer.pattern(own["q"], own["k"], query_positions)[:, 0]
+    after = resumer.pattern(patched["q"], patched["k"], query_positions)[:, 0]
+    return float(((after - before) * run.gradients[pattern_hook(layer)][:, head]).sum())
+
+
+def _direct_batch(loaded, resumer: Resumer, batch, metric, nodes, fetched, mask):
+    n_layers = resumer.n_layers
+    clean_logits, clean = run_cached(loaded.bridge, batch.tokens, clean_hooks(nodes, n_layers))
+    final = clean[f"blocks.{n_layers - 1}.hook_resid_post"]
+    read = batch.last.to(final.device)[:, None] if metric.position.kind == "last" else None
+    view = batch if read is None else last_token_view(batch)
+
+    def at_read(x):
+        return x if read is None else x.gather(1, read[..., None].expand(-1, -1, x.shape[-1]))
+
+    with torch.enable_grad():
+        stream = at_read(final).detach().requires_grad_(True)
+        logits = resumer.logits(stream)
+        values = metric_values(logits, view, metric, clean_logits=logits.detach())
+        (gradient,) = torch.autograd.grad(values.sum(), [stream])
+    with torch.no_grad():
+        estimates = {node: float((at_read(residual_change(node, clean, fetched.activations, mask, resumer,
+                                                          loaded.shape).delta) * gradient).sum())
+                     for node in nodes}
+    source_values = None
+    if fetched.logits is not None:
+        source_logits = fetched.logits if read is None else fetched.logits.gather(
+            1, read[..., None].expand(-1, -1, fetched.logits.shape[-1]))
+        source_values = metric_values(source_logits, view, metric, clean_logits=logits.detach())
+    return values.detach(), source_values, estimates
+
+
+def _source_values(fetched, batch, metric, run):
+    if fetched.logits is None:
+        return None
+    return metric_values(read_like(run, batch, fetched.logits), run.view, metric, clean_logits=run.logits)

@@ -1,0 +1,119 @@
+"""Attribution patching against exact patching: a first-order estimate, so its error
+must shrink like the square of the patch size; the AtP* attention fix; verify."""
+import pytest
+import torch
+
+from circ.compiler import ir
+from circ.runtime.analyses.attribution import attribution_patch
+from circ.runtime.analyses.common import AnalysisError, run_cached
+from circ.runtime.analyses.patching import patch
+from circ.runtime.prompts import tokenize
+from circ.runtime.sources import SourceBatch, make_source
+from conftest import mcq_examples
+
+LD = ir.Metric("ld", "logit_diff")
+NODES = ([ir.Node(layer, "head", head) for layer in range(2) for head in range(4)]
+         + [ir.Node(0, "mlp"), ir.Node(1, "mlp"), ir.Node(0, "embed"), ir.Node(1, "resid"), ir.Node(2, "resid"),
+            ir.Node(1, "head_input", 2, "q"), ir.Node(1, "head_input", 0, "k"), ir.Node(0, "head_input", 3, "v")])
+QK = [ir.Node(layer, "head_input", head, part) for layer in range(2) for head in range(4) for part in "qk"]
+
+
+class ScaledSource:
+    """A patch source a fraction `eps` of the way from the clean run to another source."""
+
+    runs_model = False
+
+    def __init__(self, loaded, inner, eps):
+        self.loaded, self.inner, self.eps = loaded, inner, eps
+
+    def fetch(self, batch, hooks):
+        _, clean = run_cached(self.loaded.bridge, batch.tokens, hooks)
+        other = self.inner.fetch(batch, hooks).activations
+        return SourceBatch({h: clean[h] + self.eps * (other[h] - clean[h]) for h in hooks}, None)
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny):
+    return tokenize(tiny, mcq_examples(6, ragged=True), source_name="clean")
+
+
+@pytest.fixture(scope="module")
+def corrupt(tiny, prompts):
+    return make_source(tiny, prompts, ir.PatchSource("corrupt"), {})
+
+
+def errors(tiny, prompts, source, effect, **options):
+    exact = patch(tiny, prompts, NODES, LD, source, effect=effect, show_progress=False, batch_size=4)["values"]
+    estimate = attribution_patch(tiny, prompts, NODES, LD, source, effect=effect, show_progress=False, batch_size=4,
+                                 **options)["values"]
+    return sum(abs(exact[k] - estimate[k]) for k in exact), sum(abs(v) for v in exact.values())
+
+
+@pytest.mark.parametrize("effect,eps", [("total", 0.01), ("direct", 0.1)])  # direct: only the final LayerNorm bends
+def test_error_shrinks_like_the_square_of_the_patch(tiny, prompts, corrupt, effect, eps):
+    small, size = errors(tiny, prompts, ScaledSource(tiny, corrupt, eps), effect)
+    larger, _ = errors(tiny, prompts, ScaledSource(tiny, corrupt, 2 * eps), effect)
+    assert small <= 0.05 * size
+    assert 3.0 <= larger / small <= 5.5  # second order: doubling the patch quadruples the error
+
+
+def test_bridge_and_engine_give_the_same_linear_estimates(tiny, prompts, corrupt):
+    linear = [n for n in NODES if n not in QK]
+    engine = attribution_patch(tiny, prompts, linear, LD, corrupt, show_progress=False)
+    bridge = attribution_patch(tiny, prompts, linear, LD, corrupt, show_progress=False, kernel="hooks")
+    assert (engine["estimator"], bridge["estimator"]) == ("AtP*", "AtP")
+    for node in linear:
+        assert engine["values"][node.id] == pytest.approx(bridge["values"][node.id], abs=1e-5), node.id
+    assert engine["baseline"] == pytest.approx(bridge["baseline"], abs=1e-5)
+
+
+def test_attention_fix_is_closer_for_queries_and_keys(tiny, prompts, corrupt):
+    exact = patch(tiny, prompts, QK, LD, corrupt, show_progress=False)["values"]
+    fixed = attribution_patch(tiny, prompts, QK, LD, corrupt, show_progress=False)["values"]
+    linear = attribution_patch(tiny, prompts, QK, LD, corrupt, show_progress=False, kernel="hooks")["values"]
+    fixed_error = sum(abs(fixed[k] - exact[k]) for k in exact)
+    linear_error = sum(abs(linear[k] - exact[k]) for k in exact)
+    print(f"\nq/k inputs: AtP* error {fixed_error:.4f}, AtP error {linear_error:.4f}")
+    assert fixed_error < 0.75 * linear_error
+
+
+def spearman(a, b):
+    ranks = [torch.tensor(x).argsort().argsort().double() for x in (a, b)]
+    ranks = [r - r.mean() for r in ranks]
+    return float((ranks[0] * ranks[1]).sum() / (ranks[0].norm() * ranks[1].norm()))
+
+
+def test_ranking_follows_exact_patching(tiny, prompts, corrupt):
+    nodes = [n for n in NODES if n.kind in ("head", "mlp")]
+    exact = patch(tiny, prompts, nodes, LD, corrupt, show_progress=False)["values"]
+    estimate = attribution_patch(tiny, prompts, nodes, LD, corrupt, show_progress=False)["values"]
+    rho = spearman([exact[n.id] for n in nodes], [estimate[n.id] for n in nodes])
+    print(f"\nSpearman correlation of AtP* with exact patching on the tiny model: {rho:.3f}")
+    assert rho >= 0.8
+
+
+def test_verify_reruns_the_largest_estimates_exactly(tiny, prompts, corrupt):
+    result = patch(tiny, prompts, NODES, LD, corrupt, method="attribution", verify=3, show_progress=False)
+    top = sorted(result["values"], key=lambda k: -abs(result["values"][k]))[:3]
+    assert sorted(result["exact"]) == sorted(top)
+    nodes = [n for n in NODES if n.id in top]
+    exact = patch(tiny, prompts, nodes, LD, corrupt, show_progress=False)["values"]
+    assert result["exact"] == pytest.approx(exact, abs=1e-6)
+
+
+def test_normalised_metric_divides_by_the_gap(tiny, prompts, corrupt):
+    raw = attribution_patch(tiny, prompts, NODES, LD, corrupt, show_progress=False)
+    normalised = attribution_patch(tiny, prompts, NODES, ir.Metric("n", "logit_diff", normalized=True), corrupt,
+                                   show_progress=False)
+    gap = raw["baseline"]["clean"] - raw["baseline"]["patched_source"]
+    for key, value in raw["values"].items():
+        assert normalised["values"][key] == pytest.approx(value / gap, rel=1e-5, abs=1e-9)
+
+
+def test_bad_requests(tiny, prompts, corrupt):
+    with pytest.raises(AnalysisError, match="verify takes a number"):
+        attribution_patch(tiny, prompts, NODES, LD, corrupt, verify=-1)
+    with pytest.raises(AnalysisError, match="direct effects needs a model the fast engine runs"):
+        attribution_patch(tiny, prompts, NODES, LD, corrupt, effect="direct", kernel="hooks")
+    with pytest.raises(AnalysisError, match="needs method=attribution"):
+        patch(tiny, prompts, NODES, LD, corrupt, verify=2)
