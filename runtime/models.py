@@ -53,7 +53,9 @@ class LoadedModel:
 
 
 def load_model(model: ir.Model, *, spec_dir: Path, trust_remote_code: bool = False) -> LoadedModel:
-    """Boot `model` (paths are relative to `spec_dir`) and apply compatibility mode if asked."""
+    """Boot `model` and apply compatibility mode if asked. Model and tokenizer paths are
+    taken as the compiler resolved them; `spec_dir` anchors a device-map file named in
+    the spec."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dtype_name = _DTYPES.get(model.dtype)
     if dtype_name is None:
@@ -109,15 +111,16 @@ def _model_folder(model: ir.Model, spec_dir: Path) -> tuple[Path, str]:
     if not model.location:
         raise ModelError(f'a model of source "{model.source}" needs a location')
     if model.source == "hf":
-        return _resolve(model.location, spec_dir), model.location
+        return _resolve(model.location), model.location
     if model.source == "cache":
         return _cached_snapshot(model.location), model.location
     raise ModelError(f"unknown model source {model.source!r}; use demo, hf, cache or gguf")
 
 
-def _resolve(location: str, spec_dir: Path) -> Path:
-    path = Path(location).expanduser()
-    return path if path.is_absolute() else spec_dir / path
+def _resolve(location: str) -> Path:
+    """A model or tokenizer path as the compiler resolved it: absolute, or relative to
+    the current folder (the compiler already joined it to the spec's folder)."""
+    return Path(location).expanduser()
 
 
 def _cached_snapshot(name: str) -> Path:
@@ -175,7 +178,7 @@ def _boot(path: str, model: ir.Model, dtype_name: str, tokenizer, trust_remote_c
 def _load_tokenizer(location: str, spec_dir: Path, trust_remote_code: bool):
     from transformers import AutoTokenizer
 
-    path = _resolve(location, spec_dir)
+    path = _resolve(location)
     source = str(path) if path.exists() else str(_cached_snapshot(location))
     try:
         return AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=trust_remote_code)
@@ -186,7 +189,7 @@ def _load_tokenizer(location: str, spec_dir: Path, trust_remote_code: bool):
 def _boot_gguf(model: ir.Model, spec_dir: Path, dtype_name: str, tokenizer, trust_remote_code: bool):
     if not model.location:
         raise ModelError('a model of source "gguf" needs the path of a .gguf file')
-    path = _resolve(model.location, spec_dir)
+    path = _resolve(model.location)
     if not path.is_file():
         raise ModelError(f"GGUF file {path} does not exist")
     if importlib.util.find_spec("gguf") is None:  # transformers reads GGUF files through it

@@ -35,9 +35,13 @@ def test_compat_mode_folds_layer_norm_but_keeps_the_distribution(tiny_compat, ti
     assert torch.allclose(ours, hf_logits(tiny_dir, tokens).log_softmax(-1), atol=1e-4)
 
 
-def test_relative_location_resolves_against_the_spec_folder(tiny_dir):
-    loaded = load_model(ir.Model(source="hf", location=tiny_dir.name), spec_dir=tiny_dir.parent)
-    assert loaded.name == tiny_dir.name and loaded.shape.n_layers == 2
+def test_relative_location_resolves_against_the_spec_folder(tiny_dir, tmp_path, monkeypatch):
+    from circ.compiler.api import compile_source
+
+    spec = compile_source(f'model hf("{tiny_dir.name}")\n', str(tiny_dir.parent / "spec.circ"))
+    monkeypatch.chdir(tmp_path)  # the compiler's resolution holds from any current folder
+    loaded = load_model(spec.model, spec_dir=tiny_dir.parent)
+    assert loaded.location == str(tiny_dir) and loaded.shape.n_layers == 2
 
 
 def test_pickle_checkpoint_loads_without_unpickling_code(tmp_path):
@@ -151,9 +155,10 @@ def write_gguf(folder):
     return model
 
 
-def test_gguf_file_loads_through_transformers(tmp_path):
+def test_gguf_file_loads_through_transformers(tmp_path, monkeypatch):
     reference = write_gguf(tmp_path)
-    loaded = load_model(ir.Model(source="gguf", location="tiny.gguf"), spec_dir=tmp_path)
+    monkeypatch.chdir(tmp_path)  # locations arrive resolved by the compiler: here, relative to the cwd
+    loaded = load_model(ir.Model(source="gguf", location="tiny.gguf"), spec_dir=tmp_path / "elsewhere")
     assert loaded.name == "tiny.gguf" and loaded.shape.d_vocab == 258 and loaded.shape.n_layers == 2
     assert loaded.tokenizer(" A B", add_special_tokens=False)["input_ids"] == [256, 257]
     tokens = torch.tensor([[0, 70, 80, 256, 257]])

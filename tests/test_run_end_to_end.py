@@ -101,3 +101,13 @@ def test_outputs_written(run_dir):
     assert (out / "top2.dot").read_text().startswith("digraph")
     assert "<svg" in (out / "report.html").read_text()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_spec_named_by_a_relative_path_finds_its_model_and_data(run_dir, monkeypatch):
+    folder, _, first = run_dir
+    monkeypatch.chdir(folder.parent)
+    code = run_spec(f"{folder.name}/tiny.circ", f"{folder.name}/out-relative", model=None, device=None,
+                    batch_size=5, seed=0, trust_remote_code=False, progress=False)
+    again = json.loads((folder / "out-relative" / "results.json").read_text())
+    assert code == 1  # the same failing expectation, not a loading error
+    assert again["analyses"]["dla"]["values"] == first["analyses"]["dla"]["values"]

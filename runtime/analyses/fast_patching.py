@@ -12,8 +12,8 @@ and runs each patched variant from the patch onward only:
   patched input for that head alone; an MLP, EMBED or a residual node change the
   stream entering the next block by their own change. The variant then resumes from
   the cached stream plus `delta` (`Resumer.run`);
-- positions before the first one where `delta` is nonzero in any prompt of the batch
-  are the clean run's (the model is causal) and are not recomputed; a node whose
+- positions before the first real token where `delta` is nonzero in any prompt of the
+  batch are the clean run's (the model is causal) and are not recomputed; a node whose
   `delta` is zero everywhere has an effect of exactly 0;
 - a metric read at the last position needs the last block and the unembedding only
   there;
@@ -223,7 +223,8 @@ class _Scorer:
         if layer == resumer.n_layers:
             final = torch.cat([self.final[:, start:] + c.delta[:, start:] for _, c in chunk])
             if self.read is not None:
-                final = final.gather(1, (self.read.repeat(n, 1) - start).clamp(min=0)[..., None].expand(-1, -1, final.shape[-1]))
+                index = (self.read.repeat(n, 1) - start).clamp(min=0)
+                final = final.gather(1, index[..., None].expand(-1, -1, final.shape[-1]))
         else:
             point = f"blocks.{layer}.hook_resid_pre" if stage == "attn" else f"blocks.{layer}.hook_resid_mid"
             base = self.clean[point][:, start:]
