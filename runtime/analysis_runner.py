@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from circ.compiler import ir
-from circ.runtime.circuits import node_from_id
 
 
 @dataclass
@@ -112,7 +111,3 @@ KERNELS = {
 def run_analysis(analysis: ir.Analysis, ctx: AnalysisContext) -> dict:
     """The results entry of one analysis."""
     return {**_common(analysis), **KERNELS[analysis.kind](analysis, ctx)}
-
-
-def node_list(ids) -> list[ir.Node]:
-    return [node_from_id(i) for i in ids]

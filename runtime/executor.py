@@ -55,7 +55,6 @@ class Executor:
         self.members: dict[str, list[circuit_rules.Member]] = {}
         self.expectations: list[dict] = []
         self.dataset_entries: dict[str, dict] = {}
-        self._mean_sources: dict[str, object] = {}
         self._handlers = {
             "model": self._model, "dataset": self._dataset, "cache_run": self._cache_run,
             "mean": self._mean, "analysis": self._analysis, "circuit": self._circuit,
@@ -83,7 +82,6 @@ class Executor:
                 waiting[dep] -= 1
                 if waiting[dep] == 0:
                     self.values.pop(dep, None)
-                    self._mean_sources.pop(dep, None)
 
     def _execute(self, op):
         """Run `op`, or take its result from an earlier run's store; store what it gives."""
