@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .ir import Model, Shape
 
-DEMO_SHAPE = Shape(n_layers=2, n_heads=4, d_model=128, d_head=32, d_vocab=256, n_ctx=64, d_mlp=512)
+DEMO_SHAPE = Shape(n_layers=2, n_heads=4, d_model=128, d_head=32, d_vocab=259, n_ctx=64, d_mlp=512)
 
 # config.json key spellings, first match wins (GPT-2, Llama/Mistral/Qwen, GPT-NeoX, ...).
 _KEYS = {
