@@ -94,7 +94,7 @@ def _subspace(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     ranks = tuple(a.option("ranks", (1, 2, 4, "full")))
     out = subspace(ctx.loaded, ctx.datasets[a.dataset], ctx.nodes_of(a.nodes),
                    ctx.spec.metric(a.metric), parts=parts, ranks=ranks, evals=evals,
-                   batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+                   batch_size=ctx.batch_size, show_progress=ctx.show_progress, fit_name=a.dataset)
     return {**out, "parts": list(parts), "ranks": list(ranks), "eval": list(evals)}
 
 

@@ -85,3 +85,30 @@ def test_bad_parts_and_ranks(tiny):
         subspace(tiny, prompts, [ir.Node(0, "head", 0)], LD, parts=["z"])
     with pytest.raises(AnalysisError, match="positive integer or full"):
         subspace(tiny, prompts, [ir.Node(0, "head", 0)], LD, ranks=[0])
+
+
+def test_a_spec_reads_recovery_by_the_dataset_names_it_used(tiny_dir, tmp_path):
+    """`low.recovered(clean, ...)` must find the fit dataset under its spec name, even
+    when the data came from a file."""
+    import json
+
+    from circ.runtime.run_command import run_spec
+
+    with open(tmp_path / "data.jsonl", "w") as handle:
+        for example in mcq_examples(6, seed=4):
+            handle.write(json.dumps({"prompt": example.prompt, "answer": example.answer,
+                                     "wrong": list(example.wrong)}) + "\n")
+    (tmp_path / "s.circ").write_text(f'''model hf("{tiny_dir}")
+data clean = jsonl("data.jsonl")
+data other = jsonl("data.jsonl", n=3)
+metric ld = logit_diff(answer, wrong) at last
+analysis low = subspace(L1.H0, parts=[q], ranks=[1, full], fit=clean, eval=[other], metric=ld)
+expect low.recovered(clean, rank == full) >= 0.99
+expect low.recovered(other, rank == full) >= 0.99
+''')
+    code = run_spec(str(tmp_path / "s.circ"), str(tmp_path / "out"), model=None, device=None, batch_size=4,
+                    seed=0, trust_remote_code=False, progress=False)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["analyses"]["low"]["values"]["L1.H0"]) == {"clean", "other"}
+    assert [e["value"] for e in results["expectations"]] == [1.0, 1.0]
+    assert code == 0

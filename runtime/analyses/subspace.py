@@ -51,9 +51,10 @@ class Fit:
 
 def subspace(loaded, fit_prompts, heads, metric: ir.Metric, *, parts: Sequence[str] = PARTS,
              ranks: Sequence = (1, 2, 4, "full"), evals: Mapping[str, object] | None = None,
-             batch_size: int = 32, show_progress: bool = True) -> dict:
+             batch_size: int = 32, show_progress: bool = True, fit_name: str | None = None) -> dict:
     """{"values": {head: {dataset: {rank: recovered}}}, "per_part": {head: {part: ...}},
-    "explained": {head: {part: {rank: fraction}}}}; the fit dataset is always scored."""
+    "explained": {head: {part: {rank: fraction}}}}; the fit dataset is always scored,
+    under `fit_name` (default: the prompts' own name)."""
     shape = loaded.shape
     heads = check_nodes(heads, shape, ("head",), "subspace")
     parts = tuple(parts)
@@ -62,7 +63,7 @@ def subspace(loaded, fit_prompts, heads, metric: ir.Metric, *, parts: Sequence[s
     for rank in ranks:
         if rank != "full" and not (isinstance(rank, int) and rank >= 1):
             raise AnalysisError(f"a rank is a positive integer or full, not {rank!r}")
-    datasets = {fit_prompts.name: fit_prompts, **(evals or {})}
+    datasets = {fit_name or fit_prompts.name: fit_prompts, **(evals or {})}
     raw = ir.Metric(metric.name, metric.kind, metric.position)
     fits = fit_subspaces(loaded, fit_prompts, heads, parts, batch_size)
     groups = [parts] + ([(p,) for p in parts] if len(parts) > 1 else [])
