@@ -22,6 +22,7 @@ HYPOTHESIS = "#fff7bc"
 CATEGORY_COLOURS = ("#8dd3c7", "#fdb462", "#bebada", "#b3de69", "#fccde5",
                     "#ffffb3", "#ccebc5", "#d9b38c", "#bc80bd", "#ffed6f")
 PART_STYLES = {"q": "dashed", "k": "dotted", "v": "solid", None: "solid"}
+SMALL_EDGE = 0.01  # edges under this fraction of the largest |weight| are not drawn
 KIND_ORDER = {"embed": 0, "resid": 1, "head": 2, "head_input": 3, "mlp": 4, "logits": 5}
 
 _NODE_ID = re.compile(r"^L(\d+)\.(?:H(\d+)(?:\.([qkv]))?|(MLP)|(RESID))$")
@@ -35,7 +36,7 @@ def circuit_dot(results: dict, circuit: str | None = None) -> str:
     """DOT text of one circuit of a run (the spec's first circuit by default)."""
     name, body = _pick_circuit(results, circuit)
     nodes = {n["id"]: n for n in _circuit_nodes(name, body)}
-    edges = _circuit_edges(name, body)
+    edges, hidden = _drawn_edges(_circuit_edges(name, body))
     categories = sorted({n["category"] for n in nodes.values() if n.get("category")})
     fills = {c: CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)] for i, c in enumerate(categories)}
     ids = set(nodes) | {e["src"] for e in edges} | {e["dst"] for e in edges}
@@ -49,7 +50,7 @@ def circuit_dot(results: dict, circuit: str | None = None) -> str:
     spec = results.get("spec") or {}
     model = results.get("model") or {}
     title = f"circuit {name} | spec {spec.get('name', '?')} | model {model.get('name', '?')}"
-    return _graph(f"circuit {name}", _legend(title, fills, bool(edges)),
+    return _graph(f"circuit {name}", _legend(title, fills, bool(edges), hidden),
                   _n_layers(results, ids), _by_layer(statements), embed, links)
 
 
@@ -196,6 +197,14 @@ def _circuit_edges(name: str, body: dict) -> list[dict]:
     return sorted(edges, key=lambda e: (_order(e["src"]), _order(e["dst"]), e["part"] or ""))
 
 
+def _drawn_edges(edges: list[dict]) -> tuple[list[dict], int]:
+    """The edges worth drawing (|weight| at least SMALL_EDGE of the largest; edges
+    without a weight are kept) and how many were left out."""
+    biggest = max([abs(e["weight"]) for e in edges if e["weight"] is not None] + [0.0])
+    kept = [e for e in edges if e["weight"] is None or abs(e["weight"]) >= SMALL_EDGE * biggest]
+    return kept, len(edges) - len(kept)
+
+
 def _score(node: dict) -> float:
     score = node.get("score")
     if score is None:
@@ -266,14 +275,21 @@ def _edge_statements(edges: list[dict]) -> list[str]:
 
 def _logit_statements(nodes: dict, edges: list[dict]) -> list[str]:
     """Edges into LOGITS weighted by score, one from each circuit node that has no
-    edge into LOGITS among the circuit's own edges."""
-    explicit = {e["src"] for e in edges if e["dst"] == "LOGITS"}
-    senders = [nodes[i] for i in sorted(nodes, key=_order) if i not in explicit | {"LOGITS"}]
+    edge into LOGITS among the drawn edges and whose other drawn edges carry less than
+    half its score (otherwise its effect is drawn through them)."""
+    sent = {}
+    for edge in edges:
+        if edge["dst"] == "LOGITS":
+            sent[edge["src"]] = float("inf")
+        elif edge["weight"] is not None:
+            sent[edge["src"]] = sent.get(edge["src"], 0.0) + abs(edge["weight"])
+    senders = [nodes[i] for i in sorted(nodes, key=_order)
+               if i != "LOGITS" and sent.get(i, 0.0) < abs(_score(nodes[i])) / 2]
     return _edge_statements([{"src": n["id"], "dst": "LOGITS", "part": None,
                               "weight": _score(n)} for n in senders])
 
 
-def _legend(title: str, fills: dict, has_edges: bool) -> str:
+def _legend(title: str, fills: dict, has_edges: bool, hidden: int = 0) -> str:
     """The graph's label: the title over a legend of categories, signs and widths."""
     swatches = "".join(
         f'<TD BGCOLOR="{colour}" WIDTH="12"></TD><TD ALIGN="LEFT">{_h(name)}</TD>'
@@ -283,6 +299,9 @@ def _legend(title: str, fills: dict, has_edges: bool) -> str:
              "<TD>line width: size of the score</TD></TR></TABLE>"]
     if has_edges:
         notes.append("edges into a head: q dashed, k dotted, v solid")
+    if hidden:
+        notes.append(f"{hidden} edge{'s' if hidden > 1 else ''} under {SMALL_EDGE:.0%} of the largest "
+                     "not drawn")
     return _table([f"<B>{_h(title)}</B>", f'<TABLE BORDER="0" CELLSPACING="2"><TR>{swatches}'
                    "</TR></TABLE>", *notes])
 

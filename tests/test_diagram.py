@@ -166,14 +166,38 @@ def test_path_patching_edges_carry_their_part(results):
     assert "outside the circuit" in node_attributes(dot, "L0.MLP")["tooltip"]
 
 
-def test_every_circuit_node_reaches_logits_weighted_by_score(results):
-    for name in ("output", "movers"):
+def test_circuit_nodes_reach_logits_weighted_by_score(results):
+    """In `output`, L0.H3 (score +0.27) sends an edge of weight 0.31 to L1.H2: its
+    effect is drawn through that edge."""
+    for name, drawn_through_edges in (("output", {"L0.H3"}), ("movers", set())):
         edges = edge_lines(circuit_dot(results, name))
         nodes = results["circuits"][name]["nodes"]
         into_logits = {src for (src, dst) in edges if dst == "LOGITS"}
-        assert into_logits == {n["id"] for n in nodes}
+        assert into_logits == {n["id"] for n in nodes} - drawn_through_edges
         for node in nodes:
-            assert f'label="{node["score"]:+.2f}"' in edges[(node["id"], "LOGITS")]
+            if node["id"] in into_logits:
+                assert f'label="{node["score"]:+.2f}"' in edges[(node["id"], "LOGITS")]
+
+
+def test_a_node_whose_edges_carry_half_its_score_does_not_reach_logits(results):
+    score = next(n["score"] for n in results["circuits"]["output"]["nodes"] if n["id"] == "L0.H3")
+    for share, reaches in ((0.49, True), (0.51, False)):
+        results["circuits"]["output"]["edges"] = [
+            {"src": "L0.H3", "dst": "L1.H2", "part": "q", "weight": share * score / 2},
+            {"src": "L0.H3", "dst": "L1.MLP", "part": None, "weight": -share * score / 2}]
+        assert (("L0.H3", "LOGITS") in edge_lines(circuit_dot(results))) == reaches
+
+
+def test_edges_under_one_percent_of_the_largest_are_not_drawn(results):
+    results["circuits"]["output"]["edges"] = [
+        {"src": "L0.H1", "dst": "L1.H2", "part": "q", "weight": 2.0},
+        {"src": "L0.H3", "dst": "L1.H2", "part": "v", "weight": -0.0199},
+        {"src": "L0.H3", "dst": "L1.H2", "part": "k", "weight": 0.021}]
+    dot = circuit_dot(results)
+    edges = edge_lines(dot)
+    assert 'label="q +2.00"' in edges[("L0.H1", "L1.H2")]
+    assert 'label="k +0.02"' in edges[("L0.H3", "L1.H2")] and "v -0.02" not in dot
+    assert "1 edge under 1% of the largest not drawn" in dot
 
 
 def test_receiver_written_with_its_part_is_split(results):
