@@ -116,7 +116,7 @@ def _differences(a, b, path=""):
     if isinstance(a, dict):
         assert a.keys() == b.keys(), path
         return [d for k in a for d in _differences(a[k], b[k], f"{path}.{k}")]
-    if isinstance(a, list):
+    if isinstance(a, (list, tuple)):
         return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}[{i}]")]
     if isinstance(a, float):
         return [] if abs(a - b) <= 1e-6 else [f"{path}: {a} != {b}"]
@@ -145,3 +145,24 @@ def test_an_explicit_cpu_map_runs_the_analyses_that_read_weights_as_one_device(s
     spread = _results(spec_folder, "cpu_map", 'model hf("model")', WEIGHT_READERS, device_map=json.dumps(cpu_map))
     assert _differences(single, spread) == []
     assert len(single[0]["patched"]["values"]) == 10 and len(single[0]["dla"]["values"]) == 11
+
+
+def test_a_cpu_disk_map_runs_the_analyses_that_read_weights_as_one_device(spec_folder):
+    body = WEIGHT_READERS + "analysis total = patch(heads + mlps, source=corrupt, target=clean, metric=ld)\n"
+    single = _results(spec_folder, "single_readers", 'model hf("model")', body)
+    offloaded = _results(spec_folder, "disk_readers", 'model hf("model", device_map="cpu_disk.json")', body)
+    assert _differences(single, offloaded) == []
+    assert all(len(single[0][name]["values"]) >= 10 for name in ("dla", "patched", "total"))
+
+
+def test_the_fast_kernel_leaves_offloaded_models_to_the_hook_kernel(tiny_dir):
+    from circ.compiler import ir
+    from circ.runtime.analyses.common import AnalysisError
+    from circ.runtime.analyses.resume import resumer_for
+    from circ.runtime.models import load_model
+
+    spread = load_model(ir.Model(source="hf", location=str(tiny_dir), device_map=json.dumps(CPU_DISK)),
+                        spec_dir=tiny_dir)
+    assert resumer_for(spread, None, "auto") is None
+    with pytest.raises(AnalysisError, match="the fast kernel cannot run this model: some of its weights are offloaded"):
+        resumer_for(spread, None, "fast")

@@ -20,6 +20,7 @@ from circ.compiler import ir
 from circ.runtime.analyses.common import (
     EMBED_HOOK, AnalysisError, check_nodes, mlp_out_hook, progress, run_cached, z_hook,
 )
+from circ.runtime.device_maps import readable_weights
 from circ.runtime.metrics import metric_values
 
 _CENTERED = ("LN", "LNPre")
@@ -33,16 +34,16 @@ def attribute(loaded, prompts, nodes, metric: ir.Metric, *, batch_size: int = 32
     shape = loaded.shape
     nodes = check_nodes(nodes, shape, ("head", "mlp", "embed"), "attribute")
     bridge = loaded.bridge
-    unembed = _Unembed(bridge)
+    params = _Weights(bridge)
     hooks = [EMBED_HOOK] + [z_hook(layer) for layer in range(shape.n_layers)]
     hooks += [mlp_out_hook(layer) for layer in range(shape.n_layers)] if shape.has_mlp else []
-    hooks += ["ln_final.hook_scale"] if unembed.scaled else []
+    hooks += ["ln_final.hook_scale"] if params.scaled else []
     sums: dict[str, float] = {}
     total = 0.0
     with progress(len(prompts), "attribute", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             logits, cache = run_cached(bridge, batch.tokens, hooks)
-            for key, value in _batch_terms(bridge, batch, metric, cache, unembed, shape).items():
+            for key, value in _batch_terms(batch, metric, cache, params, shape).items():
                 sums[key] = sums.get(key, 0.0) + value
             total += float(metric_values(logits, batch, metric).sum())
             bar.update(len(batch))
@@ -52,38 +53,48 @@ def attribute(loaded, prompts, nodes, metric: ir.Metric, *, batch_size: int = 32
     return {"values": values, "total": total / n}
 
 
-class _Unembed:
-    """The final norm's affine parameters and the unembedding, as the run uses them."""
+class _Weights:
+    """The attention output weights, the final norm's affine parameters and the
+    unembedding, as the run uses them (read once, offloaded ones included)."""
 
     def __init__(self, bridge):
-        params = bridge.tl_parameters()
         kind = getattr(bridge.cfg, "normalization_type", None)
         self.centered = kind in _CENTERED
         self.scaled = kind in _SCALED
-        self.W_U = bridge.W_U.detach()
-        self.b_U = bridge.b_U.detach()
-        self.device = self.W_U.device
-        ones, zeros = torch.ones(bridge.cfg.d_model), torch.zeros(bridge.cfg.d_model)
-        self.w = (params.get("ln_final.w", ones) if self.scaled else ones).detach().to(self.device)
-        self.b = (params.get("ln_final.b", zeros) if self.scaled else zeros).detach().to(self.device)
+        with readable_weights(bridge), torch.no_grad():
+            self.W_U = bridge.W_U.detach()
+            self.b_U = bridge.b_U.detach()
+            self.W_O, self.b_O = bridge.W_O.detach(), bridge.b_O.detach()
+            self.device = self.W_U.device
+            ones, zeros = torch.ones(bridge.cfg.d_model), torch.zeros(bridge.cfg.d_model)
+            # the module's own weight and bias: tl_parameters' ln_final.w/.b alias the
+            # placeholders of offloaded weights
+            norm = bridge.ln_final
+            self.w = (_tensor(norm, "weight", ones) if self.scaled else ones).detach().to(self.device)
+            self.b = (_tensor(norm, "bias", zeros) if self.scaled else zeros).detach().to(self.device)
 
 
-def _batch_terms(bridge, batch, metric, cache, unembed: _Unembed, shape: ir.Shape) -> dict[str, float]:
+def _tensor(module, name: str, default: torch.Tensor) -> torch.Tensor:
+    value = getattr(module, name, None)
+    return value if isinstance(value, torch.Tensor) else default
+
+
+def _batch_terms(batch, metric, cache, params: _Weights, shape: ir.Shape) -> dict[str, float]:
     """Each part's contribution summed over the batch (positions averaged per prompt)."""
     with torch.no_grad():
-        device = unembed.device
+        device = params.device
         mask = batch.position_mask(metric.position).float()
         weights = (mask / mask.sum(1, keepdim=True)).to(device)  # [b, seq]
         answer, wrong = batch.answer.to(device), batch.wrong.to(device)
         valid = batch.wrong_valid.float().to(device)
-        wrong_mean = (unembed.W_U[:, wrong] * valid).sum(-1) / valid.sum(-1)  # [d_model, b]
-        difference = (unembed.W_U[:, answer] - wrong_mean).T  # [b, d_model]
-        direction = difference * unembed.w
-        scale = cache["ln_final.hook_scale"] if unembed.scaled else torch.ones(*batch.tokens.shape, 1, device=device)
+        wrong_mean = (params.W_U[:, wrong] * valid).sum(-1) / valid.sum(-1)  # [d_model, b]
+        difference = (params.W_U[:, answer] - wrong_mean).T  # [b, d_model]
+        direction = difference * params.w
+        scale = cache["ln_final.hook_scale"] if params.scaled else torch.ones(*batch.tokens.shape, 1, device=device)
 
         def project(x: torch.Tensor) -> torch.Tensor:
             """x [b, seq, *, d_model] -> summed contribution [*] over prompts and positions."""
-            if unembed.centered:
+            if params.centered:
                 x = x - x.mean(-1, keepdim=True)
             extra = x.dim() - 3
             per_scale = scale.reshape(*scale.shape[:2], *([1] * extra), 1)
@@ -91,7 +102,7 @@ def _batch_terms(bridge, batch, metric, cache, unembed: _Unembed, shape: ir.Shap
             return (dotted * weights.reshape(*weights.shape, *([1] * extra))).sum((0, 1))
 
         terms = {"EMBED": float(project(cache[EMBED_HOOK]))}
-        W_O, b_O = bridge.W_O.detach(), bridge.b_O.detach()
+        W_O, b_O = params.W_O, params.b_O
         bias_stream = torch.zeros(shape.d_model, device=device)
         for layer in range(shape.n_layers):
             per_head = torch.einsum("bphd,hdm->bphm", cache[z_hook(layer)], W_O[layer])
@@ -101,7 +112,7 @@ def _batch_terms(bridge, batch, metric, cache, unembed: _Unembed, shape: ir.Shap
                 terms[f"L{layer}.MLP"] = float(project(cache[mlp_out_hook(layer)]))
             bias_stream = bias_stream + b_O[layer]
         bias = project(bias_stream.expand(*batch.tokens.shape, -1))
-        answer_bias = unembed.b_U[answer] - (unembed.b_U[wrong] * valid).sum(-1) / valid.sum(-1)
-        ln_bias = difference @ unembed.b
+        answer_bias = params.b_U[answer] - (params.b_U[wrong] * valid).sum(-1) / valid.sum(-1)
+        ln_bias = difference @ params.b
         terms["BIAS"] = float(bias + (answer_bias + ln_bias).sum())
         return terms

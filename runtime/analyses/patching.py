@@ -17,8 +17,8 @@ metric both terms are first normalised with the clean run (1) and the source run
 the model (dataset, corrupt, resample).
 
 method="exact" computes this with the fast kernel of `fast_patching.py` when the
-model is one its engine reproduces (kernel="auto"), otherwise (or with
-kernel="hooks") with one hooked forward pass per node and batch.
+model is one its engine reproduces and has no offloaded weights (kernel="auto"),
+otherwise (or with kernel="hooks") with one hooked forward pass per node and batch.
 method="attribution" estimates it to first order from one backward pass
 (`attribution.py`); verify=k re-runs the k largest estimates exactly.
 """

@@ -39,6 +39,7 @@ from typing import Callable, Mapping
 import torch
 
 from circ.runtime.analyses.common import AnalysisError
+from circ.runtime.device_maps import is_offloaded
 
 Tap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -245,14 +246,17 @@ _ENGINES: "weakref.WeakKeyDictionary[object, tuple[tuple, Resumer | None]]" = we
 
 def resumer_for(loaded, prompts, kernel: str) -> Resumer | None:
     """The engine for a fast kernel: None for kernel="hooks", or for "auto" when the
-    model is not one it reproduces; kernel="fast" insists on it. An engine is built
-    and checked once per model and reused until a weight of the model changes."""
+    model is not one it reproduces or has offloaded weights (the engine holds a copy
+    of every weight); kernel="fast" insists on it. An engine is built and checked
+    once per model and reused until a weight of the model changes."""
     if kernel not in KERNELS:
         raise AnalysisError(f"unknown kernel {kernel!r}; use {', '.join(KERNELS)}")
     if kernel == "hooks":
         return None
     bridge = loaded.bridge
     reason = unsupported_reason(bridge.cfg)
+    if reason is None and is_offloaded(bridge):
+        reason = "some of its weights are offloaded (the engine would hold them all in memory); use kernel=hooks"
     resumer = None
     if reason is None:
         signature = _weights_signature(bridge)
