@@ -8,15 +8,9 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 
 setup: $(VENV)/.installed
 
-# The case study on the embedded demo model; while the package ships no demo weights,
-# a spec on a small model with a hand-planted circuit instead.
+# The case study on the embedded demo model.
 demo: $(VENV)/.installed
-	@if [ -f runtime/demo_model/weights/model.safetensors ]; then \
-		$(VENV)/bin/circ run specs/mcq_correct_letter.circ --out out/mcq_correct_letter; \
-	else \
-		echo "no demo model weights in runtime/demo_model/weights: running the planted-circuit demo"; \
-		$(VENV)/bin/python scripts/planted_demo.py out/planted_copy; \
-	fi
+	$(VENV)/bin/circ run specs/mcq_correct_letter.circ --out out/mcq_correct_letter
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest

@@ -47,20 +47,26 @@ def test_case_study_spec_lowers_as_written():
     dla = spec.analysis("dla")
     assert [i for i in ids(dla.nodes) if ".H" in i] == every_head
     assert [i for i in ids(dla.nodes) if i.endswith("MLP")] == ["L0.MLP", "L1.MLP"]
-    patched = spec.analysis("patched")
-    assert patched.source == ir.PatchSource("dataset", "moved")
-    assert patched.option("effect") == "direct" and patched.option("method") == "exact"
+    direct, total, knockout = (spec.analysis(name) for name in ("direct", "total", "knockout"))
+    assert direct.source == total.source == ir.PatchSource("dataset", "moved")
+    assert direct.option("effect") == "direct" and direct.option("method") == "exact"
+    assert total.option("effect") == "total"
+    assert knockout.source == ir.PatchSource("mean", "clean")
     output = spec.circuit("output").nodes
-    assert output == ir.Select("patched", top=4, where=ir.Compare(ir.Abs(ir.Field("effect")), ">", 0.05))
+    assert output == ir.Select("direct", top=4, where=ir.Compare(ir.Abs(ir.Field("effect")), ">", 0.5))
+    assert spec.circuit("circuit").nodes == ir.Select(
+        "knockout", top=8, where=ir.Compare(ir.Abs(ir.Field("effect")), ">", 1.0))
     lowrank = spec.analysis("lowrank")
     assert lowrank.nodes == ir.Select("output", best=True, category="correct_letter")
     assert lowrank.option("ranks") == (1, 2, 3, 4, 8, "full")
     assert lowrank.option("eval") == ("letters", "numbers")
-    first, second, third = spec.expectations
-    assert first.left == ir.Quantity("_expect1_faithfulness", "value")
-    assert spec.analysis("_expect1_faithfulness").source == ir.PatchSource("mean", "clean")
-    assert second.left == ir.Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 4)))
-    assert (third.left.accessor, third.op, third.right) == ("total", ">", 0.0)
+    quantities = [e.left for e in spec.expectations]
+    assert quantities[0] == ir.Quantity("dla", "total")
+    assert quantities[2] == ir.Quantity("_expect3_faithfulness", "value")
+    assert spec.analysis("_expect3_faithfulness").source == ir.PatchSource("mean", "clean")
+    assert quantities[3] == ir.Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 8)))
+    assert [(e.op, e.right) for e in spec.expectations] == [
+        (">", 10.0), ("<", -2.0), (">=", 0.8), (">=", 0.9), ("<", 0.9)]
     assert {c.attention for c in spec.categories} == {"_attn_output"}
     assert spec.analysis("_attn_output") == ir.Analysis(
         "_attn_output", "attention", ir.Select("output"), "clean", options=(("query", ir.LAST),))

@@ -250,7 +250,7 @@ def test_a_named_shape_expands_the_spec_for_that_model():
                                        "--model-shape", "chinchilla-70b", "--format", "json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    patched = next(op for op in document["ops"] if op["op"] == "analysis:patched")
+    patched = next(op for op in document["ops"] if op["op"] == "analysis:direct")
     assert patched["forwards"] == 96 * (1 + 1 + 80 * 64 + 80)
     assert document["shape"]["params"] == NAMED_SHAPES["chinchilla-70b"].params
 
