@@ -55,7 +55,7 @@ def test_svg_has_every_node_and_edge(tmp_path, results):
     circuit = results["circuits"]["output"]
     assert {n["id"] for n in circuit["nodes"]} <= titles
     assert {f"{e['src']}->{e['dst']}" for e in circuit["edges"]} <= titles
-    assert {f"{n['id']}->LOGITS" for n in circuit["nodes"]} <= titles
+    assert {f"{n['id']}->LOGITS" for n in circuit["nodes"] if n["id"] != "L0.H3"} <= titles  # L0.H3: via L1.H2
 
 
 @needs_dot
