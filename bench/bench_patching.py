@@ -310,9 +310,13 @@ def bench_case_study() -> None:
         estimate, estimate_time = timed(lambda: patch(loaded, clean, nodes, metric, source, effect=effect,
                                                       method="attribution", show_progress=False))
         ids = [n.id for n in nodes]
-        rho = spearman([estimate["values"][i] for i in ids], [exact["values"][i] for i in ids])
-        print(f"  effect={effect}: Spearman(attribution, exact) over {len(ids)} nodes {rho:.3f} (target >= 0.9); "
-              f"exact {exact_time}, attribution {estimate_time}", flush=True)
+        guess, truth = [estimate["values"][i] for i in ids], [exact["values"][i] for i in ids]
+        rho = spearman(guess, truth)
+        rho_size = spearman([abs(x) for x in guess], [abs(x) for x in truth])
+        print(f"  effect={effect}: Spearman(attribution, exact) over {len(ids)} nodes {rho:.3f} (target >= 0.9), "
+              f"by size {rho_size:.3f}; exact {exact_time}, attribution {estimate_time}", flush=True)
+        print("    " + "  ".join(f"{i} {a:+.2f}/{b:+.2f}" for i, a, b in zip(ids, truth, guess)) + "  (exact/attribution)",
+              flush=True)
 
 
 def spearman(a, b) -> float:
