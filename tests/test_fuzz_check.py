@@ -302,10 +302,14 @@ def test_circ_check_on_pathological_files_exits_cleanly(scratch):
 # --------------------------------------------------------------------------- pathological inputs
 def test_many_errors_on_one_long_line_take_linear_time():
     def seconds(repeats):
-        started = time.monotonic()
-        with pytest.raises(CircError):
-            compile_source("model demo " * repeats, "x.circ")
-        return time.monotonic() - started
+        """The fastest of five tries, so that a busy machine does not decide."""
+        times = []
+        for _ in range(5):
+            started = time.monotonic()
+            with pytest.raises(CircError):
+                compile_source("model demo " * repeats, "x.circ")
+            times.append(time.monotonic() - started)
+        return min(times)
 
     seconds(100)
     assert seconds(2000) < 8 * seconds(500)  # quadratic time would be 16 times
