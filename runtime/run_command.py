@@ -147,8 +147,8 @@ def _write_pictures(spec, results: dict, spec_text: str, out: Path, stderr) -> N
             print(f"circ: {error}", file=stderr)
     diagram = None
     if results.get("circuit"):
-        try:
-            diagram = inline_svg(circuit_dot(results))
+        try:  # the circuit the spec renders first, else its first circuit
+            diagram = inline_svg(circuit_dot(results, spec.renders[0].circuit if spec.renders else None))
         except RenderError as error:
             print(f"circ: report without a diagram: {error}", file=stderr)
     write_report(results, spec_text, out / "report.html", diagram_svg=diagram)

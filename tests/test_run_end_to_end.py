@@ -103,6 +103,16 @@ def test_outputs_written(run_dir):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_the_report_draws_the_circuit_the_spec_renders_first(run_dir):
+    folder, _, _ = run_dir
+    body = SPEC.replace('render top2 to "top2.dot"', 'circuit first = top(dla, 1)\nrender first to "first.svg"')
+    (folder / "renders.circ").write_text(body)
+    run_spec(str(folder / "renders.circ"), str(folder / "out-renders"), model=None, device=None, batch_size=5,
+             seed=0, trust_remote_code=False, progress=False)
+    report = (folder / "out-renders" / "report.html").read_text()
+    assert "circuit first | spec tiny" in report and "circuit top2 | spec tiny" not in report
+
+
 def test_a_spec_named_by_a_relative_path_finds_its_model_and_data(run_dir, monkeypatch):
     folder, _, first = run_dir
     monkeypatch.chdir(folder.parent)

@@ -6,13 +6,9 @@ from pathlib import Path
 import pytest
 
 from circ.compiler.api import compile_file
-from circ.runtime.demo_model import demo_model_dir
 from circ.runtime.run_command import run_spec
 
 SPECS = sorted(p for p in (Path(__file__).parent.parent / "specs").glob("*.circ"))
-
-pytestmark = pytest.mark.skipif(not (demo_model_dir() / "model.safetensors").is_file(),
-                                reason="the demo model's weights are not in the package")
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
