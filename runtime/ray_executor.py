@@ -1,13 +1,15 @@
 """Run a plan with its patching sweeps spread over a Ray cluster (`circ run --executor ray`).
 
-Everything but exact activation patching runs as in `Executor`, on this machine. A
-patch analysis's nodes are split, in canonical order, into chunks; a pool of Ray
-actors (`PatchWorker`), each of which loads the model once from the spec's model
-description (the model itself is never sent), runs the analysis on one chunk at a
-time. What every chunk reads is put in Ray's object store once and passed by
-reference: the spec, each tokenised dataset, and the patch source's activations
-for every batch (computed here, once per analysis). The chunks' entries are merged
-in chunk order into the entry the local executor would write.
+Everything but exact activation patching and path patching runs as in `Executor`,
+on this machine. A patch analysis's nodes, or a path patching analysis's senders
+(those with an edge to some receiver; each chunk takes every receiver), are split,
+in canonical order, into chunks; a pool of Ray actors (`PatchWorker`), each of which
+loads the model once from the spec's model description (the model itself is never
+sent), runs the analysis on one chunk at a time. What every chunk reads is put in
+Ray's object store once and passed by reference: the spec, each tokenised dataset,
+and the patch source's activations for every batch (computed here, once per
+analysis). The chunks' entries are merged in chunk order into the entry the local
+executor would write.
 
 A chunk whose actor dies (a lost node, an out-of-memory kill) is given to another
 actor, and a fresh actor replaces the dead one; a chunk is tried at most
@@ -45,8 +47,8 @@ class PrecomputedSource:
 
 
 def distributable(analysis: ir.Analysis) -> bool:
-    """Exact patching: one independent patched run per node."""
-    return analysis.kind == "patch" and analysis.option("method", "exact") == "exact"
+    """Exact patching (independent patched runs per node) and path patching (per sender)."""
+    return analysis.kind == "path_patch" or (analysis.kind == "patch" and analysis.option("method", "exact") == "exact")
 
 
 def chunked(nodes: list, count: int) -> list[list]:
@@ -109,7 +111,7 @@ class PatchWorker:
 
 
 class RayExecutor(Executor):
-    """`Executor` with exact patching sweeps run by a pool of Ray actors.
+    """`Executor` with exact patching and path patching sweeps run by a pool of Ray actors.
 
     address: a running cluster ("auto", "ray://host:10001", "host:6379"), or None for
     the cluster this process already joined, else a local one. workers: actors in
@@ -146,12 +148,28 @@ class RayExecutor(Executor):
 
     def _analysis(self, op):
         analysis = self.spec.analysis(op.arg("name"))
-        nodes = self._nodes_of(analysis.nodes) if distributable(analysis) else []
+        nodes = self._spread(analysis) if distributable(analysis) else []
         if len(nodes) < 2:
             return super()._analysis(op)
         entry = self._distributed(analysis, nodes)
         self.analyses[analysis.name] = entry
         return entry
+
+    def _spread(self, analysis: ir.Analysis) -> list[ir.Node]:
+        """The nodes to split: a patch's nodes, path patching's senders that have an edge
+        (a chunk without one would fail); none where path patching rejects its nodes,
+        so that it runs here and says why."""
+        from circ.runtime.analyses.common import AnalysisError
+        from circ.runtime.analyses.path_patching import path_edges
+
+        nodes = self._nodes_of(analysis.nodes)
+        if analysis.kind != "path_patch":
+            return nodes
+        try:
+            edges = path_edges(self.loaded, nodes, self._nodes_of(analysis.receivers))
+        except AnalysisError:
+            return []
+        return list(dict.fromkeys(sender for sender, _ in edges))
 
     # ------------------------------------------------------------------ one analysis
     def _distributed(self, analysis: ir.Analysis, nodes: list[ir.Node]) -> dict:
@@ -162,7 +180,10 @@ class RayExecutor(Executor):
         prompts_ref, spec_ref = self._ref(f"data:{analysis.dataset}", target), self._ref("spec", self.spec)
         pool = self._pool()
         chunks = chunked(nodes, len(pool) * CHUNKS_PER_WORKER)
-        tasks = [replace(analysis, nodes=ir.NodeList(tuple(chunk), analysis.nodes.span)) for chunk in chunks]
+        receivers = analysis.receivers and ir.NodeList(tuple(self._nodes_of(analysis.receivers)),
+                                                       analysis.receivers.span)
+        tasks = [replace(analysis, nodes=ir.NodeList(tuple(chunk), analysis.nodes.span), receivers=receivers)
+                 for chunk in chunks]
         if self.settings.show_progress:
             print(f"  {analysis.name}: {len(nodes)} nodes in {len(tasks)} chunks on {len(pool)} Ray workers",
                   file=self.settings.log, flush=True)

@@ -1,6 +1,7 @@
 """The Ray executor on a local Ray instance: the same results.json as the local
 executor, a worker that dies midway loses nothing, and the helpers that split and
 merge a sweep."""
+import io
 import json
 from pathlib import Path
 
@@ -22,6 +23,15 @@ circuit top3 = top(total, 3)
 expect faithfulness(top3, on=clean, ablate=mean(clean), metric=ld) >= -1000
 '''
 
+PATHS = '''
+spec "paths"
+model hf("model")
+data clean = jsonl("data.jsonl")
+metric ld = logit_diff(answer, wrong) at last
+analysis paths = path_patch(EMBED + heads + mlps, to=[L1.H0.q, L1.H1.k, L1.H2.v, L1.H3, L1.MLP],
+                            source=corrupt, target=clean, metric=ld)
+'''
+
 
 def test_chunks_keep_order_and_cover_every_node():
     assert chunked(list(range(10)), 4) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
@@ -37,9 +47,10 @@ def test_merge_joins_per_node_tables_and_keeps_shared_fields():
         merge_entries([a, {**b, "kind": "other"}])
 
 
-def test_only_exact_patching_is_spread():
+def test_only_exact_patching_and_path_patching_are_spread():
     nodes = ir.NodeList(())
     assert distributable(ir.Analysis("p", "patch", nodes, "clean"))
+    assert distributable(ir.Analysis("pp", "path_patch", nodes, "clean", receivers=nodes))
     assert not distributable(ir.Analysis("p", "patch", nodes, "clean", options=(("method", "attribution"),)))
     assert not distributable(ir.Analysis("d", "attribute", nodes, "clean"))
 
@@ -112,6 +123,27 @@ def test_a_worker_killed_midway_loses_nothing(cluster):
     assert executor.started_actors == 2  # the first died on its first chunk; a fresh one took over
     for name in ("total", "direct"):
         assert _close(local["analyses"][name]["values"], executor.analyses[name]["values"]) == []
+
+
+def test_path_patching_is_spread_over_the_workers(cluster):
+    """Senders (with an edge; L1.MLP has none) in chunks on the actors; receivers: q, k, v
+    inputs, a whole head and an MLP. results.json is the local one, edges in the same order."""
+    from circ.runtime.run_command import run_spec
+
+    folder, _ = cluster
+    (folder / "paths.circ").write_text(PATHS)
+    results, log = {}, io.StringIO()
+    for executor in ("local", "ray"):
+        code = run_spec(str(folder / "paths.circ"), str(folder / f"paths-{executor}"), model=None, device=None,
+                        batch_size=3, seed=0, trust_remote_code=False, progress=executor == "ray", executor=executor,
+                        stderr=log)
+        assert code == 0, log.getvalue()
+        results[executor] = json.loads((folder / f"paths-{executor}" / "results.json").read_text())
+        results[executor].pop("timing")
+    assert "paths: 10 nodes in 8 chunks on 2 Ray workers" in log.getvalue()
+    local, distributed = results["local"]["analyses"]["paths"], results["ray"]["analyses"]["paths"]
+    assert len(local["values"]) == 34 and list(distributed["values"]) == list(local["values"])
+    assert _close(results["local"], results["ray"]) == []
 
 
 def test_address_needs_the_ray_executor():

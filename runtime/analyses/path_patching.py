@@ -29,12 +29,8 @@ def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *
     if metric.normalized:
         raise AnalysisError(f'path patching reports raw metric changes; use a metric that is not normalised, not "{metric.name}"')
     shape = loaded.shape
-    senders = check_nodes(senders, shape, ("head", "mlp", "embed"), "path patching (senders)")
-    receivers = check_nodes(receivers, shape, ("head", "head_input", "mlp"), "path patching (receivers)")
-    parallel = bool(getattr(loaded.bridge.cfg, "parallel_attn_mlp", False))
-    edges = [(s, r) for s in senders for r in receivers if precedes(s, r, parallel)]
-    if not edges:
-        raise AnalysisError("no sender comes before any receiver")
+    edges = path_edges(loaded, senders, receivers)
+    senders = list(dict.fromkeys(s for s, _ in edges))
     bridge = loaded.bridge
     totals = {(s, r): 0.0 for s, r in edges}
     clean_total = 0.0
@@ -47,8 +43,6 @@ def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *
             mask = None if position.kind == "all" else batch.position_mask(position)
             for sender in senders:
                 mine = [r for s, r in edges if s == sender]
-                if not mine:
-                    continue
                 recorded = _record_receivers(bridge, batch, sender, mine, fetched, clean, mask, shape)
                 bar.update(len(batch))
                 for receiver in mine:
@@ -61,6 +55,18 @@ def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *
     clean_mean = clean_total / n
     values = {f"{s.id}->{r.id}": total / n - clean_mean for (s, r), total in totals.items()}
     return {"values": values, "baseline": {"clean": clean_mean}}
+
+
+def path_edges(loaded, senders, receivers) -> list[tuple[ir.Node, ir.Node]]:
+    """The (sender, receiver) pairs to measure, sender by sender, after checking the nodes."""
+    shape = loaded.shape
+    senders = check_nodes(senders, shape, ("head", "mlp", "embed"), "path patching (senders)")
+    receivers = check_nodes(receivers, shape, ("head", "head_input", "mlp"), "path patching (receivers)")
+    parallel = bool(getattr(loaded.bridge.cfg, "parallel_attn_mlp", False))
+    edges = [(s, r) for s in senders for r in receivers if precedes(s, r, parallel)]
+    if not edges:
+        raise AnalysisError("no sender comes before any receiver")
+    return edges
 
 
 def precedes(sender: ir.Node, receiver: ir.Node, parallel: bool) -> bool:
