@@ -109,10 +109,16 @@ def _arg_span(call: s.Call, name: str) -> ir.Span:
 
 
 def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
-    if "verify" in options and options["method"] != "attribution":
-        ctx.fail("E304", "`verify` applies only to method=attribution", _arg_span(call, "verify"))
+    for name in ("verify", "steps"):
+        if name in options and options["method"] != "attribution":
+            ctx.fail("E304", f"`{name}` applies only to method=attribution", _arg_span(call, name))
+    if options.get("steps", 1) > 1 and (options["effect"] != "total" or fields["source"].kind in ("mean", "zero")):
+        ctx.fail("E304", "`steps` above 1 integrates from the clean toward the source prompts: it needs "
+                 "effect=total and a source that runs the model (a dataset, corrupt or resample)",
+                 _arg_span(call, "steps"))
     if options["method"] == "attribution":
         options.setdefault("verify", 0)
+        options.setdefault("steps", 1)
 
 
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:

@@ -138,6 +138,7 @@ ANALYSES = {
         Param("effect", "choice", default="total", choices=("total", "direct")),
         Param("method", "choice", default="exact", choices=("exact", "attribution")),
         Param("verify", "int", doc="with method=attribution: re-run the k strongest exactly"),
+        Param("steps", "posint", doc="with method=attribution: integrate gradients over k points toward the source"),
         Param("at", "position", default=ALL, key="position"),
     ), "activation patching", dataset_param="target"),
     "path_patch": Signature("path_patch", (

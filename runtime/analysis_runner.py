@@ -47,7 +47,7 @@ def _patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     target = ctx.datasets[a.dataset]
     kwargs = {}
     if a.option("method", "exact") != "exact":
-        kwargs = {"method": a.option("method"), "verify": a.option("verify", 0)}
+        kwargs = {"method": a.option("method"), "verify": a.option("verify", 0), "steps": a.option("steps", 1)}
     out = patch(ctx.loaded, target, ctx.nodes_of(a.nodes), ctx.spec.metric(a.metric),
                 ctx.source_for(a.source, target), effect=a.option("effect", "total"),
                 position=a.option("position", ir.ALL), batch_size=ctx.batch_size,

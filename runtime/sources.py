@@ -49,8 +49,12 @@ class RunSource:
         self._tokens_for = tokens_for
 
     def fetch(self, batch: Prompts, hooks: Sequence[str]) -> SourceBatch:
-        logits, cache = run_cached(self._bridge, self._tokens_for(batch), hooks)
+        logits, cache = run_cached(self._bridge, self.tokens(batch), hooks)
         return SourceBatch(cache, logits)
+
+    def tokens(self, batch: Prompts) -> torch.Tensor:
+        """The source prompts' tokens for `batch`, row by row."""
+        return self._tokens_for(batch)
 
 
 class MeanSource:

@@ -1,5 +1,7 @@
 """Attribution patching against exact patching: a first-order estimate, so its error
-must shrink like the square of the patch size; the AtP* attention fix; verify."""
+must shrink like the square of the patch size; the AtP* attention fix; verify;
+integrated gradients (steps) against a hand-written Riemann sum, and converging to the
+exact effect of patching the embeddings."""
 import pytest
 import torch
 
@@ -110,10 +112,87 @@ def test_normalised_metric_divides_by_the_gap(tiny, prompts, corrupt):
         assert normalised["values"][key] == pytest.approx(value / gap, rel=1e-5, abs=1e-9)
 
 
+def hand_written_integrated_gradients(loaded, prompts, steps):
+    """(source - clean) . mean gradient over the token embeddings moved k/steps of the
+    way to the corrupted prompt's, per head and MLP, summed over prompts, divided by n."""
+    bridge = loaded.bridge
+    sites = [f"blocks.{layer}.attn.hook_z" for layer in range(2)] + [f"blocks.{layer}.hook_mlp_out" for layer in range(2)]
+    with torch.no_grad():
+        _, clean = bridge.run_with_cache(prompts.tokens, names_filter=sites + ["hook_embed"])
+        _, source = bridge.run_with_cache(prompts.corrupt, names_filter=sites + ["hook_embed"])
+    rows, last = torch.arange(len(prompts)), prompts.lengths - 1
+    gradients = dict.fromkeys(sites, 0.0)
+    for k in range(steps):
+        kept = {}
+
+        def move(activation, hook, alpha=k / steps):
+            return torch.lerp(clean["hook_embed"], source["hook_embed"], alpha)
+
+        def keep(site):
+            def hook(activation, hook):
+                kept[site] = activation.view_as(activation)
+                return kept[site]
+
+            return hook
+
+        with torch.enable_grad():
+            logits = bridge.run_with_hooks(prompts.tokens,
+                                           fwd_hooks=[("hook_embed", move)] + [(s, keep(s)) for s in sites])
+            final = logits[rows, last]
+            wrong = (final.gather(1, prompts.wrong) * prompts.wrong_valid).sum(1) / prompts.wrong_valid.sum(1)
+            found = torch.autograd.grad((final[rows, prompts.answer] - wrong).sum(), [kept[s] for s in sites])
+        for site, gradient in zip(sites, found):
+            gradients[site] = gradients[site] + gradient / steps
+    mask = (torch.arange(prompts.tokens.shape[1])[None] < prompts.lengths[:, None]).float()
+    values = {}
+    for site in sites:
+        product = (source[site] - clean[site]) * gradients[site]
+        layer = int(site.split(".")[1])
+        if "hook_z" in site:
+            per_head = (product * mask[..., None, None]).sum((0, 1, 3))
+            values.update({f"L{layer}.H{head}": float(per_head[head]) / len(prompts) for head in range(4)})
+        else:
+            values[f"L{layer}.MLP"] = float((product * mask[..., None]).sum()) / len(prompts)
+    return values
+
+
+@pytest.mark.parametrize("kernel", ["auto", "hooks"])
+def test_integrated_gradients_equal_a_hand_written_riemann_sum(tiny, prompts, corrupt, kernel):
+    nodes = [n for n in NODES if n.kind in ("head", "mlp")]
+    result = attribution_patch(tiny, prompts, nodes, LD, corrupt, show_progress=False, batch_size=4, steps=4,
+                               kernel=kernel)
+    assert result["estimator"] == ("AtP* + IG(4)" if kernel == "auto" else "AtP + IG(4)")
+    expected = hand_written_integrated_gradients(tiny, prompts, 4)
+    for node in nodes:
+        assert result["values"][node.id] == pytest.approx(expected[node.id], abs=1e-5), node.id
+    one = attribution_patch(tiny, prompts, nodes, LD, corrupt, show_progress=False, steps=1)["values"]
+    assert one == attribution_patch(tiny, prompts, nodes, LD, corrupt, show_progress=False)["values"]
+    assert max(abs(one[n.id] - result["values"][n.id]) for n in nodes) > 1e-3
+
+
+def test_integrating_over_more_steps_converges_to_patching_the_embeddings(tiny, prompts, corrupt):
+    """Moving every input embedding to the source's is exactly patching EMBED, so the
+    estimates of that node approach its exact effect as the steps grow (error ~ 1/steps)."""
+    embed = [ir.Node(0, "embed")]
+    exact = patch(tiny, prompts, embed, LD, corrupt, show_progress=False)["values"]["EMBED"]
+    error = {steps: abs(attribution_patch(tiny, prompts, embed, LD, corrupt, show_progress=False,
+                                          steps=steps)["values"]["EMBED"] - exact)
+             for steps in (1, 8, 32)}
+    print(f"\nEMBED: exact {exact:+.4f}; errors by steps {error}")
+    assert 2.5 <= error[8] / error[32] <= 6  # first order in 1 / steps: 4 times smaller
+    assert error[32] <= 0.05 * error[1]
+
+
 def test_bad_requests(tiny, prompts, corrupt):
     with pytest.raises(AnalysisError, match="verify takes a number"):
         attribution_patch(tiny, prompts, NODES, LD, corrupt, verify=-1)
+    with pytest.raises(AnalysisError, match="steps takes a number"):
+        attribution_patch(tiny, prompts, NODES, LD, corrupt, steps=0)
+    with pytest.raises(AnalysisError, match="steps > 1 integrates along the inputs"):
+        attribution_patch(tiny, prompts, NODES, LD, corrupt, effect="direct", steps=2)
+    with pytest.raises(AnalysisError, match="need method=attribution"):
+        patch(tiny, prompts, NODES, LD, corrupt, steps=2)
     with pytest.raises(AnalysisError, match="direct effects needs a model the fast engine runs"):
         attribution_patch(tiny, prompts, NODES, LD, corrupt, effect="direct", kernel="hooks")
-    with pytest.raises(AnalysisError, match="needs method=attribution"):
+    with pytest.raises(AnalysisError, match="need method=attribution"):
         patch(tiny, prompts, NODES, LD, corrupt, verify=2)

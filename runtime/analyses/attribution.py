@@ -19,6 +19,13 @@ the model is linearised: effect ~= (pattern_patched - pattern_clean) . dM/dpatte
 It needs the engine of `resume.py`; without it (a model the engine does not run)
 q and k are linearised like every other node ("estimator": "AtP").
 
+steps=K > 1 (total effects, with a source that runs the model): integrated
+gradients along the inputs, as EAP-IG does (Hanna et al. 2024). dM/da is the mean of
+its values at K points, the input embeddings moved k/K of the way from the clean to
+the source prompt (k = 0 .. K-1; k = 0 is the clean run), so a metric that saturates
+between the two runs is no longer read from its slope at the clean end alone. It
+costs K forward and backward passes instead of one.
+
 effect="direct": every later component is held at its clean output, so the patch
 changes the final residual stream by exactly the node's output change `delta`
 (`fast_patching.residual_change`, with a q/k/v input's head recomputed exactly); the
@@ -28,6 +35,8 @@ The metric of a KL divergence from the clean run has zero gradient there, so its
 estimates are zero. verify=k re-runs the k largest estimates (by size) exactly.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
@@ -45,13 +54,19 @@ ATTRIBUTABLE = ("head", "head_input", "mlp", "embed", "resid")
 
 def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "total",
                       position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True,
-                      verify: int = 0, kernel: str = "auto") -> dict:
+                      verify: int = 0, kernel: str = "auto", steps: int = 1) -> dict:
     """{"values": {node id: estimated effect}, "baseline": {"clean": m, "patched_source": m or None},
-    "exact": {node id: exact effect, for the `verify` largest estimates}, "estimator": "AtP*" or "AtP"}."""
+    "exact": {node id: exact effect, for the `verify` largest estimates}, "estimator": "AtP*" or "AtP"
+    (with " + IG(K)" for steps=K > 1)}."""
     if effect not in ("total", "direct"):
         raise AnalysisError(f"unknown effect {effect!r}; use total or direct")
     if not isinstance(verify, int) or isinstance(verify, bool) or verify < 0:
         raise AnalysisError(f"verify takes a number of nodes (0 or more), not {verify!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise AnalysisError(f"steps takes a number of points (1 or more), not {steps!r}")
+    if steps > 1 and (effect != "total" or not hasattr(source, "tokens")):
+        raise AnalysisError("steps > 1 integrates along the inputs: it needs effect=total and a patch source "
+                            "that runs the model on other prompts (dataset, corrupt or resample)")
     if metric.normalized and not source.runs_model:
         raise AnalysisError(f'the normalised metric "{metric.name}" needs a patch source that runs the model '
                             "(dataset, corrupt or resample), not mean or zero")
@@ -66,8 +81,13 @@ def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effe
         for batch in prompts.batches(batch_size):
             fetched = source.fetch(batch, sites)
             mask = None if position.kind == "all" else batch.position_mask(position)
-            estimate = _direct_batch if effect == "direct" else _total_batch
-            clean_values, source_values, estimates = estimate(loaded, resumer, batch, metric, nodes, fetched, mask)
+            if effect == "direct":
+                clean_values, source_values, estimates = _direct_batch(loaded, resumer, batch, metric, nodes,
+                                                                       fetched, mask)
+            else:
+                toward = source.tokens(batch) if steps > 1 else None
+                clean_values, source_values, estimates = _total_batch(loaded, resumer, batch, metric, nodes,
+                                                                      fetched, mask, toward, steps)
             clean_total += float(clean_values.sum())
             if source_values is not None:
                 source_total += float(source_values.sum())
@@ -87,11 +107,12 @@ def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effe
         top = sorted(nodes, key=lambda node: -abs(values[node.id]))[:verify]
         exact = patch(loaded, prompts, top, metric, source, effect=effect, position=position, batch_size=batch_size,
                       show_progress=show_progress, kernel=kernel)["values"]
+    estimator = ("AtP" if resumer is None else "AtP*") + (f" + IG({steps})" if steps > 1 else "")
     return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}, "exact": exact,
-            "estimator": "AtP" if resumer is None else "AtP*"}
+            "estimator": estimator}
 
 
-def _total_batch(loaded, resumer: Resumer | None, batch, metric, nodes, fetched, mask):
+def _total_batch(loaded, resumer: Resumer | None, batch, metric, nodes, fetched, mask, toward, steps: int):
     hooks = set()
     for node in nodes:
         if _attention_fix(node, resumer):
@@ -99,6 +120,8 @@ def _total_batch(loaded, resumer: Resumer | None, batch, metric, nodes, fetched,
         else:
             hooks.add(node_site(node, loaded.shape).hook)
     run = gradient_run(loaded, resumer, batch, metric, hooks)
+    if steps > 1:
+        run = _integrated(run, loaded, resumer, batch, metric, hooks, toward, steps)
     products: dict[str, torch.Tensor] = {}
     estimates = {}
     for node in nodes:
@@ -112,6 +135,17 @@ def _total_batch(loaded, resumer: Resumer | None, batch, metric, nodes, fetched,
         slot = None if site.head is None else head_slot(run.activations[site.hook], site.head, loaded.shape.n_heads)
         estimates[node] = float(by_slot.sum() if slot is None else by_slot[slot])
     return run.values, _source_values(fetched, batch, metric, run), estimates
+
+
+def _integrated(run, loaded, resumer, batch, metric, hooks, toward, steps: int):
+    """The clean run with each gradient replaced by its mean over the inputs moved
+    k/steps of the way toward the source's, k = 0 .. steps - 1."""
+    totals = dict(run.gradients)
+    for k in range(1, steps):
+        moved = gradient_run(loaded, resumer, batch, metric, hooks, toward=(toward, k / steps))
+        for name, gradient in moved.gradients.items():
+            totals[name] = totals[name] + gradient
+    return replace(run, gradients={name: total / steps for name, total in totals.items()})
 
 
 def _attention_fix(node: ir.Node, resumer: Resumer | None) -> bool:

@@ -7,6 +7,9 @@ unembedding only there; the hooks of that block then hold only those positions (
 `positions`). Without one it runs through the bridge with recording hooks and every
 hook holds every position. Only activation gradients are computed: no parameter
 gradient is formed or stored.
+
+`toward=(tokens, alpha)` runs the pass on the input embeddings moved the fraction
+alpha of the way from the batch's to those of `tokens` (integrated gradients).
 """
 from __future__ import annotations
 
@@ -38,16 +41,16 @@ class GradientRun:
 
 
 def gradient_run(loaded, resumer: Resumer | None, batch, metric: ir.Metric, hooks, *,
-                 read_last_only: bool = True) -> GradientRun:
+                 read_last_only: bool = True, toward: tuple[torch.Tensor, float] | None = None) -> GradientRun:
     """The clean run of `batch` with gradients at `hooks`. `read_last_only` lets the
     engine cut the last block down to the last position when the metric reads only there."""
     hooks = sorted(set(hooks))
     recorded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     with torch.enable_grad():
         if resumer is None:
-            logits, view = _bridge_forward(loaded.bridge, batch, hooks, recorded), batch
+            logits, view = _bridge_forward(loaded.bridge, batch, hooks, recorded, toward), batch
         else:
-            logits, view = _engine_forward(resumer, batch, metric, hooks, recorded, read_last_only)
+            logits, view = _engine_forward(resumer, batch, metric, hooks, recorded, read_last_only, toward)
         values = metric_values(logits, view, metric, clean_logits=logits.detach())
         tensors = [recorded[name][0] for name in hooks]
         gradients = torch.autograd.grad(values.sum(), tensors, allow_unused=True)
@@ -61,8 +64,11 @@ def gradient_run(loaded, resumer: Resumer | None, batch, metric: ir.Metric, hook
     )
 
 
-def _engine_forward(resumer: Resumer, batch, metric, hooks, recorded, read_last_only):
-    start = resumer.embed(batch.tokens).detach().requires_grad_(True)
+def _engine_forward(resumer: Resumer, batch, metric, hooks, recorded, read_last_only, toward):
+    start = resumer.embed(batch.tokens)
+    if toward is not None:
+        start = torch.lerp(start, resumer.embed(toward[0]), toward[1])
+    start = start.detach().requires_grad_(True)
     read = None
     view = batch
     if read_last_only and metric.position.kind == "last":
@@ -73,7 +79,7 @@ def _engine_forward(resumer: Resumer, batch, metric, hooks, recorded, read_last_
     return resumer.logits(final), view
 
 
-def _bridge_forward(bridge, batch, hooks, recorded):
+def _bridge_forward(bridge, batch, hooks, recorded, toward):
     tokens = batch.tokens.to(bridge.cfg.device)
     positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
 
@@ -83,7 +89,13 @@ def _bridge_forward(bridge, batch, hooks, recorded):
 
         return hook
 
-    return bridge.run_with_hooks(tokens, fwd_hooks=[(name, record(name)) for name in hooks])
+    moves = []
+    if toward is not None:
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(toward[0].to(tokens.device), names_filter=["hook_embed"],
+                                             stop_at_layer=0)
+        moves = [("hook_embed", lambda activation, hook: torch.lerp(activation, cache["hook_embed"], toward[1]))]
+    return bridge.run_with_hooks(tokens, fwd_hooks=moves + [(name, record(name)) for name in hooks])
 
 
 def read_like(run: GradientRun, batch, logits: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ method="exact" computes this with the fast kernel of `fast_patching.py` when the
 model is one its engine reproduces and has no offloaded weights (kernel="auto"),
 otherwise (or with kernel="hooks") with one hooked forward pass per node and batch.
 method="attribution" estimates it to first order from one backward pass
-(`attribution.py`); verify=k re-runs the k largest estimates exactly.
+(`attribution.py`); verify=k re-runs the k largest estimates exactly, steps=K integrates
+gradients over K points between the clean and source inputs.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ METHODS = ("exact", "attribution")
 
 def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "total",
           position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True,
-          method: str = "exact", verify: int = 0, kernel: str = "auto") -> dict:
+          method: str = "exact", verify: int = 0, kernel: str = "auto", steps: int = 1) -> dict:
     """{"values": {node id: mean effect}, "baseline": {"clean": m, "patched_source": m or None}};
     method="attribution" adds "exact": {node id: exact effect} for the verified nodes."""
     if effect not in EFFECTS:
@@ -56,9 +57,10 @@ def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "t
         from circ.runtime.analyses.attribution import attribution_patch
 
         return attribution_patch(loaded, prompts, nodes, metric, source, effect=effect, position=position,
-                                 batch_size=batch_size, show_progress=show_progress, verify=verify, kernel=kernel)
-    if verify:
-        raise AnalysisError("verify re-runs attribution estimates exactly; it needs method=attribution")
+                                 batch_size=batch_size, show_progress=show_progress, verify=verify, kernel=kernel,
+                                 steps=steps)
+    if verify or steps != 1:
+        raise AnalysisError("verify and steps apply to attribution estimates; they need method=attribution")
     resumer = resumer_for(loaded, prompts, kernel)
     if resumer is not None:
         from circ.runtime.analyses.fast_patching import fast_patch
