@@ -7,11 +7,14 @@ slices of `batch_size` prompts, padded to their longest prompt):
 
   run:D          1 forward per prompt (the clean run and its metrics)
   mean:D         1 forward per prompt for each consumer that asks for hooks not yet averaged
-  attribute      1 forward per prompt
-  attention      1 forward per prompt
+  attribute      1 forward per prompt, and at each position the metric reads, every
+                 head's output through W_O and every part (EMBED, heads, MLPs, biases)
+                 onto the logit-difference direction
+  attention      1 forward per prompt, and per head the query row of its pattern
   patch exact    1 clean + s source + 1 per node            (s = 1 for dataset, corrupt
-  patch attrib.  1 clean + s source + `verify` exact, and    and resample sources, which
-                 1 backward per prompt                      run the model; 0 for mean, zero)
+  patch attrib.  K gradient runs + s source + `verify`       and resample sources, which
+                 exact, and K backwards per prompt          run the model; 0 for mean, zero;
+                 (K = steps, the first the clean run)       K = 1 without steps)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
   subspace       1 fit forward per fit prompt, then per head, per part group and per
@@ -20,7 +23,11 @@ slices of `batch_size` prompts, padded to their longest prompt):
 On models whose patched runs circ resumes from the patch point (`CostShape.resumable`,
 GPT-2-like), a node's exact patched run is counted as resumed: it computes only the
 blocks after the patch enters the residual stream (the last block and the unembedding
-at the metric's positions only), and for a direct effect only the unembedding.
+at the metric's positions only), and for a direct effect only the final norm and the
+unembedding there: the whole vocabulary, or for a logit difference one direction per
+prompt (answer minus mean wrong column). Each node's change to the stream is counted
+too: a head's (or a q/k/v input's recomputed head's) output change through W_O at
+every position.
 
 A forward of one prompt padded to width T costs 2 * params * T + 4 * layers * heads *
 d_head * T^2 FLOPs (see `CostShape.forward_flops`); a backward costs twice its forward.
@@ -149,16 +156,20 @@ class _Costs:
 
     def _cost(self, op_id: str, what: str, name: str, forwards: int, *, backwards: int = 0, extra: int,
               logits: int, bounded: bool = False, pattern_layers: int = 0, resumed=(),
-              reads: int | None = None, starts: tuple | None = None) -> OpCost:
+              reads: int | None = None, starts: tuple | None = None, columns: int | None = None,
+              per_prompt=None) -> OpCost:
         """`forwards` full passes and `backwards` per prompt of `name`, plus one resumed
         pass per (layer, stage) entry point in `resumed` that reads `reads` positions
-        (None: all) from the first position the patch changes (`starts`, per prompt);
-        `extra` elements per token held besides `logits` logit tensors and attention
-        patterns of `pattern_layers`."""
+        (None: all) from the first position the patch changes (`starts`, per prompt)
+        and unembeds `columns` logits there, plus `per_prompt(width)` FLOPs per prompt
+        padded to `width` (the kernel's own products); `extra` elements per token held
+        besides `logits` logit tensors and attention patterns of `pattern_layers`."""
         batches = self._batches(name, starts)
         one_pass = sum(b * self.shape.forward_flops(width) for b, width, _ in batches)
-        partial = sum(b * self.shape.resumed_flops(width, layer, stage, reads, start)
+        partial = sum(b * self.shape.resumed_flops(width, layer, stage, reads, start, columns)
                       for layer, stage in resumed for b, width, start in batches)
+        if per_prompt is not None:
+            partial += sum(b * per_prompt(width) for b, width, _ in batches)
         b, width = self._largest(name)
         per_token = extra + logits * self.shape.d_vocab + pattern_layers * self.shape.n_heads * width
         n = len(self.lengths[name])
@@ -238,11 +249,15 @@ class _Costs:
             pool, count, bounded = self._nodes(a.nodes)
             if a.kind == "attention":
                 layers = len({n.layer for n in pool if n.kind == "head"})
+                heads = min(count, sum(1 for n in pool if n.kind == "head"))
                 return self._cost(op_id, f"attention of {'<=' if bounded else ''}{count} heads", a.dataset, 1,
-                                  extra=0, logits=1, pattern_layers=layers)
+                                  extra=0, logits=1, pattern_layers=layers,
+                                  per_prompt=lambda width: heads * self.shape.pattern_row_flops(width))
             extra = self.shape.d_model + sum(self._all_outputs().values()) + 1
+            reads = _positions_read(self.spec.metric(a.metric).position)
             return self._cost(op_id, f"attribution of {count} nodes", a.dataset, 1, extra=extra, logits=1,
-                              bounded=bounded)
+                              bounded=bounded,
+                              per_prompt=lambda width: self.shape.attribution_flops(reads or width))
         if a.kind == "patch":
             return self._patch(op_id, a, runs)
         if a.kind == "path_patch":
@@ -260,23 +275,34 @@ class _Costs:
         held = sum(self._sites(pool).values()) + (self._frozen() if effect == "direct" else 0)
         if a.option("method", "exact") == "attribution":
             verify = min(int(a.option("verify", 0) or 0), count)
-            return self._cost(op_id, f"attribution patching of {count} nodes, {verify} verified", a.dataset,
-                              1 + runs + verify, backwards=1, extra=held + self._backward_elements(a.dataset),
+            steps = int(a.option("steps", 1) or 1)
+            return self._cost(op_id, f"attribution patching of {count} nodes, {verify} verified"
+                              + (f", {steps} steps" if steps > 1 else ""), a.dataset,
+                              steps + runs + verify, backwards=steps, extra=held + self._backward_elements(a.dataset),
                               logits=2 + runs, bounded=bounded)
         if not self.shape.resumable:
             return self._cost(op_id, f"patch {count} nodes ({effect})", a.dataset, 1 + runs + count, extra=held,
                               logits=2 + runs, bounded=bounded)
-        # the fast kernel: a cached clean run, then each node resumed where its patch enters
-        # (for a node set chosen at run time: the `count` costliest, earliest entry points)
+        # the fast kernel: a cached clean run, then each node's change to the residual
+        # stream, resumed where it enters (for a node set chosen at run time: the `count`
+        # costliest, earliest entry points and costliest changes)
         entries = sorted(_entry(node) for node in pool)[:count]
-        if effect == "direct":  # later outputs are held: only the unembedding runs
-            entries = [(self.shape.n_layers, "attn")] * count
+        metric = self.spec.metric(a.metric)
+        starts, columns = self._patch_starts(a), None
+        if effect == "direct":  # later outputs are held: only the final norm and unembedding run,
+            entries = [(self.shape.n_layers, "attn")] * count  # at every read position once anything changes
+            starts = tuple(0 if start < n else n for start, n in zip(starts, self.lengths[a.dataset]))
+            columns = 1 if metric.kind == "logit_diff" else None
         s = self.shape
         resume_cache = s.n_layers * (2 * s.d_model + 2 * s.n_kv_heads * s.d_head)
-        reads = 1 if self.spec.metric(a.metric).position.kind == "last" else None
+        reads = 1 if metric.position.kind == "last" else None
+
+        def changes(width: int) -> int:
+            return sum(sorted((s.change_flops(node.kind, width) for node in pool), reverse=True)[:count])
+
         return self._cost(op_id, f"patch {count} nodes ({effect}, resumed)", a.dataset, 1 + runs,
                           extra=held + resume_cache, logits=2 + runs, bounded=bounded, resumed=entries,
-                          reads=reads, starts=self._patch_starts(a))
+                          reads=reads, starts=starts, columns=columns, per_prompt=changes)
 
     def _patch_starts(self, a: ir.Analysis) -> tuple[int, ...]:
         """Per prompt, the first position a patch can change: where a dataset or
@@ -341,6 +367,11 @@ class _Costs:
         return OpCost(op_id, f"subspace of {heads} heads, {len(ranks)} ranks, {len(scored)} datasets",
                       sum(r.forwards for r in runs), 0, sum(r.calls for r in runs), sum(r.flops for r in runs),
                       max(r.peak_bytes for r in runs), bounded)
+
+
+def _positions_read(position: ir.Position) -> int | None:
+    """Positions per prompt a metric reads: one, or None for up to every position."""
+    return 1 if position.kind in ("last", "index") else None
 
 
 def _entry(node: ir.Node) -> tuple[int, str]:

@@ -69,25 +69,52 @@ class CostShape:
         2 * params * tokens, plus QK^T and pattern @ V (2 * width^2 * d_head each, per head)."""
         return 2 * self.matmul_params * width + 4 * self.n_layers * self.n_heads * self.d_head * width * width
 
-    def resumed_flops(self, width: int, layer: int, stage: str, reads: int | None, start: int = 0) -> int:
+    def resumed_flops(self, width: int, layer: int, stage: str, reads: int | None, start: int = 0,
+                      columns: int | None = None) -> int:
         """FLOPs of one sequence resumed at block `layer` ("attn": before its attention,
         "mlp": before its MLP; layer == n_layers: the final stream) from position
         `start` on (earlier positions are the clean run's), computing the last block's
         queries, attention output and MLP, and the unembedding, at `reads` positions
-        only (None: every position from `start`)."""
+        only (None: every position from `start`). The unembedding computes `columns`
+        logits per position (None: the whole vocabulary; 1 for a logit difference read
+        as one direction, see `runtime/analyses/fast_patching.py`)."""
         fresh = max(width - start, 0)
         reads = fresh if reads is None else min(reads, fresh)
         kv = 4 * self.d_model * self.n_kv_heads * self.d_head
         q_o = 4 * self.d_model * self.n_heads * self.d_head
         scores = 4 * self.n_heads * self.d_head * width
         mlp = 2 * self.mlp_params
-        total = 2 * self.d_model * self.d_vocab * reads
+        total = 2 * self.d_model * (self.d_vocab if columns is None else columns) * reads
         for block in range(layer, self.n_layers):
             positions = reads if block == self.n_layers - 1 else fresh
             if not (block == layer and stage == "mlp"):
                 total += kv * fresh + (q_o + scores) * positions
             total += mlp * positions
         return total
+
+    def change_flops(self, kind: str, width: int) -> int:
+        """FLOPs of a patched node's change to the residual stream over `width` positions
+        (fast_patching.residual_change): a head's output change through its W_O
+        (d_head x d_model per position); a q/k/v input also recomputes its head's
+        attention twice, patched and clean (scores and weighted values, 2 * width^2 *
+        d_head each); MLP, EMBED and residual changes are a subtraction."""
+        if kind not in ("head", "head_input"):
+            return 0
+        recomputed = 2 * 4 * self.d_head * width * width if kind == "head_input" else 0
+        return 2 * self.d_head * self.d_model * width + recomputed
+
+    def attribution_flops(self, reads: int) -> int:
+        """FLOPs of direct logit attribution besides its forward pass, per prompt that
+        reads `reads` positions (dla.py): every head's output through its W_O there,
+        and every part (EMBED, each head, each MLP, the biases) dotted with the
+        logit-difference direction."""
+        parts = 2 + self.n_layers * (self.n_heads + (1 if self.has_mlp else 0))
+        return reads * (2 * self.n_layers * self.n_heads * self.d_head * self.d_model + 2 * parts * self.d_model)
+
+    def pattern_row_flops(self, width: int) -> int:
+        """FLOPs of one head's query row of one prompt (attention.py): its pattern
+        [width, width] weighted over the query positions."""
+        return 2 * width * width
 
     def ir_shape(self) -> ir.Shape:
         """The shape node sets are expanded and checked against."""

@@ -201,8 +201,15 @@ def test_forward_passes_per_op_equal_a_real_run(cost_run):
 def test_flops_follow_the_padded_width_of_every_call(cost_run):
     _, estimate, calls, _ = cost_run
     shape = estimate.shape
+    assert (shape.n_layers, shape.n_heads, shape.d_head, shape.d_model) == (2, 4, 8, 32)
     full = sum(b * shape.forward_flops(w) for b, w in _measured(calls))
-    assert full == estimate.flops - sum(op.flops for op in estimate.ops if op.resumed) + sum(
+    # besides its forward passes, attribution projects at the one position `ld` reads of
+    # each of the 8 prompts every head's z through W_O (2 layers x 4 heads, 8 x 32) and
+    # dots EMBED, 8 heads, 2 MLPs and BIAS with the logit-difference direction; attention
+    # weights the [w, w] pattern of each of its 2 heads per prompt
+    attribution = 8 * (2 * 2 * 4 * 8 * 32 + 2 * (1 + 8 + 2 + 1) * 32)
+    attention = sum(b * 2 * (2 * w * w) for b, w in _measured(calls, "analysis:attn"))
+    assert full + attribution + attention == estimate.flops - sum(op.flops for op in estimate.ops if op.resumed) + sum(
         shape.forward_flops(w) * b for op in estimate.ops if op.resumed for b, w in _measured(calls, op.op))
 
 
@@ -226,11 +233,63 @@ def test_counts_by_hand():
     attribution = result["analysis:fast"]
     assert (attribution.forwards, attribution.backwards) == (3 * (1 + 1 + 3), 3)
     assert attribution.flops == (5 + 2) * one_pass
+    integrated = result["analysis:integrated"]
+    assert (integrated.forwards, integrated.backwards) == (3 * (4 + 1 + 0), 3 * 4)
+    assert integrated.flops == (5 + 2 * 4) * one_pass
     exact = result["analysis:exact"]
     nodes = spec.shape.n_layers * (spec.shape.n_heads + 1)
     assert exact.forwards == 3 * (2 + nodes) and exact.calls == 2 * (2 + nodes)
     assert not exact.bounded and result["analysis:fromtop"].bounded
     assert result["analysis:fromtop"].forwards == 3 * (1 + 1 + 2)
+
+
+def test_kernel_products_by_hand():
+    """What the resumed direct-effect kernel, attribution and attention compute besides
+    forward passes, on GPT-2 small (12 x 12 heads, d_head 64, d_model 768, vocab 50257)."""
+    shape = NAMED_SHAPES["gpt2-small"]
+    spec = compile_source(SPEC_KERNELS, str(ROOT / "specs" / "kernels.circ"), shape=shape.ir_shape())
+    lengths = {"clean": [10, 12, 7], "moved": [10, 12, 7]}
+    starts = {("clean", "moved"): [4, 12, 2]}  # the second prompt's source is the prompt itself
+    result = {op.op: op for op in estimate_plan(spec, plan(spec), shape, lengths, 2, starts).ops}
+    batches = [(2, 12), (1, 7)]  # (prompts, padded width)
+    one_pass = sum(b * shape.forward_flops(w) for b, w in batches)
+    # direct effect on the logit difference at the last position: per prompt and node, the
+    # head's z change through W_O at every position, and the final stream there dotted
+    # with one direction (d_model); the second prompt's batch still changes (the first
+    # prompt does), so every prompt is read
+    head_change = [2 * 64 * 768 * w for _, w in batches]
+    direct = result["analysis:direct"]
+    assert direct.flops == 2 * one_pass + sum(b * (3 * change + 4 * 2 * 768)
+                                              for (b, _), change in zip(batches, head_change))
+    # the same nodes scored by probability: every logit of the vocabulary at the read position
+    assert result["analysis:direct_p"].flops == 2 * one_pass + sum(
+        b * (3 * change + 4 * 2 * 768 * 50257) for (b, _), change in zip(batches, head_change))
+    # a q input recomputes its head twice (scores and weighted values over w x w, d_head 64)
+    assert result["analysis:direct_q"].flops == 2 * one_pass + sum(
+        b * (change + 2 * 4 * 64 * w * w + 2 * 768) for (b, w), change in zip(batches, head_change))
+    # attribution: at the last position, 144 heads through W_O and 158 parts onto the direction
+    assert result["analysis:dla"].flops == one_pass + 3 * (144 * 2 * 64 * 768 + (1 + 144 + 12 + 1) * 2 * 768)
+    # ... and at every position (padded) for a metric read at all of them
+    assert result["analysis:dla_all"].flops == one_pass + sum(
+        b * w * (144 * 2 * 64 * 768 + (1 + 144 + 12 + 1) * 2 * 768) for b, w in batches)
+    # attention: each head's pattern [w, w] weighted by the query row
+    assert result["analysis:attn"].flops == one_pass + sum(b * 3 * 2 * w * w for b, w in batches)
+
+
+SPEC_KERNELS = '''
+model demo
+data clean = mcq(n=3, seed=0)
+data moved = clean.move_answer(seed=1)
+metric ld = logit_diff(answer, wrong) at last
+metric lda = logit_diff(answer, wrong) at all
+metric p = prob(answer) at last
+analysis direct = patch([L0.H0, L5.H3, L11.H11, L4.MLP], source=moved, target=clean, metric=ld, effect=direct)
+analysis direct_p = patch([L0.H0, L5.H3, L11.H11, L4.MLP], source=moved, target=clean, metric=p, effect=direct)
+analysis direct_q = patch([L3.H2.q], source=moved, target=clean, metric=ld, effect=direct)
+analysis dla = attribute(heads + mlps, on=clean, metric=ld)
+analysis dla_all = attribute(heads + mlps, on=clean, metric=lda)
+analysis attn = attention([L1.H1, L2.H2, L3.H3], on=clean, query=last)
+'''
 
 
 SPEC_BY_HAND = '''
@@ -241,6 +300,7 @@ metric ld = logit_diff(answer, wrong) at last
 analysis exact = patch(heads + mlps, source=moved, target=clean, metric=ld)
 analysis fast = patch(heads + mlps, source=moved, target=clean, metric=ld, method=attribution, verify=3)
 analysis fromtop = patch(top(exact, 2), source=moved, target=clean, metric=ld)
+analysis integrated = patch(heads, source=moved, target=clean, metric=ld, method=attribution, steps=4)
 '''
 
 
