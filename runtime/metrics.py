@@ -34,10 +34,26 @@ def metric_values(logits: torch.Tensor, prompts, metric: ir.Metric, *, clean_log
     if metric.kind == "kl" and clean_logits is None:
         raise MetricError("the kl metric needs the clean run's logits")
     logits = logits.float()
-    mask = prompts.position_mask(metric.position).to(logits.device)
-    per_position = _per_position(logits, prompts, metric.kind, clean_logits)
-    weights = mask.to(per_position.dtype)
+    return position_mean(_per_position(logits, prompts, metric.kind, clean_logits), prompts, metric.position)
+
+
+def position_mean(per_position: torch.Tensor, prompts, position: ir.Position) -> torch.Tensor:
+    """float [batch]: per_position [batch, seq] averaged over the positions `position` picks."""
+    weights = prompts.position_mask(position).to(per_position.device).to(per_position.dtype)
     return (per_position * weights).sum(dim=1) / weights.sum(dim=1)
+
+
+def logit_diff_direction(W_U: torch.Tensor, b_U: torch.Tensor, prompts) -> tuple[torch.Tensor, torch.Tensor]:
+    """(direction [batch, d_model], offset [batch]): a prompt's logit difference (its
+    answer's logit minus the mean of its wrong answers') at any position is its final
+    normalised residual stream . direction + offset, for the unembedding W_U
+    [d_model, d_vocab] and b_U [d_vocab]."""
+    device = W_U.device
+    answer, wrong = prompts.answer.to(device), prompts.wrong.to(device)
+    valid = prompts.wrong_valid.float().to(device)
+    wrong_mean = (W_U[:, wrong] * valid).sum(-1) / valid.sum(-1)  # [d_model, batch]
+    offset = b_U[answer] - (b_U[wrong] * valid).sum(-1) / valid.sum(-1)
+    return (W_U[:, answer] - wrong_mean).T, offset
 
 
 def normalize(x, clean, corrupt):

@@ -139,6 +139,36 @@ def test_self_check_catches_an_engine_that_differs(deep, prompts):
     assert not resumer.reproduces(tokens)
 
 
+def test_self_check_drops_an_unembedding_that_differs(deep, prompts):
+    tokens = prompts.tokens[:1, : int(prompts.lengths[0])]
+    resumer = Resumer(deep.bridge)
+    assert resumer.reproduces(tokens) and resumer.unembedding is not None
+    W_U, b_U = resumer.unembedding
+    resumer._unembed = (W_U, b_U + 0.5)
+    assert resumer.reproduces(tokens)  # the engine still runs, scoring every logit
+    assert resumer.unembedding is None
+
+
+@pytest.mark.parametrize("metric", [ir.Metric("ld", "logit_diff"), ir.Metric("lda", "logit_diff", position=ir.ALL)])
+def test_direct_logit_difference_is_read_along_one_direction(deep, prompts, monkeypatch, metric):
+    """Every node's final stream of a batch is scored in one stack, along one direction
+    per prompt; the values are those of every logit."""
+    source = make_source(deep, prompts, ir.PatchSource("corrupt"), {})
+    stacks = []
+    monkeypatch.setattr(Resumer, "final_norm",
+                        lambda self, final, _norm=Resumer.final_norm: stacks.append(len(final)) or _norm(self, final))
+    one_direction, hooks = both_kernels(deep, prompts, NODES, metric, source, effect="direct")
+    assert_same(one_direction, hooks)
+    # the engine's self-check, then one stack per batch of 3, 3 and 1 prompts (nodes that
+    # change nothing in a batch are not stacked)
+    assert stacks[0] == 1 and len(stacks) == 4 and stacks[1] > 3 * len(NODES) // 2
+    monkeypatch.setattr(Resumer, "unembedding", property(lambda self: None))
+    every_logit = patch(deep, prompts, NODES, metric, source, show_progress=False, batch_size=3, kernel="fast",
+                        effect="direct")
+    for key, value in every_logit["values"].items():
+        assert one_direction["values"][key] == pytest.approx(value, abs=1e-6), key
+
+
 def test_models_the_engine_cannot_run_fall_back_to_hooks(deep, prompts, monkeypatch):
     class Rotary:
         positional_embedding_type = "rotary"

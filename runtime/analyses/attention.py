@@ -24,6 +24,8 @@ def attention(loaded, prompts, heads, *, query: ir.Position = ir.LAST, batch_siz
     """{"values": ..., "spread": ..., "patterns": ..., "query": str(query)} keyed by head id."""
     heads = check_nodes(heads, loaded.shape, ("head",), "attention")
     layers = sorted({h.layer for h in heads})
+    by_layer = {layer: sorted({h.head for h in heads if h.layer == layer}) for layer in layers}
+    ids = {(h.layer, h.head): h.id for h in heads}
     names = sorted(prompts.marks)
     sums: dict[tuple[str, str, str], list] = {}  # (head id, "mass"|"spread", name) -> [total, prompts]
     patterns = {}
@@ -32,18 +34,22 @@ def attention(loaded, prompts, heads, *, query: ir.Position = ir.LAST, batch_siz
             _, cache = run_cached(loaded.bridge, batch.tokens, [pattern_hook(layer) for layer in layers])
             queries = batch.position_mask(query).float()
             weights = queries / queries.sum(1, keepdim=True)  # [b, q]
+            rows = {}
+            for layer, indices in by_layer.items():  # every chosen head of a layer at once
+                pattern = cache[pattern_hook(layer)][:, indices].float()  # [b, h, q, k]
+                layer_rows = torch.einsum("bq,bhqk->bhk", weights.to(pattern.device), pattern)
+                for (kind, name), (totals, count) in _summaries(layer_rows, pattern, weights, batch, names).items():
+                    for index, total in zip(indices, totals):
+                        entry = sums.setdefault((ids[layer, index], kind, name), [0.0, 0])
+                        entry[0] += total
+                        entry[1] += count
+                rows.update({(layer, index): layer_rows[:, slot] for slot, index in enumerate(indices)})
             for head in heads:
-                pattern = cache[pattern_hook(head.layer)][:, head.head].float()  # [b, q, k]
-                rows = torch.einsum("bq,bqk->bk", weights.to(pattern.device), pattern)
-                for (kind, name), (total, count) in _summaries(rows, pattern, weights, batch, names).items():
-                    entry = sums.setdefault((head.id, kind, name), [0.0, 0])
-                    entry[0] += total
-                    entry[1] += count
                 if head.id not in patterns:
                     length = int(batch.lengths[0])
                     patterns[head.id] = {
                         "tokens": loaded.tokenizer.convert_ids_to_tokens(batch.tokens[0, :length].tolist()),
-                        "weights": rows[0, :length].tolist(),
+                        "weights": rows[head.layer, head.head][0, :length].tolist(),
                     }
             bar.update(len(batch))
     result = {"values": {h.id: {} for h in heads}, "spread": {h.id: {} for h in heads}}
@@ -54,22 +60,23 @@ def attention(loaded, prompts, heads, *, query: ir.Position = ir.LAST, batch_siz
 
 
 def _summaries(rows, pattern, weights, batch, names) -> dict:
-    """{("mass"|"spread", name): (sum over the batch's prompts that have it, how many have it)}."""
+    """{("mass"|"spread", name): (per head, the sum over the batch's prompts that have
+    it; how many have it)} from rows [b, h, k] and patterns [b, h, q, k]."""
     mass, spread = {}, {}
     for name in names:
         marks = batch.marks[name]
         index, valid = marks.index.to(rows.device), marks.valid.to(rows.device)
-        picked = rows.gather(1, index) * valid
+        picked = rows.gather(2, index[:, None, :].expand(-1, rows.shape[1], -1)) * valid[:, None, :]  # [b, h, m]
         present = valid.any(1)
-        mass[name] = (float(picked.sum(1)[present].sum()), int(present.sum()))
+        mass[name] = (picked.sum(2)[present].sum(0).tolist(), int(present.sum()))
         several = valid.sum(1) > 1
         if bool(several.any()):
-            share = picked / picked.sum(1, keepdim=True).clamp_min(1e-30)
-            entropy = -(share * share.clamp_min(1e-30).log()).sum(1) / valid.sum(1).float().log().clamp_min(1e-30)
-            spread[name] = (float(entropy[several].sum()), int(several.sum()))
+            share = picked / picked.sum(2, keepdim=True).clamp_min(1e-30)
+            entropy = (-(share * share.clamp_min(1e-30).log()).sum(2)
+                       / valid.sum(1).float().log().clamp_min(1e-30)[:, None])  # [b, h]
+            spread[name] = (entropy[several].sum(0).tolist(), int(several.sum()))
     if batch.has_bos:
-        mass["bos"] = (float(rows[:, 0].sum()), len(batch))
-    diagonal = pattern.diagonal(dim1=1, dim2=2)  # [b, q]
-    mass["self"] = (float((diagonal * weights.to(diagonal.device)).sum()), len(batch))
+        mass["bos"] = (rows[:, :, 0].sum(0).tolist(), len(batch))
+    diagonal = pattern.diagonal(dim1=2, dim2=3)  # [b, h, q]
+    mass["self"] = ((diagonal * weights.to(diagonal.device)[:, None, :]).sum((0, 2)).tolist(), len(batch))
     return {**{("mass", k): v for k, v in mass.items()}, **{("spread", k): v for k, v in spread.items()}}
-

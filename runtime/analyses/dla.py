@@ -10,7 +10,8 @@ logit difference at a position splits exactly into one term per part:
 
 plus the constant terms. `BIAS` collects the b_O terms, the LayerNorm bias and the
 unembedding bias difference, so that all values sum to the metric (`total`).
-Raw and compatibility (folded LayerNorm) numerics both decompose this way.
+Raw and compatibility (folded LayerNorm) numerics both decompose this way. The parts
+are projected only at the positions the metric reads (one per prompt at `last`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from circ.runtime.analyses.common import (
     EMBED_HOOK, AnalysisError, check_nodes, mlp_out_hook, progress, run_cached, z_hook,
 )
 from circ.runtime.device_maps import readable_weights
-from circ.runtime.metrics import metric_values
+from circ.runtime.metrics import logit_diff_direction, metric_values
 
 _CENTERED = ("LN", "LNPre")
 _SCALED = ("LN", "LNPre", "RMS", "RMSPre")
@@ -80,39 +81,45 @@ def _tensor(module, name: str, default: torch.Tensor) -> torch.Tensor:
 
 
 def _batch_terms(batch, metric, cache, params: _Weights, shape: ir.Shape) -> dict[str, float]:
-    """Each part's contribution summed over the batch (positions averaged per prompt)."""
+    """Each part's contribution summed over the batch (positions averaged per prompt).
+    Only the positions the metric reads are projected: (prompt, position) pairs with a
+    nonzero weight."""
     with torch.no_grad():
         device = params.device
         mask = batch.position_mask(metric.position).float()
         weights = (mask / mask.sum(1, keepdim=True)).to(device)  # [b, seq]
-        answer, wrong = batch.answer.to(device), batch.wrong.to(device)
-        valid = batch.wrong_valid.float().to(device)
-        wrong_mean = (params.W_U[:, wrong] * valid).sum(-1) / valid.sum(-1)  # [d_model, b]
-        difference = (params.W_U[:, answer] - wrong_mean).T  # [b, d_model]
-        direction = difference * params.w
+        prompt, position = weights.nonzero(as_tuple=True)  # the k positions read
+        read_weights = weights[prompt, position]  # [k]
+        difference, answer_bias = logit_diff_direction(params.W_U, params.b_U, batch)  # [b, d_model], [b]
+        direction = (difference * params.w)[prompt]  # [k, d_model]
         scale = cache["ln_final.hook_scale"] if params.scaled else torch.ones(*batch.tokens.shape, 1, device=device)
 
+        def read(x: torch.Tensor) -> torch.Tensor:
+            """x [b, seq, ...] at the positions read: [k, ...]."""
+            return x[prompt.to(x.device), position.to(x.device)]
+
+        read_scale = read(scale)  # [k, 1]
+
         def project(x: torch.Tensor) -> torch.Tensor:
-            """x [b, seq, *, d_model] -> summed contribution [*] over prompts and positions."""
+            """x [k, *, d_model] at the positions read -> summed contribution [*]."""
             if params.centered:
                 x = x - x.mean(-1, keepdim=True)
-            extra = x.dim() - 3
-            per_scale = scale.reshape(*scale.shape[:2], *([1] * extra), 1)
-            dotted = ((x / per_scale) * direction.reshape(direction.shape[0], 1, *([1] * extra), -1)).sum(-1)
-            return (dotted * weights.reshape(*weights.shape, *([1] * extra))).sum((0, 1))
+            extra = x.dim() - 2
+            per_scale = read_scale.reshape(read_scale.shape[0], *([1] * extra), 1)
+            dotted = ((x / per_scale) * direction.reshape(direction.shape[0], *([1] * extra), -1)).sum(-1)
+            return (dotted * read_weights.reshape(*read_weights.shape, *([1] * extra))).sum(0)
 
-        terms = {"EMBED": float(project(cache[EMBED_HOOK]))}
+        terms = {"EMBED": float(project(read(cache[EMBED_HOOK])))}
         W_O, b_O = params.W_O, params.b_O
         bias_stream = torch.zeros(shape.d_model, device=device)
         for layer in range(shape.n_layers):
-            per_head = torch.einsum("bphd,hdm->bphm", cache[z_hook(layer)], W_O[layer])
+            per_head = torch.einsum("khd,hdm->khm", read(cache[z_hook(layer)]), W_O[layer])
             for head, value in enumerate(project(per_head).tolist()):
                 terms[f"L{layer}.H{head}"] = value
             if shape.has_mlp:
-                terms[f"L{layer}.MLP"] = float(project(cache[mlp_out_hook(layer)]))
+                terms[f"L{layer}.MLP"] = float(project(read(cache[mlp_out_hook(layer)])))
             bias_stream = bias_stream + b_O[layer]
-        bias = project(bias_stream.expand(*batch.tokens.shape, -1))
-        answer_bias = params.b_U[answer] - (params.b_U[wrong] * valid).sum(-1) / valid.sum(-1)
+        bias = project(bias_stream.expand(len(read_weights), -1))
         ln_bias = difference @ params.b
         terms["BIAS"] = float(bias + (answer_bias + ln_bias).sum())
         return terms

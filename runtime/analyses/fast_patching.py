@@ -21,7 +21,10 @@ and runs each patched variant from the patch onward only:
 
 The direct effect holds every later attention and MLP output at its clean value, so
 the final residual stream is the clean one plus `delta` and no block runs at all:
-only the final LayerNorm and the unembedding, at the read positions.
+only the final LayerNorm and the unembedding, at the read positions. The variants of
+all nodes are stacked together (not one resume point at a time), and a logit
+difference is read as one direction per prompt, final_norm(stream) . (W_U[:, answer]
+- mean W_U[:, wrong]) + the same difference of b_U, instead of every logit.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from circ.runtime.analyses.common import (
     mlp_out_hook, node_site, part_hook, patch_values, progress, replaced, run_cached, z_hook,
 )
 from circ.runtime.analyses.resume import Resumer, mix
-from circ.runtime.metrics import metric_values
+from circ.runtime.metrics import logit_diff_direction, metric_values, position_mean
 
 ELEMENTS_PER_FORWARD = 1 << 24  # cap on the widest activation of one stacked forward (floats)
 
@@ -139,6 +142,9 @@ def fast_patch(loaded, resumer: Resumer, prompts, nodes, metric: ir.Metric, sour
                 for node, value in sums.items():
                     totals[node] += value
                 bar.update(len(batch) * len(group))
+            with torch.no_grad():
+                for node, value in scorer.flush().items():  # the direct variants still stacked
+                    totals[node] += value
     return patch_values(totals, clean_total, source_total, len(prompts), metric, source.runs_model)
 
 
@@ -157,23 +163,48 @@ class _Scorer:
         else:
             self.read, self.view, self.clean_logits = None, batch, clean_logits
         self.clean_values = metric_values(self.clean_logits, self.view, metric, clean_logits=self.clean_logits)
+        self.final_read = self._at_read(self.final)
+        self.pending: list[tuple[ir.Node, torch.Tensor]] = []  # direct variants not yet scored
+        unembedding = resumer.unembedding if metric.kind == "logit_diff" else None
+        self.direction = None if unembedding is None else logit_diff_direction(*unembedding, batch)
 
     def direct(self, changes: list[ResidualChange]) -> dict:
-        """Sums over the batch of metric(clean final stream + delta)."""
-        out, finals = {}, []
+        """Sums over the batch of metric(clean final stream + delta): for unchanged
+        streams at once, for the others whenever enough are pending to fill a stack
+        (the rest by `flush`)."""
+        out = {}
         for change in changes:
             if self._changed(change.delta).any():
-                finals.append((change.node, self._at_read(self.final + change.delta)))
+                self.pending.append((change.node, self.final_read + self._at_read(change.delta)))
             else:
                 out[change.node] = float(self.clean_values.sum())
-        if finals:
-            positions = finals[0][1].shape[0] * finals[0][1].shape[1]
-            per_forward = max(1, ELEMENTS_PER_FORWARD // (positions * int(self.resumer.bridge.cfg.d_vocab)))
-            for start in range(0, len(finals), per_forward):
-                chunk = finals[start:start + per_forward]
-                logits = self.resumer.logits(torch.cat([final for _, final in chunk])).split(len(self.batch))
-                out.update({node: self._metric_sum(part) for (node, _), part in zip(chunk, logits)})
+        if self.pending:
+            final = self.pending[0][1]
+            columns = int(final.shape[-1]) if self.direction is not None else int(self.resumer.bridge.cfg.d_vocab)
+            per_forward = max(1, ELEMENTS_PER_FORWARD // (final.shape[0] * final.shape[1] * columns))
+            while len(self.pending) >= per_forward:
+                out.update(self._direct_scores(self.pending[:per_forward]))
+                del self.pending[:per_forward]
         return out
+
+    def flush(self) -> dict:
+        """The sums of the direct variants still pending."""
+        out = self._direct_scores(self.pending) if self.pending else {}
+        self.pending = []
+        return out
+
+    def _direct_scores(self, chunk: list[tuple[ir.Node, torch.Tensor]]) -> dict:
+        finals = torch.cat([final for _, final in chunk])  # [n * batch, read, d_model]
+        if self.direction is None:
+            logits = self.resumer.logits(finals).split(len(self.batch))
+            return {node: self._metric_sum(part) for (node, _), part in zip(chunk, logits)}
+        direction, offset = self.direction
+        normed = self.resumer.final_norm(finals).float()
+        normed = normed.reshape(len(chunk), len(self.batch), *normed.shape[1:])
+        per_position = torch.einsum("nbrd,bd->nbr", normed, direction.float().to(normed.device))
+        per_position = per_position + offset.float().to(normed.device)[None, :, None]
+        return {node: float(position_mean(part, self.view, self.metric.position).sum())
+                for (node, _), part in zip(chunk, per_position)}
 
     def total(self, changes: list[ResidualChange]) -> dict:
         """Sums over the batch of the metric of each variant, resumed from its change

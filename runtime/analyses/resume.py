@@ -20,7 +20,9 @@ compatibility numerics are both followed. `Resumer.build` accepts a
 model only when its configuration is one these formulas describe (absolute position
 embeddings, one key/value head per head, plain causal softmax attention, attention
 before the MLP) and when a full run of one prompt from the embeddings reproduces the
-bridge's logits; callers fall back to hook-based runs otherwise.
+bridge's logits; callers fall back to hook-based runs otherwise. The same check
+confirms that the logits are final_norm(stream) @ W_U + b_U (`unembedding`), for
+callers that need only some of the vocabulary's logits.
 
 `taps` (hook name -> function(tensor, positions) -> tensor) see or replace what the
 engine computes, named as TransformerLens hooks: `blocks.{l}.hook_resid_pre`,
@@ -79,6 +81,9 @@ class Resumer:
             self._ln1 = [_normalisation(block.ln1) for block in bridge.blocks]
             self._ln2 = [_normalisation(block.ln2) if self.has_mlp else None for block in bridge.blocks]
             self._ln_final = _normalisation(bridge.ln_final)
+            # the unembedding as W_U and b_U, for scores that need only some of its
+            # columns; dropped by the self-check when the bridge's logits are not these
+            self._unembed = _unembedding(bridge)
             self._activation = ACTIVATIONS.get(getattr(cfg, "act_fn", None))
             if self.has_mlp and self._activation is not None and not getattr(cfg, "gated_mlp", False):
                 self._mlp_weights = (bridge.W_in.detach(), bridge.b_in.detach(), bridge.W_out.detach(),
@@ -90,6 +95,16 @@ class Resumer:
     def W_O(self) -> torch.Tensor:
         """[layer, head, d_head, d_model], a view of the engine's output weights."""
         return self._w_o.reshape(self.n_layers, self.n_heads, self.d_head, -1)
+
+    @property
+    def unembedding(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(W_U [d_model, d_vocab], b_U [d_vocab]) such that logits = final_norm(final)
+        @ W_U + b_U, or None when the self-check found the bridge's unembedding differs."""
+        return self._unembed
+
+    def final_norm(self, final: torch.Tensor) -> torch.Tensor:
+        """The final normalisation of a final residual stream (the unembedding's input)."""
+        return self._ln_final(final)
 
     @classmethod
     def build(cls, bridge, sample_tokens: torch.Tensor) -> "Resumer | None":
@@ -105,11 +120,19 @@ class Resumer:
         with torch.no_grad():
             tokens = tokens.to(self.bridge.cfg.device)
             expected = self.bridge(tokens)
-            got = self.logits(self.run(self.embed(tokens), 0))
-        if got.shape != expected.shape:
-            return False
-        error = float((got - expected).abs().max())
-        return error <= SELF_CHECK_TOLERANCE * (1.0 + float(expected.abs().max()))
+            final = self.run(self.embed(tokens), 0)
+            got = self.logits(final)
+            if got.shape != expected.shape:
+                return False
+            tolerance = SELF_CHECK_TOLERANCE * (1.0 + float(expected.abs().max()))
+            if float((got - expected).abs().max()) > tolerance:
+                return False
+            if self._unembed is not None:
+                W_U, b_U = self._unembed
+                affine = self.final_norm(final) @ W_U + b_U
+                if affine.shape != got.shape or not float((affine - got).abs().max()) <= tolerance:
+                    self._unembed = None
+        return True
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """The residual stream entering block 0."""
@@ -220,6 +243,17 @@ def _normalisation(module) -> Callable[[torch.Tensor], torch.Tensor]:
     eps = float(getattr(cfg, "eps", component.eps))
     return lambda x: torch.nn.functional.layer_norm(x, component.normalized_shape, component.weight, component.bias,
                                                    eps)
+
+
+def _unembedding(bridge) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The bridge's W_U and b_U, or None when it does not expose them."""
+    try:
+        W_U, b_U = bridge.W_U, bridge.b_U
+    except (AttributeError, RuntimeError, AssertionError):
+        return None
+    if not isinstance(W_U, torch.Tensor) or not isinstance(b_U, torch.Tensor) or W_U.dim() != 2:
+        return None
+    return W_U.detach(), b_U.detach()
 
 
 def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
