@@ -118,7 +118,6 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
                  _arg_span(call, "steps"))
     if options["method"] == "attribution":
         options.setdefault("verify", 0)
-        options.setdefault("steps", 1)
 
 
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
