@@ -3,6 +3,7 @@ expectations with pass/fail. Reads only the results dict."""
 from __future__ import annotations
 
 TOP = 5
+ATTENDED = 0.05  # attention mass below which a named position is not listed
 
 
 def _fmt(value) -> str:
@@ -32,15 +33,29 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
                 lines.append(f"  {node} [{dataset}] {row}")
         return lines
     if kind == "attention":
+        patterns = result.get("patterns") or {}
         for node, stats in sorted(result.get("values", {}).items()):
-            top = sorted(stats.items(), key=lambda kv: -kv[1])[:3]
-            lines.append(f"  {node}: " + ", ".join(f"{p} {v:.2f}" for p, v in top))
+            lines.append(f"  {node}: " + _attention_line(stats, patterns.get(node)))
         return lines
     if "total" in result:
         lines.append(f"  total {_fmt(result['total'])}")
     for node, value in _top_values(result.get("values", {})):
         lines.append(f"  {node:<12} {_fmt(value)}")
     return lines
+
+
+def _attention_line(stats: dict, pattern: dict | None) -> str:
+    """The named positions holding at least ATTENDED of the mass (the top three); when
+    none does, the token the first prompt's query attends to most."""
+    top = [(p, v) for p, v in sorted(stats.items(), key=lambda kv: (-kv[1], kv[0])) if v >= ATTENDED][:3]
+    if top:
+        return ", ".join(f"{p} {v:.2f}" for p, v in top)
+    line = f"no named position above {ATTENDED:.2f}"
+    if pattern and pattern.get("weights"):
+        weights = pattern["weights"]
+        best = max(range(len(weights)), key=lambda i: weights[i])
+        line += f"; first prompt: '{pattern['tokens'][best]}' (position {best}) {weights[best]:.2f}"
+    return line
 
 
 def summarize(results: dict) -> str:
