@@ -2,6 +2,7 @@
 a user's model is, and small multiple-choice style datasets for it."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -93,3 +94,11 @@ def mcq_examples(n, *, seed=0, ragged=False, corrupt=True):
             line=line,
         ))
     return examples
+
+
+def write_jsonl(path, examples) -> None:
+    """`examples` as a JSONL dataset file, every field a line can carry."""
+    with open(path, "w") as handle:
+        for e in examples:
+            handle.write(json.dumps({"prompt": e.prompt, "answer": e.answer, "wrong": list(e.wrong),
+                                     "corrupt": e.corrupt, "marks": {k: list(v) for k, v in e.marks}}) + "\n")

@@ -13,7 +13,7 @@ import torch
 
 from circ.runtime.results_io import dumps
 from circ.runtime.run_command import run_spec
-from conftest import build_tiny_model_dir, mcq_examples
+from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
 
 SPEC = '''
 spec "determinism"
@@ -38,10 +38,7 @@ render top3 to "top3.dot"
 def project(tmp_path_factory):
     folder = tmp_path_factory.mktemp("determinism")
     build_tiny_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for e in mcq_examples(8, seed=4):
-            handle.write(json.dumps({"prompt": e.prompt, "answer": e.answer, "wrong": list(e.wrong),
-                                     "corrupt": e.corrupt, "marks": {k: list(v) for k, v in e.marks}}) + "\n")
+    write_jsonl(folder / "data.jsonl", mcq_examples(8, seed=4))
     (folder / "spec.circ").write_text(SPEC)
     return folder
 

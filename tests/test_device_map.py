@@ -11,7 +11,7 @@ from circ.runtime.device_maps import (
     DeviceMapError, is_offloaded, named_weights, parse_device_map, placement_kwargs, readable_weights,
 )
 from circ.runtime.run_command import run_spec
-from conftest import build_tiny_model_dir, mcq_examples
+from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
 
 CPU_DISK = {"transformer.wte": "cpu", "transformer.wpe": "cpu", "transformer.h.0": "cpu",
             "transformer.h.1": "disk", "transformer.ln_f": "disk", "lm_head": "cpu"}
@@ -95,11 +95,7 @@ analysis patched = patch(heads + mlps, source=corrupt, target=clean, metric=ld, 
 
 
 def _write_data(folder):
-    with open(folder / "data.jsonl", "w") as handle:
-        for example in mcq_examples(8, seed=4, ragged=True):
-            record = {"prompt": example.prompt, "answer": example.answer, "wrong": list(example.wrong),
-                      "corrupt": example.corrupt, "marks": {k: list(v) for k, v in example.marks}}
-            handle.write(json.dumps(record) + "\n")
+    write_jsonl(folder / "data.jsonl", mcq_examples(8, seed=4, ragged=True))
 
 
 def _results(folder, name, model_line, body, device_map=None):

@@ -13,7 +13,7 @@ from circ.compiler.estimate import estimate_plan
 from circ.compiler.estimate_shapes import NAMED_SHAPES, EstimateError, cost_shape, from_config, from_ir_shape
 from circ.runtime.cli import main
 from circ.runtime.estimate_command import measure_prompts, prompt_lengths
-from conftest import build_tiny_model_dir, mcq_examples
+from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,10 +104,7 @@ def cost_run(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("cost")
     build_tiny_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for example in mcq_examples(8, seed=5, ragged=True):
-            handle.write(json.dumps({"prompt": example.prompt, "answer": example.answer,
-                                     "wrong": list(example.wrong), "corrupt": example.corrupt}) + "\n")
+    write_jsonl(folder / "data.jsonl", mcq_examples(8, seed=5, ragged=True))
     (folder / "cost.circ").write_text(SPEC)
     spec = compile_file(folder / "cost.circ")
     loaded = load_model(spec.model, spec_dir=folder)

@@ -9,7 +9,7 @@ import pytest
 
 from circ.compiler import ir
 from circ.runtime.ray_executor import chunked, distributable, merge_entries
-from conftest import build_tiny_model_dir, mcq_examples
+from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
 
 SPEC = '''
 spec "sweep"
@@ -64,10 +64,7 @@ def cluster(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("ray")
     build_tiny_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for example in mcq_examples(8, seed=2):
-            handle.write(json.dumps({"prompt": example.prompt, "answer": example.answer, "wrong": list(example.wrong),
-                                     "corrupt": example.corrupt}) + "\n")
+    write_jsonl(folder / "data.jsonl", mcq_examples(8, seed=2))
     (folder / "sweep.circ").write_text(SPEC)
     assert run_spec(str(folder / "sweep.circ"), str(folder / "local"), model=None, device=None, batch_size=3,
                     seed=0, trust_remote_code=False, progress=False) == 0

@@ -17,7 +17,7 @@ import torch
 from circ.compiler.api import compile_source, plan
 from circ.runtime.resume import CACHE_FOLDER, ResultStore, op_keys
 from circ.runtime.run_command import run_spec
-from conftest import build_tiny_model_dir, mcq_examples
+from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
 
 CIRC = Path(sys.executable).with_name("circ")
 
@@ -33,13 +33,6 @@ circuit top3 = top(b_slow, 3)
 expect a_first.total > -1000
 '''
 BATCH = "2"
-
-
-def write_jsonl(path, examples):
-    with open(path, "w") as handle:
-        for e in examples:
-            handle.write(json.dumps({"prompt": e.prompt, "answer": e.answer, "wrong": list(e.wrong),
-                                     "corrupt": e.corrupt, "marks": {k: list(v) for k, v in e.marks}}) + "\n")
 
 
 def make_project(folder, spec=SLOW_SPEC, n=12):

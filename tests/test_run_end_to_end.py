@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from circ.runtime.run_command import run_spec
-from conftest import build_tiny_model_dir, mcq_examples
+from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
 
 SPEC = '''
 spec "tiny"
@@ -32,11 +32,7 @@ render top2 to "top2.dot"
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
     build_tiny_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for example in mcq_examples(12, seed=3):
-            record = {"prompt": example.prompt, "answer": example.answer, "wrong": list(example.wrong),
-                      "corrupt": example.corrupt, "marks": {k: list(v) for k, v in example.marks}}
-            handle.write(json.dumps(record) + "\n")
+    write_jsonl(folder / "data.jsonl", mcq_examples(12, seed=3))
     (folder / "tiny.circ").write_text(SPEC)
     code = run_spec(str(folder / "tiny.circ"), str(folder / "out"), model=None, device=None,
                     batch_size=5, seed=0, trust_remote_code=False, progress=False)

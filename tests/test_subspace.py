@@ -8,7 +8,7 @@ from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.analyses.subspace import subspace
 from circ.runtime.metrics import metric_values
 from circ.runtime.prompts import tokenize
-from conftest import mcq_examples
+from conftest import mcq_examples, write_jsonl
 
 LD = ir.Metric("ld", "logit_diff")
 
@@ -94,10 +94,7 @@ def test_a_spec_reads_recovery_by_the_dataset_names_it_used(tiny_dir, tmp_path):
 
     from circ.runtime.run_command import run_spec
 
-    with open(tmp_path / "data.jsonl", "w") as handle:
-        for example in mcq_examples(6, seed=4):
-            handle.write(json.dumps({"prompt": example.prompt, "answer": example.answer,
-                                     "wrong": list(example.wrong)}) + "\n")
+    write_jsonl(tmp_path / "data.jsonl", mcq_examples(6, seed=4))
     (tmp_path / "s.circ").write_text(f'''model hf("{tiny_dir}")
 data clean = jsonl("data.jsonl")
 data other = jsonl("data.jsonl", n=3)
