@@ -45,7 +45,7 @@ from circ.runtime.analyses.common import (
     AnalysisError, check_nodes, head_slot, node_site, part_hook, pattern_hook, progress, run_cached,
 )
 from circ.runtime.analyses.fast_patching import clean_hooks, last_token_view, residual_change
-from circ.runtime.analyses.gradients import gradient_run, patched_at, read_like
+from circ.runtime.analyses.gradients import gradient_run, input_embeddings, patched_at, read_like
 from circ.runtime.analyses.resume import Resumer, resumer_for
 from circ.runtime.metrics import metric_values
 
@@ -141,8 +141,9 @@ def _integrated(run, loaded, resumer, batch, metric, hooks, toward, steps: int):
     """The clean run with each gradient replaced by its mean over the inputs moved
     k/steps of the way toward the source's, k = 0 .. steps - 1."""
     totals = dict(run.gradients)
+    embeddings = input_embeddings(loaded, resumer, toward)
     for k in range(1, steps):
-        moved = gradient_run(loaded, resumer, batch, metric, hooks, toward=(toward, k / steps))
+        moved = gradient_run(loaded, resumer, batch, metric, hooks, toward=(embeddings, k / steps))
         for name, gradient in moved.gradients.items():
             totals[name] = totals[name] + gradient
     return replace(run, gradients={name: total / steps for name, total in totals.items()})

@@ -8,8 +8,9 @@ unembedding only there; the hooks of that block then hold only those positions (
 hook holds every position. Only activation gradients are computed: no parameter
 gradient is formed or stored.
 
-`toward=(tokens, alpha)` runs the pass on the input embeddings moved the fraction
-alpha of the way from the batch's to those of `tokens` (integrated gradients).
+`toward=(embeddings, alpha)` runs the pass on the input embeddings moved the
+fraction alpha of the way from the batch's to `embeddings` (integrated gradients),
+which `input_embeddings` computes once for other tokens.
 """
 from __future__ import annotations
 
@@ -64,10 +65,21 @@ def gradient_run(loaded, resumer: Resumer | None, batch, metric: ir.Metric, hook
     )
 
 
+def input_embeddings(loaded, resumer: Resumer | None, tokens: torch.Tensor) -> torch.Tensor:
+    """What `gradient_run` starts from for `tokens`: the engine's input to block 0, or
+    without an engine the bridge's token embeddings (`hook_embed`)."""
+    with torch.no_grad():
+        if resumer is not None:
+            return resumer.embed(tokens)
+        bridge = loaded.bridge
+        _, cache = bridge.run_with_cache(tokens.to(bridge.cfg.device), names_filter=["hook_embed"], stop_at_layer=0)
+        return cache["hook_embed"]
+
+
 def _engine_forward(resumer: Resumer, batch, metric, hooks, recorded, read_last_only, toward):
     start = resumer.embed(batch.tokens)
     if toward is not None:
-        start = torch.lerp(start, resumer.embed(toward[0]), toward[1])
+        start = torch.lerp(start, toward[0], toward[1])
     start = start.detach().requires_grad_(True)
     read = None
     view = batch
@@ -91,10 +103,7 @@ def _bridge_forward(bridge, batch, hooks, recorded, toward):
 
     moves = []
     if toward is not None:
-        with torch.no_grad():
-            _, cache = bridge.run_with_cache(toward[0].to(tokens.device), names_filter=["hook_embed"],
-                                             stop_at_layer=0)
-        moves = [("hook_embed", lambda activation, hook: torch.lerp(activation, cache["hook_embed"], toward[1]))]
+        moves = [("hook_embed", lambda activation, hook: torch.lerp(activation, toward[0], toward[1]))]
     return bridge.run_with_hooks(tokens, fwd_hooks=moves + [(name, record(name)) for name in hooks])
 
 
