@@ -41,6 +41,18 @@ def build_tiny_model_dir(folder, *, n_layer=2, n_head=4, n_embd=32, n_positions=
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tests: the tiny model runs fastest so, and a
+    fresh process on one thread sums floats in the same order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-gpt2"))

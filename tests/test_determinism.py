@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from circ.runtime.results_io import dumps
 from circ.runtime.run_command import run_spec
@@ -43,13 +42,7 @@ def project(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread here and in the fresh process, so both sum floats in the same order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fresh process sums floats in the same order
 
 
 def run_here(folder, out):
