@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformer_lens", "networkx")
 IMPORT_PROBE = (
-    "import sys, time; t = time.perf_counter(); import circ.compiler.api, circ.runtime.cli; "
+    "import sys, time; t = time.perf_counter(); import circ.compiler.api, circ.cli.main; "
     "print(time.perf_counter() - t); "
     f"print(','.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
 )
@@ -26,7 +26,7 @@ def circ_command() -> list[str]:
     script = Path(sys.executable).parent / "circ"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from circ.runtime.cli import main; main()"]
+    return [sys.executable, "-c", "from circ.cli.main import main; main()"]
 
 
 def time_check(spec: Path, runs: int) -> float:
@@ -51,7 +51,7 @@ def main() -> int:
     probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True,
                            cwd=ROOT, check=True).stdout.splitlines()
     import_seconds, heavy = float(probe[0]), probe[1] if len(probe) > 1 else ""
-    print(f"import circ.compiler.api + circ.runtime.cli: {import_seconds:.3f} s; "
+    print(f"import circ.compiler.api + circ.cli.main: {import_seconds:.3f} s; "
           f"heavy modules loaded: {heavy or 'none'}")
 
     slow = bool(heavy)

@@ -43,9 +43,8 @@ MODELS = {
 def build_model(folder: Path, dims: dict) -> None:
     """A random GPT-2 of the given dimensions with the demo model's tokenizer."""
     import torch
+    from circ.runtime.models.demo_model.tokenizer import build_tokenizer, save_tokenizer
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    from circ.runtime.demo_model.tokenizer import build_tokenizer, save_tokenizer
 
     tokenizer = build_tokenizer(128)
     config = GPT2Config(vocab_size=dims["vocab_size"] or len(tokenizer), n_positions=128, n_embd=dims["n_embd"],
@@ -82,12 +81,12 @@ def measure(name: str, n: int, batch_size: int, repeats: int, folder: Path) -> t
     """(predicted FLOPs, the fastest of `repeats` measured times) per op; a mean op's
     FLOPs go to its first reader, which computes the means."""
     from circ.compiler.api import compile_file, plan
-    from circ.compiler.estimate import estimate_plan
-    from circ.compiler.estimate_shapes import from_config
-    from circ.compiler.plan_output import ordered_ids
-    from circ.runtime.estimate_command import measure_prompts
-    from circ.runtime.executor import Executor, Settings
-    from circ.runtime.models import load_model
+    from circ.compiler.estimate.cost import estimate_plan
+    from circ.compiler.estimate.cost_shapes import from_config
+    from circ.compiler.plan.output import ordered_ids
+    from circ.runtime.data.token_counts import measure_prompts
+    from circ.runtime.execute.executor import Executor, Settings
+    from circ.runtime.models.loading import load_model
 
     dims = MODELS[name]
     build_model(folder / "model", dims)

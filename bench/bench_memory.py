@@ -26,11 +26,11 @@ def child(n: int, method: str) -> dict:
     from pathlib import Path
 
     from circ.compiler import ir
-    from circ.runtime import generators
+    from circ.runtime.analyses.patch_sources import make_source
     from circ.runtime.analyses.patching import patch
-    from circ.runtime.models import load_model
-    from circ.runtime.prompts import tokenize
-    from circ.runtime.sources import make_source
+    from circ.runtime.data import generators
+    from circ.runtime.data.prompts import tokenize
+    from circ.runtime.models.loading import load_model
 
     loaded = load_model(ir.Model(source="demo"), spec_dir=Path.cwd())
     prompts = tokenize(loaded, generators.build("mcq", {"n": n, "labels": "ABCD", "seed": 0}), source_name="clean")

@@ -40,11 +40,10 @@ VOCAB = 50257
 def gpt2_small(seed: int = 0):
     """A LoadedModel around a random GPT-2-small-shaped model and a word-level tokenizer."""
     import torch
+    from circ.runtime.models.loading import LoadedModel, shape_of
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    from circ.runtime.models import LoadedModel, shape_of
 
     vocab = {"<bos>": 0, "<pad>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, VOCAB)}}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -67,8 +66,8 @@ def word_prompts(loaded, n: int, tokens: int, seed: int = 1):
     differs from the clean one at its position; answers and wrong answers shared."""
     import random
 
-    from circ.runtime.examples import Example
-    from circ.runtime.prompts import tokenize
+    from circ.runtime.data.examples import Example
+    from circ.runtime.data.prompts import tokenize
 
     rng = random.Random(seed)
     clean, corrupted = [], []
@@ -119,9 +118,8 @@ def main(argv=None) -> int:
                         choices=["exact", "direct", "attribution", "edges", "case-study"])
     args = parser.parse_args(argv)
     import torch
-
     from circ.compiler import ir
-    from circ.runtime.sources import make_source
+    from circ.runtime.analyses.patch_sources import make_source
 
     print(f"machine: {os.cpu_count()} CPUs, {_cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     loaded, seconds = timed(gpt2_small)
@@ -162,10 +160,9 @@ class Context:
 def bench_exact(c: Context) -> dict:
     import pandas as pd
     import torch
-    from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
-
+    from circ.runtime.analyses.metrics import metric_values
     from circ.runtime.analyses.patching import patch
-    from circ.runtime.metrics import metric_values
+    from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 
     bridge = c.loaded.bridge
 
@@ -201,8 +198,7 @@ def bench_exact(c: Context) -> dict:
 def hand_written_loop(c: Context, clean_cache) -> dict:
     """One run_with_hooks per head: the clean z of that head written into the corrupted run."""
     import torch
-
-    from circ.runtime.metrics import metric_values
+    from circ.runtime.analyses.metrics import metric_values
 
     out = {}
     with torch.no_grad():
@@ -284,12 +280,12 @@ def bench_case_study() -> None:
     from pathlib import Path
 
     from circ.compiler import ir
-    from circ.runtime import generators
+    from circ.runtime.analyses.patch_sources import make_source
     from circ.runtime.analyses.patching import patch
-    from circ.runtime.demo_model import demo_model_dir
-    from circ.runtime.models import load_model
-    from circ.runtime.prompts import tokenize
-    from circ.runtime.sources import make_source
+    from circ.runtime.data import generators
+    from circ.runtime.data.prompts import tokenize
+    from circ.runtime.models.demo_model import demo_model_dir
+    from circ.runtime.models.loading import load_model
 
     print("\n[5] the case study on the demo model: clean = mcq(n=96, labels=ABCD, seed=0), "
           "source = clean.move_answer(seed=3)", flush=True)
@@ -328,10 +324,9 @@ def demo_baseline(loaded, clean, moved, heads, metric, source) -> None:
     against circ's exact kernel on the same heads, prompts and model."""
     import pandas as pd
     import torch
-    from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
-
+    from circ.runtime.analyses.metrics import metric_values
     from circ.runtime.analyses.patching import patch
-    from circ.runtime.metrics import metric_values
+    from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 
     bridge = loaded.bridge
     index = pd.DataFrame({"layer": [n.layer for n in heads], "head": [n.head for n in heads]})

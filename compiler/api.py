@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import ir
-from .context import Context
-from .diagnostics import CircError, Diagnostic
-from .passes import run_passes
-from .sources import load_sources
+from circ.compiler import ir
+from circ.compiler.check.context import Context
+from circ.compiler.check.passes import run_passes
+from circ.compiler.diagnostics import CircError, Diagnostic
+from circ.compiler.syntax.spec_files import load_sources
 
 
 def compile_file(path: str | Path, *, model_override: ir.Model | None = None,
@@ -29,8 +29,8 @@ def compile_source(text: str, path: str = "<string>", *, model_override: ir.Mode
 
 
 def plan(spec: ir.Spec):
-    """The networkx DiGraph of operations that runs `spec` (see plan.py)."""
-    from .plan import build_plan
+    """The networkx DiGraph of operations that runs `spec` (see plan/planner.py)."""
+    from circ.compiler.plan.planner import build_plan
 
     return build_plan(spec)
 

@@ -11,7 +11,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from .ir import Span
+from circ.compiler.ir import Span
 
 CODES = {
     "E100": "syntax error",

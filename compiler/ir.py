@@ -1,7 +1,7 @@
 """The checked intermediate representation of a spec: frozen dataclasses with spans.
 
-The parser lowers a Lark tree into these classes (see `lower.py`), the passes in
-`passes.py` resolve and check them, and everything after that (planner, runtime,
+The parser builds a syntax tree (`syntax/tree.py`), the passes of `check/passes.py`
+lower it into these classes and check them, and everything after that (planner, runtime,
 renderer, diff) reads only these classes. Every class carries the `Span` of the
 source text it came from, so that any later error can point at a line and column.
 Spans never take part in equality (`compare=False`): two specs that differ only in

@@ -6,9 +6,8 @@ import json
 import random
 
 import pytest
-
 from circ.compiler import ir
-from circ.runtime.examples import Example
+from circ.runtime.data.examples import Example
 
 WORDS = ["cat", "dog", "red", "blue", "green", "sun", "moon", "tree", "fish", "bird", "rock", "star"]
 LABELS = ["A", "B", "C", "D"]
@@ -59,7 +58,7 @@ def tiny_dir(tmp_path_factory):
 
 
 def load_tiny(folder, *, compat=False):
-    from circ.runtime.models import load_model
+    from circ.runtime.models.loading import load_model
 
     return load_model(ir.Model(source="hf", location=str(folder), compat=compat), spec_dir=folder)
 

@@ -3,11 +3,10 @@ import math
 
 import pytest
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.attention import attention
 from circ.runtime.analyses.common import AnalysisError
-from circ.runtime.prompts import tokenize
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
 
 HEADS = [ir.Node(1, "head", 2), ir.Node(0, "head", 0)]

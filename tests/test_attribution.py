@@ -4,13 +4,12 @@ integrated gradients (steps) against a hand-written Riemann sum, and converging 
 exact effect of patching the embeddings."""
 import pytest
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.attribution import attribution_patch
 from circ.runtime.analyses.common import AnalysisError, run_cached
+from circ.runtime.analyses.patch_sources import SourceBatch, make_source
 from circ.runtime.analyses.patching import patch
-from circ.runtime.prompts import tokenize
-from circ.runtime.sources import SourceBatch, make_source
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
 
 LD = ir.Metric("ld", "logit_diff")

@@ -5,12 +5,12 @@ import json
 import shutil
 
 import pytest
-
 from circ.compiler.api import compile_source
 from circ.compiler.diagnostics import CircError
-from circ.runtime import models
-from circ.runtime.run_command import run_spec
+from circ.runtime.models import loading as models
 from conftest import VOCAB, load_tiny, mcq_examples
+
+from circ.cli.run import run_spec
 
 GOOD = [{"prompt": e.prompt, "answer": e.answer, "wrong": list(e.wrong), "corrupt": e.corrupt,
          "marks": {k: list(v) for k, v in e.marks}} for e in mcq_examples(4, seed=9)]
@@ -189,7 +189,8 @@ def drop_tokenizer(folder):
 
 
 def bigger_tokenizer(folder):
-    from tokenizers import Tokenizer, models as token_models, pre_tokenizers
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import models as token_models
     from transformers import PreTrainedTokenizerFast
 
     words = VOCAB + [f"extra{i}" for i in range(10)]

@@ -7,13 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from circ.compiler import ir
 from circ.compiler.api import compile_file, compile_source
+from circ.compiler.check.model_shape import (
+    DEMO_SHAPE,
+    ShapeError,
+    shape_for,
+    shape_from_config,
+)
 from circ.compiler.diagnostics import CircError, Diagnostic
-from circ.compiler.shapes import DEMO_SHAPE, ShapeError, shape_for, shape_from_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.circ"))
@@ -207,7 +211,7 @@ def test_model_override_replaces_the_spec_model():
 
 # --------------------------------------------------------------------------- robustness
 def test_compiler_import_loads_no_torch():
-    code = ("import sys, circ.compiler.api, circ.compiler.fmt, circ.compiler.commands; "
+    code = ("import sys, circ.compiler.api, circ.compiler.syntax.fmt, circ.cli.check, circ.cli.fmt, circ.cli.plan; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformer_lens')]; "
             "print(bad)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,7 +6,6 @@ listing every diagnostic the file must produce (FILE when it is in another file)
 from pathlib import Path
 
 import pytest
-
 from circ.compiler.api import compile_file
 from circ.compiler.diagnostics import CODES, CircError
 

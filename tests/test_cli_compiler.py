@@ -11,7 +11,7 @@ INVALID = ROOT / "tests" / "fixtures" / "invalid"
 
 
 def circ(*args, cwd=ROOT):
-    command = [sys.executable, "-c", "from circ.runtime.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from circ.cli.main import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
 
 

@@ -7,13 +7,12 @@ import random
 
 import pytest
 import torch
-
 from circ.compiler.ir import Word
-from circ.runtime.demo_model import demo_model_dir
-from circ.runtime.demo_model.data import training_sequence
-from circ.runtime.demo_model.guide import guide_loss
-from circ.runtime.demo_model.split import held_out_examples, is_held_out
-from circ.runtime.gen_mcq import McqItem
+from circ.runtime.data.mcq import McqItem
+from circ.runtime.models.demo_model import demo_model_dir
+from circ.runtime.models.demo_model.data import training_sequence
+from circ.runtime.models.demo_model.guide import guide_loss
+from circ.runtime.models.demo_model.split import held_out_examples, is_held_out
 
 HOOKS = ("blocks.{L}.attn.hook_z", "blocks.{L}.attn.hook_pattern", "blocks.{L}.hook_resid_pre",
          "blocks.{L}.hook_mlp_out")
@@ -116,7 +115,7 @@ def test_the_checkers_demo_shape_is_the_shipped_models():
     """`circ check` knows the demo model's shape without reading its files."""
     import json
 
-    from circ.compiler.shapes import DEMO_SHAPE, shape_from_config
+    from circ.compiler.check.model_shape import DEMO_SHAPE, shape_from_config
 
     config = json.loads((demo_model_dir() / "config.json").read_text())
     assert shape_from_config(config) == DEMO_SHAPE

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from circ.runtime.results_io import dumps
-from circ.runtime.run_command import run_spec
+from circ.runtime.results.write import dumps
 from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
+
+from circ.cli.run import run_spec
 
 SPEC = '''
 spec "determinism"

@@ -6,12 +6,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from circ.runtime.device_maps import (
-    DeviceMapError, is_offloaded, named_weights, parse_device_map, placement_kwargs, readable_weights,
+from circ.runtime.models.device_maps import (
+    DeviceMapError,
+    is_offloaded,
+    named_weights,
+    parse_device_map,
+    placement_kwargs,
+    readable_weights,
 )
-from circ.runtime.run_command import run_spec
 from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
+
+from circ.cli.run import run_spec
 
 CPU_DISK = {"transformer.wte": "cpu", "transformer.wpe": "cpu", "transformer.h.0": "cpu",
             "transformer.h.1": "disk", "transformer.ln_f": "disk", "lm_head": "cpu"}
@@ -60,7 +65,7 @@ def test_a_bad_map_in_a_spec_is_a_diagnostic_at_the_model_line(spec_folder):
 # --------------------------------------------------------------------------- the model spread over cpu and disk
 def test_offloaded_weights_read_inside_readable_weights(tiny_dir, tiny):
     from circ.compiler import ir
-    from circ.runtime.models import load_model
+    from circ.runtime.models.loading import load_model
 
     spread = load_model(ir.Model(source="hf", location=str(tiny_dir), device_map=json.dumps(CPU_DISK)),
                         spec_dir=tiny_dir)
@@ -154,8 +159,8 @@ def test_a_cpu_disk_map_runs_the_analyses_that_read_weights_as_one_device(spec_f
 def test_the_fast_kernel_leaves_offloaded_models_to_the_hook_kernel(tiny_dir):
     from circ.compiler import ir
     from circ.runtime.analyses.common import AnalysisError
-    from circ.runtime.analyses.resume import resumer_for
-    from circ.runtime.models import load_model
+    from circ.runtime.analyses.resumed_blocks import resumer_for
+    from circ.runtime.models.loading import load_model
 
     spread = load_model(ir.Model(source="hf", location=str(tiny_dir), device_map=json.dumps(CPU_DISK)),
                         spec_dir=tiny_dir)

@@ -15,10 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from circ.compiler import ir
-from circ.runtime.diagram import (CATEGORY_COLOURS, HELPS, HURTS, RenderError, circuit_dot,
-                                  hypothesis_dot, parse_node_id, rule_text, select_text)
+from circ.runtime.render.diagram import (
+    CATEGORY_COLOURS,
+    HELPS,
+    HURTS,
+    RenderError,
+    circuit_dot,
+    hypothesis_dot,
+    parse_node_id,
+    rule_text,
+    select_text,
+)
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "results" / "mcq_2l4h.json"
@@ -289,7 +297,7 @@ def test_spec_without_circuits_is_an_error():
 
 
 def test_diagram_and_graphviz_import_no_heavy_modules():
-    code = ("import sys, circ.runtime.diagram, circ.runtime.graphviz; "
+    code = ("import sys, circ.runtime.render.diagram, circ.runtime.render.graphviz; "
             "print(sorted(m for m in ('torch', 'transformer_lens', 'matplotlib') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

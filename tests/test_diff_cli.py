@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from circ.compiler.diff_git import git_driver_main
-from circ.compiler.diff_inputs import diff_main
+from circ.compiler.diff.git_driver import git_driver_main
+from circ.compiler.diff.inputs import diff_main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results_diff"
 OLD, NEW = str(FIXTURES / "old.json"), str(FIXTURES / "new.json")
@@ -156,7 +155,7 @@ def test_git_diff_runs_the_driver_with_its_seven_arguments(tmp_path):
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "old")
     shutil.copy(NEW, repo / "results.json")
-    driver = (f"'{sys.executable}' -c 'import sys; from circ.compiler.diff_git import "
+    driver = (f"'{sys.executable}' -c 'import sys; from circ.compiler.diff.git_driver import "
               "git_driver_main; sys.exit(git_driver_main(sys.argv[1:]))'")
     out = git(repo, "-c", f"diff.circ.command={driver}", "diff", "--ext-diff")
     lines = out.splitlines()
@@ -166,7 +165,7 @@ def test_git_diff_runs_the_driver_with_its_seven_arguments(tmp_path):
 
 
 def test_diff_modules_never_import_torch():
-    modules = ("diff_inputs", "diff_git", "diff_format", "diff_spec", "diff_results")
+    modules = ("diff.inputs", "diff.git_driver", "diff.format", "diff.spec", "diff.results")
     code = ("import sys; " + "; ".join(f"import circ.compiler.{m}" for m in modules)
             + "; print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('torch', 'transformer_lens')))")
@@ -296,7 +295,7 @@ def test_rev_path_spec_operands(tmp_path, monkeypatch):
 @needs_git
 def test_git_diff_uses_the_driver_for_specs(tmp_path):
     repo = commit_spec_history(tmp_path)
-    driver = (f"'{sys.executable}' -c 'import sys; from circ.compiler.diff_git import "
+    driver = (f"'{sys.executable}' -c 'import sys; from circ.compiler.diff.git_driver import "
               "git_driver_main; sys.exit(git_driver_main(sys.argv[1:]))'")
     out = git(repo, "-c", f"diff.circ.command={driver}", "diff", "HEAD~1", "HEAD")
     assert out.splitlines() == ["diff --circ a/spec.circ b/spec.circ",

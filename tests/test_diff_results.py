@@ -4,8 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from circ.compiler.diff_results import Faithfulness, ResultChange, ResultsError, diff_results
+from circ.compiler.diff.results import (
+    Faithfulness,
+    ResultChange,
+    ResultsError,
+    diff_results,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results_diff"
 

@@ -3,11 +3,10 @@ renames found as one change, and order / layout / spans never reported."""
 from dataclasses import replace
 
 import pytest
-
 from circ.compiler import ir
-from circ.compiler.diff_describe import describe
-from circ.compiler.diff_renames import find_renames
-from circ.compiler.diff_spec import diff_specs
+from circ.compiler.diff.describe import describe
+from circ.compiler.diff.renames import find_renames
+from circ.compiler.diff.spec import diff_specs
 
 SHAPE = ir.Shape(n_layers=2, n_heads=4, d_model=128, d_head=32, d_vocab=300, n_ctx=64)
 HEADS = tuple(ir.Node(layer, "head", head) for layer in range(2) for head in range(4))

@@ -2,12 +2,11 @@
 removing it from the final residual stream (LayerNorm scale held fixed) costs."""
 import pytest
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.analyses.dla import attribute
-from circ.runtime.metrics import metric_values
-from circ.runtime.prompts import tokenize
+from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
 
 LD = ir.Metric("ld", "logit_diff")

@@ -1,13 +1,12 @@
 """Edge attribution against exact path patching: equal to first order, so close for a
 small patch and with an error that shrinks like its square."""
 import pytest
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.analyses.edge_attribution import edge_attribution
+from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.path_patching import path_patch
-from circ.runtime.prompts import tokenize
-from circ.runtime.sources import make_source
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
 from test_attribution import ScaledSource
 

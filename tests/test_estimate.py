@@ -6,14 +6,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 from circ.compiler.api import compile_file, compile_source, plan
-from circ.compiler.estimate import estimate_plan
-from circ.compiler.estimate_shapes import NAMED_SHAPES, EstimateError, cost_shape, from_config, from_ir_shape
-from circ.runtime.cli import main
-from circ.runtime.estimate_command import measure_prompts, prompt_lengths
+from circ.compiler.estimate.cost import estimate_plan
+from circ.compiler.estimate.cost_shapes import (
+    NAMED_SHAPES,
+    EstimateError,
+    cost_shape,
+    from_config,
+    from_ir_shape,
+)
+from circ.runtime.data.token_counts import measure_prompts, prompt_lengths
+from click.testing import CliRunner
 from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
+
+from circ.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,8 +105,8 @@ expect faithfulness(top(total, 3), on=clean, ablate=mean(clean), metric=ld) >= -
 @pytest.fixture(scope="module")
 def cost_run(tmp_path_factory):
     """The spec's estimate, and the forward passes (op, prompts, width) a real run made."""
-    from circ.runtime.executor import Executor, Settings
-    from circ.runtime.models import load_model
+    from circ.runtime.execute.executor import Executor, Settings
+    from circ.runtime.models.loading import load_model
 
     folder = tmp_path_factory.mktemp("cost")
     build_tiny_model_dir(folder / "model")
@@ -161,8 +167,8 @@ def _measured(calls, op=None):
 
 
 def test_prompt_lengths_are_the_runtime_token_counts(cost_run, tiny):
-    from circ.runtime.datasets import build_examples
-    from circ.runtime.prompts import tokenize
+    from circ.runtime.data.datasets import build_examples
+    from circ.runtime.data.prompts import tokenize
 
     spec, _, _, _ = cost_run
     examples = build_examples(spec.dataset("clean"), spec)
@@ -323,7 +329,7 @@ def test_command_line_errors():
 
 def test_the_estimate_command_never_imports_torch():
     spec = str(ROOT / "specs" / "mcq_correct_letter.circ")
-    code = ("import io, sys; from circ.runtime.estimate_command import estimate_path; out = io.StringIO();"
+    code = ("import io, sys; from circ.cli.estimate import estimate_path; out = io.StringIO();"
             f"status = estimate_path({spec!r}, 'llama-7b', 8, 'text', out, sys.stderr);"
             "assert status == 0, status; assert 'torch' not in sys.modules; print(out.getvalue())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

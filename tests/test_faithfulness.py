@@ -2,12 +2,11 @@
 were zeroed by hand."""
 import pytest
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.faithfulness import faithfulness
-from circ.runtime.metrics import metric_values
-from circ.runtime.prompts import tokenize
-from circ.runtime.sources import make_source
+from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.patch_sources import make_source
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
 from test_patching import plant_single_head
 

@@ -4,14 +4,18 @@ import weakref
 
 import pytest
 import torch
-
 from circ.compiler import ir
-from circ.runtime.analyses import fast_patching, resume
+from circ.runtime.analyses import fast_patching
+from circ.runtime.analyses import resumed_blocks as resume
 from circ.runtime.analyses.common import AnalysisError
+from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.patching import patch
-from circ.runtime.analyses.resume import Resumer, resumer_for, unsupported_reason
-from circ.runtime.prompts import tokenize
-from circ.runtime.sources import make_source
+from circ.runtime.analyses.resumed_blocks import (
+    Resumer,
+    resumer_for,
+    unsupported_reason,
+)
+from circ.runtime.data.prompts import tokenize
 from conftest import build_tiny_model_dir, load_tiny, mcq_examples
 
 N_LAYERS = 3

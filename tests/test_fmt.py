@@ -3,14 +3,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from circ.compiler.api import compile_source
 from circ.compiler.diagnostics import CircError
-from circ.compiler.fmt import format_source
-from circ.compiler.parser import parse_source
-from circ.compiler.printer import expr_text
+from circ.compiler.syntax.fmt import format_source
+from circ.compiler.syntax.parser import parse_source
+from circ.compiler.syntax.printer import expr_text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "specs").glob("*.circ")) + sorted(

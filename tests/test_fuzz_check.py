@@ -15,13 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from lark.exceptions import VisitError
-
 from circ.compiler import ir
 from circ.compiler.api import compile_file, compile_source
 from circ.compiler.diagnostics import CODES, CircError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 VALID = sorted((ROOT / "specs").glob("*.circ")) + sorted((ROOT / "tests" / "fixtures" / "valid").glob("*.circ"))

@@ -4,12 +4,11 @@ import subprocess
 import sys
 
 import pytest
+from circ.compiler.ir import Word
+from circ.runtime.data.generators import build
+from circ.runtime.data.vocab import demo_vocabulary
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from circ.compiler.ir import Word
-from circ.runtime.generators import build
-from circ.runtime.gen_vocab import demo_vocabulary
 
 
 def parse_mcq(prompt):
@@ -204,6 +203,6 @@ def test_bad_parameters_raise_clear_errors(kind, params, base, message):
 
 
 def test_generators_do_not_import_torch():
-    code = "import sys, circ.runtime.generators; print('torch' in sys.modules)"
+    code = "import sys, circ.runtime.data.generators; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -11,9 +11,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from circ.runtime.diagram import RenderError, circuit_dot
-from circ.runtime.graphviz import GraphvizFailed, GraphvizMissing, inline_svg, render
+from circ.runtime.render.diagram import RenderError, circuit_dot
+from circ.runtime.render.graphviz import (
+    GraphvizFailed,
+    GraphvizMissing,
+    inline_svg,
+    render,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "mcq_2l4h.json"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,

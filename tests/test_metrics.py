@@ -3,11 +3,10 @@ import math
 
 import pytest
 import torch
-
 from circ.compiler import ir
-from circ.runtime.examples import Example
-from circ.runtime.metrics import MetricError, metric_values, normalize
-from circ.runtime.prompts import tokenize
+from circ.runtime.analyses.metrics import MetricError, metric_values, normalize
+from circ.runtime.data.examples import Example
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
 
 

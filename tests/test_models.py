@@ -3,9 +3,8 @@ import shutil
 
 import pytest
 import torch
-
 from circ.compiler import ir
-from circ.runtime.models import ModelError, load_model
+from circ.runtime.models.loading import ModelError, load_model
 from conftest import build_tiny_model_dir, load_tiny
 
 
@@ -167,7 +166,7 @@ def test_gguf_file_loads_through_transformers(tmp_path, monkeypatch):
 
 
 def test_demo_source_loads_the_embedded_folder(tiny_dir, tmp_path, monkeypatch):
-    import circ.runtime.demo_model as demo
+    import circ.runtime.models.demo_model as demo
 
     monkeypatch.setattr(demo, "demo_model_dir", lambda: tiny_dir)
     loaded = load_model(ir.Model(source="demo"), spec_dir=tmp_path)

@@ -2,11 +2,10 @@
 import dataclasses
 
 import pytest
-
-from circ.compiler import syntax as s
 from circ.compiler.diagnostics import CircError
 from circ.compiler.ir import Span
-from circ.compiler.parser import parse_source
+from circ.compiler.syntax import tree as s
+from circ.compiler.syntax.parser import parse_source
 
 
 def only_statement(text):

@@ -2,13 +2,12 @@
 receiver's input."""
 import pytest
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import AnalysisError
+from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.path_patching import path_patch
-from circ.runtime.metrics import metric_values
-from circ.runtime.prompts import tokenize
-from circ.runtime.sources import make_source
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
 
 LD = ir.Metric("ld", "logit_diff")

@@ -3,11 +3,10 @@ import json
 from pathlib import Path
 
 import networkx as nx
-
 from circ.compiler import ir
 from circ.compiler.api import compile_file, compile_source, plan
-from circ.compiler.plan import Op
-from circ.compiler.plan_output import plan_dot, plan_json, plan_text
+from circ.compiler.plan.output import plan_dot, plan_json, plan_text
+from circ.compiler.plan.planner import Op
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE_STUDY = ROOT / "specs" / "mcq_correct_letter.circ"

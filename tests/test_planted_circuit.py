@@ -9,11 +9,16 @@ import json
 
 import pytest
 import torch
-
-from circ.runtime.run_command import run_spec
 from planted_model import (
-    MARKER, PLANTED, build_planted_model_dir, expected_logit_diff, marker_records, spec_text,
+    MARKER,
+    PLANTED,
+    build_planted_model_dir,
+    expected_logit_diff,
+    marker_records,
+    spec_text,
 )
+
+from circ.cli.run import run_spec
 
 N_PROMPTS = 16
 EXACT = 1e-4  # float32 agreement with the closed-form values

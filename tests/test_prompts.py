@@ -1,11 +1,10 @@
 """Tokenising datasets: BOS, right padding, answers, corrupt prompts, named positions."""
 import pytest
 import torch
-
 from circ.compiler import ir
-from circ.runtime.examples import Example
-from circ.runtime.prompts import tokenize
-from circ.runtime.readers import DatasetError
+from circ.runtime.data.examples import Example
+from circ.runtime.data.prompts import tokenize
+from circ.runtime.data.readers import DatasetError
 from conftest import mcq_examples
 
 

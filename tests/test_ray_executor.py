@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from circ.compiler import ir
-from circ.runtime.ray_executor import chunked, distributable, merge_entries
+from circ.runtime.execute.ray_executor import chunked, distributable, merge_entries
 from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
 
 SPEC = '''
@@ -60,7 +59,7 @@ def test_only_exact_patching_and_path_patching_are_spread():
 def cluster(tmp_path_factory):
     """A spec folder, its results from the local executor, and a local Ray instance."""
     ray = pytest.importorskip("ray")
-    from circ.runtime.run_command import run_spec
+    from circ.cli.run import run_spec
 
     folder = tmp_path_factory.mktemp("ray")
     build_tiny_model_dir(folder / "model")
@@ -90,7 +89,7 @@ def _close(a, b, path="") -> list[str]:
 
 
 def test_ray_run_writes_the_local_results(cluster):
-    from circ.runtime.run_command import run_spec
+    from circ.cli.run import run_spec
 
     folder, local = cluster
     code = run_spec(str(folder / "sweep.circ"), str(folder / "ray"), model=None, device=None, batch_size=3, seed=0,
@@ -107,9 +106,9 @@ def test_ray_run_writes_the_local_results(cluster):
 
 def test_a_worker_killed_midway_loses_nothing(cluster):
     from circ.compiler.api import compile_file, plan
-    from circ.runtime.executor import Settings
-    from circ.runtime.models import load_model
-    from circ.runtime.ray_executor import RayExecutor
+    from circ.runtime.execute.executor import Settings
+    from circ.runtime.execute.ray_executor import RayExecutor
+    from circ.runtime.models.loading import load_model
 
     folder, local = cluster
     spec = compile_file(folder / "sweep.circ")
@@ -125,7 +124,7 @@ def test_a_worker_killed_midway_loses_nothing(cluster):
 def test_path_patching_is_spread_over_the_workers(cluster):
     """Senders (with an edge; L1.MLP has none) in chunks on the actors; receivers: q, k, v
     inputs, a whole head and an MLP. results.json is the local one, edges in the same order."""
-    from circ.runtime.run_command import run_spec
+    from circ.cli.run import run_spec
 
     folder, _ = cluster
     (folder / "paths.circ").write_text(PATHS)
@@ -146,7 +145,7 @@ def test_path_patching_is_spread_over_the_workers(cluster):
 def test_address_needs_the_ray_executor():
     from click.testing import CliRunner
 
-    from circ.runtime.cli import main
+    from circ.cli.main import main
 
     spec = str(Path(__file__).resolve().parent.parent / "specs" / "mcq_correct_letter.circ")
     result = CliRunner().invoke(main, ["run", spec, "--address", "auto"])

@@ -2,8 +2,7 @@
 import json
 
 import pytest
-
-from circ.runtime.readers import DatasetError, read_autocircuit, read_jsonl
+from circ.runtime.data.readers import DatasetError, read_autocircuit, read_jsonl
 
 
 def write(tmp_path, name, text):

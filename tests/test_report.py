@@ -11,11 +11,10 @@ from html import escape
 from pathlib import Path
 
 import pytest
-
-from circ.runtime.charts import DATASET_COLOURS, signed_bar_chart
-from circ.runtime.diagram import RenderError, circuit_dot
-from circ.runtime.graphviz import inline_svg
-from circ.runtime.report import report_html, write_report
+from circ.runtime.render.charts import DATASET_COLOURS, signed_bar_chart
+from circ.runtime.render.diagram import RenderError, circuit_dot
+from circ.runtime.render.graphviz import inline_svg
+from circ.runtime.render.report import report_html, write_report
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "results" / "mcq_2l4h.json"

@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from circ.runtime.diagram import CATEGORY_COLOURS, HELPS, HURTS, circuit_dot
-from circ.runtime.graphviz import inline_svg
-from circ.runtime.report import write_report
+from circ.runtime.render.diagram import CATEGORY_COLOURS, HELPS, HURTS, circuit_dot
+from circ.runtime.render.graphviz import inline_svg
+from circ.runtime.render.report import write_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "mcq_2l4h.json"
 WIDTH, HEIGHT = 1280, 4000

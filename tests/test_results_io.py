@@ -3,8 +3,7 @@ import json
 import os
 
 import pytest
-
-from circ.runtime import results_io
+from circ.runtime.results import write as results_io
 
 
 def test_sorted_and_nan_as_null(tmp_path):

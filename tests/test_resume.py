@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from circ.compiler.api import compile_source, plan
-from circ.runtime.resume import CACHE_FOLDER, ResultStore, op_keys
-from circ.runtime.run_command import run_spec
+from circ.runtime.execute.resume_store import CACHE_FOLDER, ResultStore, op_keys
 from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
+
+from circ.cli.run import run_spec
 
 CIRC = Path(sys.executable).with_name("circ")
 

@@ -2,7 +2,7 @@
 import math
 
 from circ.compiler import ir
-from circ.runtime.rules import NodeFacts, holds, term_value
+from circ.runtime.execute.node_rules import NodeFacts, holds, term_value
 
 FACTS = NodeFacts(
     values={"patched": {"L1.H0": -0.7, "L1.H1": 0.02}, "dla": {"L1.H0": 1.5, "L1.H1": -0.3}},

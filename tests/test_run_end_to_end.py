@@ -2,13 +2,12 @@
 spec -> plan -> executor -> results.json, diagram and report; numbers checked
 against independent computations."""
 import json
-from dataclasses import asdict
 
 import pytest
 import torch
-
-from circ.runtime.run_command import run_spec
 from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
+
+from circ.cli.run import run_spec
 
 SPEC = '''
 spec "tiny"
@@ -55,9 +54,9 @@ def test_attributions_sum_to_the_metric(run_dir):
 
 def test_patching_matches_a_hand_written_hook(run_dir):
     from circ.compiler import ir
-    from circ.runtime.models import load_model
-    from circ.runtime.prompts import tokenize
-    from circ.runtime.readers import read_jsonl
+    from circ.runtime.data.prompts import tokenize
+    from circ.runtime.data.readers import read_jsonl
+    from circ.runtime.models.loading import load_model
 
     folder, _, results = run_dir
     loaded = load_model(ir.Model(source="hf", location=str(folder / "model")), spec_dir=folder)

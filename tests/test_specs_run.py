@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from circ.compiler.api import compile_file
-from circ.runtime.run_command import run_spec
+
+from circ.cli.run import run_spec
 
 SPECS = sorted(p for p in (Path(__file__).parent.parent / "specs").glob("*.circ"))
 

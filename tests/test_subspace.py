@@ -2,12 +2,11 @@
 scores match a projection computed independently with torch.linalg.svd."""
 import pytest
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import AnalysisError
+from circ.runtime.analyses.metrics import metric_values
 from circ.runtime.analyses.subspace import subspace
-from circ.runtime.metrics import metric_values
-from circ.runtime.prompts import tokenize
+from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples, write_jsonl
 
 LD = ir.Metric("ld", "logit_diff")
@@ -92,7 +91,7 @@ def test_a_spec_reads_recovery_by_the_dataset_names_it_used(tiny_dir, tmp_path):
     when the data came from a file."""
     import json
 
-    from circ.runtime.run_command import run_spec
+    from circ.cli.run import run_spec
 
     write_jsonl(tmp_path / "data.jsonl", mcq_examples(6, seed=4))
     (tmp_path / "s.circ").write_text(f'''model hf("{tiny_dir}")

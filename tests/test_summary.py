@@ -1,6 +1,6 @@
 """The plain-text summary of a run: attention lines list the named positions that
 hold the attention, or else the token the first prompt attends to."""
-from circ.runtime.summary import summarize
+from circ.runtime.render.summary import summarize
 
 
 def attention_results(values, patterns):

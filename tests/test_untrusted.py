@@ -8,14 +8,14 @@ import shutil
 import socket
 
 import pytest
-from click.testing import CliRunner
-
 from circ.compiler import ir
 from circ.compiler.api import compile_file, compile_source
 from circ.compiler.diagnostics import CircError
-from circ.runtime import models
-from circ.runtime.run_command import run_spec
+from circ.runtime.models import loading as models
+from click.testing import CliRunner
 from conftest import mcq_examples
+
+from circ.cli.run import run_spec
 
 DIAGNOSTIC = r"^.+:\d+:\d+: error\[E\d{3}\]: "
 RECORD = json.dumps({"prompt": mcq_examples(1)[0].prompt, "answer": " A", "wrong": [" B"]})
@@ -183,7 +183,7 @@ def test_custom_tokenizer_code_does_not_run_without_the_flag(tmp_path, tiny_dir)
 @pytest.mark.parametrize("argv, expected", [([], False), (["--trust-remote-code"], True)])
 def test_only_the_flag_lets_remote_code_run(tmp_path, tiny_dir, monkeypatch, argv, expected):
     """The CLI flag is the one way trust_remote_code reaches the model loader."""
-    from circ.runtime.cli import main
+    from circ.cli.main import main
 
     seen = []
 

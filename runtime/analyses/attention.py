@@ -14,7 +14,6 @@ positions when it picks several) is summarised per prompt and averaged over prom
 from __future__ import annotations
 
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import check_nodes, pattern_hook, progress, run_cached
 

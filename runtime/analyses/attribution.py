@@ -16,7 +16,7 @@ AtP* fix for attention saturation (Kramár et al.): for a query or key input the
 linearisation through the softmax is poor when attention is saturated, so the
 patched attention pattern of that head is recomputed exactly and only the rest of
 the model is linearised: effect ~= (pattern_patched - pattern_clean) . dM/dpattern.
-It needs the engine of `resume.py`; without it (a model the engine does not run)
+It needs the engine of `resumed_blocks.py`; without it (a model the engine does not run)
 q and k are linearised like every other node ("estimator": "AtP").
 
 steps=K > 1 (total effects, with a source that runs the model): integrated
@@ -39,15 +39,30 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
-    AnalysisError, check_nodes, head_slot, node_site, part_hook, pattern_hook, progress, run_cached,
+    AnalysisError,
+    check_nodes,
+    head_slot,
+    node_site,
+    part_hook,
+    pattern_hook,
+    progress,
+    run_cached,
 )
-from circ.runtime.analyses.fast_patching import clean_hooks, last_token_view, residual_change
-from circ.runtime.analyses.gradients import gradient_run, input_embeddings, patched_at, read_like
-from circ.runtime.analyses.resume import Resumer, resumer_for
-from circ.runtime.metrics import metric_values
+from circ.runtime.analyses.fast_patching import (
+    clean_hooks,
+    last_token_view,
+    residual_change,
+)
+from circ.runtime.analyses.gradients import (
+    gradient_run,
+    input_embeddings,
+    patched_at,
+    read_like,
+)
+from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.resumed_blocks import Resumer, resumer_for
 
 ATTRIBUTABLE = ("head", "head_input", "mlp", "embed", "resid")
 
@@ -102,10 +117,10 @@ def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effe
     values = {node.id: total / n / scale for node, total in sums.items()}
     exact = {}
     if verify:
-        from circ.runtime.analyses.patching import patch
+        from circ.runtime.analyses.exact_patching import exact_patch
 
         top = sorted(nodes, key=lambda node: -abs(values[node.id]))[:verify]
-        exact = patch(loaded, prompts, top, metric, source, effect=effect, position=position, batch_size=batch_size,
+        exact = exact_patch(loaded, prompts, top, metric, source, effect=effect, position=position, batch_size=batch_size,
                       show_progress=show_progress, kernel=kernel)["values"]
     estimator = ("AtP" if resumer is None else "AtP*") + (f" + IG({steps})" if steps > 1 else "")
     return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}, "exact": exact,

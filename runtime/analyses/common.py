@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import torch
-
 from circ.compiler import ir
 
 PROGRESS_MIN_RUNS = 16  # fewer forward passes than this finish too fast for a bar

@@ -16,13 +16,18 @@ are projected only at the positions the metric reads (one per prompt at `last`).
 from __future__ import annotations
 
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
-    EMBED_HOOK, AnalysisError, check_nodes, mlp_out_hook, progress, run_cached, z_hook,
+    EMBED_HOOK,
+    AnalysisError,
+    check_nodes,
+    mlp_out_hook,
+    progress,
+    run_cached,
+    z_hook,
 )
-from circ.runtime.device_maps import readable_weights
-from circ.runtime.metrics import logit_diff_direction, metric_values
+from circ.runtime.analyses.metrics import logit_diff_direction, metric_values
+from circ.runtime.models.device_maps import readable_weights
 
 _CENTERED = ("LN", "LNPre")
 _SCALED = ("LN", "LNPre", "RMS", "RMSPre")

@@ -24,12 +24,18 @@ prompts, like path patching.
 from __future__ import annotations
 
 import torch
-
 from circ.compiler import ir
-from circ.runtime.analyses.common import AnalysisError, check_nodes, head_slot, node_site, part_hook, progress
+from circ.runtime.analyses.common import (
+    AnalysisError,
+    check_nodes,
+    head_slot,
+    node_site,
+    part_hook,
+    progress,
+)
 from circ.runtime.analyses.gradients import full_width, gradient_run, patched_at
 from circ.runtime.analyses.path_patching import precedes
-from circ.runtime.analyses.resume import resumer_for
+from circ.runtime.analyses.resumed_blocks import resumer_for
 
 
 def edge_attribution(loaded, prompts, senders, receivers, metric: ir.Metric, source, *,

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
-    check_nodes, mlp_out_hook, patch_hook, progress, run_cached, run_hooked, z_hook,
+    check_nodes,
+    mlp_out_hook,
+    patch_hook,
+    progress,
+    run_cached,
+    run_hooked,
+    z_hook,
 )
-from circ.runtime.metrics import metric_values
+from circ.runtime.analyses.metrics import metric_values
 
 
 def faithfulness(loaded, prompts, circuit, metric: ir.Metric, source, *, batch_size: int = 32,

@@ -31,13 +31,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
-    mlp_out_hook, node_site, part_hook, patch_values, progress, replaced, run_cached, z_hook,
+    mlp_out_hook,
+    node_site,
+    part_hook,
+    patch_values,
+    progress,
+    replaced,
+    run_cached,
+    z_hook,
 )
-from circ.runtime.analyses.resume import Resumer, mix
-from circ.runtime.metrics import logit_diff_direction, metric_values, position_mean
+from circ.runtime.analyses.metrics import (
+    logit_diff_direction,
+    metric_values,
+    position_mean,
+)
+from circ.runtime.analyses.resumed_blocks import Resumer, mix
 
 ELEMENTS_PER_FORWARD = 1 << 24  # cap on the widest activation of one stacked forward (floats)
 

@@ -1,7 +1,7 @@
 """One clean forward pass with gradients: the activations at chosen hooks and the
 gradient of the summed metric with respect to each.
 
-With a `Resumer` the pass runs on the engine of `resume.py` (from the embeddings), so
+With a `Resumer` the pass runs on the engine of `resumed_blocks.py` (from the embeddings), so
 a metric read at the last position computes the last block's queries, MLP and the
 unembedding only there; the hooks of that block then hold only those positions (see
 `positions`). Without one it runs through the bridge with recording hooks and every
@@ -17,12 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import replaced
 from circ.runtime.analyses.fast_patching import last_token_view
-from circ.runtime.analyses.resume import Resumer
-from circ.runtime.metrics import metric_values
+from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.resumed_blocks import Resumer
 
 
 @dataclass

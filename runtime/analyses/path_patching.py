@@ -17,10 +17,19 @@ from __future__ import annotations
 
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
-    AnalysisError, attn_out_hook, check_nodes, mlp_out_hook, node_site, output_hooks,
-    part_hook, patch_hook, progress, run_cached, run_hooked,
+    AnalysisError,
+    attn_out_hook,
+    check_nodes,
+    mlp_out_hook,
+    node_site,
+    output_hooks,
+    part_hook,
+    patch_hook,
+    progress,
+    run_cached,
+    run_hooked,
 )
-from circ.runtime.metrics import metric_values
+from circ.runtime.analyses.metrics import metric_values
 
 
 def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *, position: ir.Position = ir.ALL,

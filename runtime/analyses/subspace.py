@@ -22,12 +22,17 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
-
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
-    AnalysisError, check_nodes, head_slot, part_hook, progress, run_cached, run_hooked,
+    AnalysisError,
+    check_nodes,
+    head_slot,
+    part_hook,
+    progress,
+    run_cached,
+    run_hooked,
 )
-from circ.runtime.metrics import metric_values
+from circ.runtime.analyses.metrics import metric_values
 
 PARTS = ("q", "k", "v")
 

@@ -1,0 +1,1 @@
+"""The `circ` command line: one module per command, the only code that knows the compiler and the runtime together."""

@@ -1,0 +1,19 @@
+"""`circ check`: compile each file and print its diagnostics, or `PATH: ok`."""
+from __future__ import annotations
+
+from circ.compiler.api import compile_file
+from circ.compiler.diagnostics import CircError
+
+
+def check_paths(paths, err) -> int:
+    """Check every file; print diagnostics (or `PATH: ok`) to `err`; 1 if any failed."""
+    status = 0
+    for path in paths:
+        try:
+            compile_file(path)
+        except CircError as error:
+            print(error.render(), file=err)
+            status = 1
+        else:
+            print(f"{path}: ok", file=err)
+    return status

@@ -1,0 +1,150 @@
+"""Lower analyses: `patch(...)`, `attribute(...)`, ... and `A.on(DATASET, ...)`,
+which re-runs analysis A with another dataset (and any argument overridden).
+Each kind's extra rules (metric kinds, options that depend on each other) are
+checked here."""
+from __future__ import annotations
+
+from circ.compiler import ir
+from circ.compiler.check.binding import bind
+from circ.compiler.check.context import Context, Reported, Use
+from circ.compiler.check.signatures import ANALYSES
+from circ.compiler.diagnostics import did_you_mean
+from circ.compiler.syntax import tree as s
+from circ.compiler.syntax.printer import expr_text
+
+
+def lower_analyses(ctx: Context) -> None:
+    for order, statement in ctx.statements:
+        if isinstance(statement, s.Definition) and statement.keyword == "analysis" \
+                and ctx.owns(statement):
+            try:
+                ctx.analyses[statement.name] = lower_analysis(
+                    ctx, statement.name, statement.value, ctx.use(order, statement), statement.span)
+            except Reported:
+                pass
+
+
+def lower_analysis(ctx: Context, name: str, value, use: Use, span: ir.Span) -> ir.Analysis:
+    """The Analysis named `name` that expression `value` describes."""
+    call = analysis_call(ctx, value, use)
+    sig = ANALYSES[call.func]
+    values = bind(ctx, sig, call.args, call.func_span, use, f"{call.func}()")
+    fields = {"nodes": None, "dataset": None, "metric": None, "source": None, "receivers": None}
+    options = {}
+    for param in sig.params:
+        if param.name in values:
+            if param.into:
+                fields[param.into] = values[param.name]
+            else:
+                options[param.store_as] = values[param.name]
+    _check_metric(ctx, call, sig, fields["metric"])
+    if sig.param("ablate") is not None and fields["source"] is None:
+        fields["source"] = ir.PatchSource("mean", fields["dataset"], span=call.span)
+    _KIND_CHECKS.get(call.func, _no_check)(ctx, call, fields, options)
+    return ir.Analysis(name, call.func, fields["nodes"], fields["dataset"], fields["metric"],
+                       fields["source"], fields["receivers"], tuple(sorted(options.items())),
+                       span=span)
+
+
+def analysis_call(ctx: Context, value, use: Use) -> s.Call:
+    """The analysis call `value` stands for; `A.on(D, k=v)` becomes A's call with its
+    dataset argument set to D and k overridden."""
+    if isinstance(value, s.Call):
+        if value.func not in ANALYSES:
+            ctx.fail("E205", f"unknown analysis `{value.func}`", value.func_span,
+                     did_you_mean(value.func, ANALYSES) or "analyses: " + ", ".join(ANALYSES))
+        return value
+    if isinstance(value, s.MethodCall) and isinstance(value.base, s.Name):
+        if value.method != "on":
+            ctx.fail("E205", f"unknown analysis method `{value.method}`", value.method_span,
+                     "write A.on(DATASET) to run analysis A on another dataset")
+        decl = ctx.lookup(value.base.name, value.base.span, use, ("analysis",))
+        base_call = analysis_call(ctx, decl.statement.value, ctx.use(decl.order, decl.statement))
+        return _override(ctx, base_call, value)
+    ctx.fail("E301", f"expected an analysis, got `{expr_text(value)}`", value.span,
+             "e.g. patch(heads, source=moved, target=clean, metric=ld) or dla.on(letters)")
+
+
+def _override(ctx: Context, call: s.Call, on: s.MethodCall) -> s.Call:
+    sig = ANALYSES[call.func]
+    positional = [p.name for p in sig.params if p.positional]
+    overrides: dict[str, s.Arg] = {}
+    for arg in on.args:
+        name = arg.name if arg.name is not None else sig.dataset_param
+        if name in overrides:
+            ctx.fail("E305", f"argument `{name}` of on() is given twice", arg.span,
+                     "on() takes one dataset, then arguments by name")
+        overrides[name] = s.Arg(name, arg.value, arg.span, arg.op, arg.name_span or arg.span)
+    if sig.dataset_param not in overrides:
+        ctx.fail("E302", "on() needs the dataset to run on", on.method_span)
+    kept = []
+    for index, arg in enumerate(call.args):
+        key = arg.name if arg.name is not None else (
+            positional[index] if index < len(positional) else None)
+        if key not in overrides:
+            kept.append(arg)
+    return s.Call(call.func, tuple(kept) + tuple(overrides.values()), on.span, on.method_span)
+
+
+def _check_metric(ctx: Context, call: s.Call, sig, metric_name: str | None) -> None:
+    metric = ctx.metrics.get(metric_name) if metric_name else None
+    if metric is None:
+        return
+    span = next((a.value.span for a in call.args if a.name == "metric"), call.span)
+    if sig.metric_kinds is not None and metric.kind not in sig.metric_kinds:
+        ctx.fail("E306", f"{call.func}() needs a metric linear in the logits "
+                 f"({', '.join(sig.metric_kinds)}); `{metric.name}` is {metric.kind}", span,
+                 "define e.g. `metric ld = logit_diff(answer, wrong) at last`")
+    if metric.normalized and not sig.allow_normalized:
+        ctx.fail("E306", f"{call.func}() cannot use the normalized metric `{metric.name}`", span,
+                 "use the metric it normalizes")
+
+
+def _no_check(ctx, call, fields, options) -> None:
+    return None
+
+
+def _arg_span(call: s.Call, name: str) -> ir.Span:
+    return next((a.span for a in call.args if a.name == name), call.span)
+
+
+def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    for name in ("verify", "steps"):
+        if name in options and options["method"] != "attribution":
+            ctx.fail("E304", f"`{name}` applies only to method=attribution", _arg_span(call, name))
+    if options.get("steps", 1) > 1 and (options["effect"] != "total" or fields["source"].kind in ("mean", "zero")):
+        ctx.fail("E304", "`steps` above 1 integrates from the clean toward the source prompts: it needs "
+                 "effect=total and a source that runs the model (a dataset, corrupt or resample)",
+                 _arg_span(call, "steps"))
+    if options["method"] == "attribution":
+        options.setdefault("verify", 0)
+
+
+def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    if options["query"].kind == "all":
+        ctx.fail("E312", "attention() reads patterns from one query position, not `all`",
+                 _arg_span(call, "query"), "use last, a named position or an index")
+
+
+def _check_path_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    senders, receivers = fields["nodes"], fields["receivers"]
+    if not isinstance(senders, ir.NodeList) or not isinstance(receivers, ir.NodeList):
+        return
+    for node in receivers.nodes:
+        if senders.nodes and not any(_upstream(sender, node) for sender in senders.nodes):
+            ctx.fail("E318", f"no sender is upstream of {node.id}", receivers.span,
+                     "receivers must sit after some sender: a later layer, or the MLP of a "
+                     "sender head's layer")
+
+
+def _upstream(sender: ir.Node, receiver: ir.Node) -> bool:
+    if sender.kind == "embed" or sender.layer < receiver.layer:
+        return True
+    return sender.layer == receiver.layer and sender.kind == "head" and receiver.kind == "mlp"
+
+
+_KIND_CHECKS = {
+    "patch": _check_patch,
+    "attention": _check_attention,
+    "path_patch": _check_path_patch,
+}

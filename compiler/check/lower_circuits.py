@@ -1,0 +1,59 @@
+"""Lower circuits, their categories and what to render."""
+from __future__ import annotations
+
+from circ.compiler import ir
+from circ.compiler.check import lower_rules as rules
+from circ.compiler.check import nodesets
+from circ.compiler.check.context import Context, Reported
+from circ.compiler.check.signatures import RENDER_FORMATS
+from circ.compiler.diagnostics import one_of
+from circ.compiler.syntax import tree as s
+
+CIRCUIT_NODE_KINDS = ("embed", "head", "mlp", "resid", "head_input")
+
+
+def lower_circuits(ctx: Context) -> None:
+    """Circuits, categories and renders, in statement order."""
+    for order, statement in ctx.statements:
+        use = ctx.use(order, statement)
+        try:
+            if isinstance(statement, s.Definition) and statement.keyword == "circuit" \
+                    and ctx.owns(statement):
+                nodes = nodesets.evaluate(ctx, statement.value, use, CIRCUIT_NODE_KINDS)
+                ctx.circuits[statement.name] = ir.Circuit(statement.name, nodes, statement.span)
+            elif isinstance(statement, s.CategoriesStmt):
+                _categories(ctx, statement, use)
+            elif isinstance(statement, s.RenderStmt):
+                ctx.renders.append(_render(ctx, statement, use))
+        except Reported:
+            pass
+
+
+def _categories(ctx: Context, statement: s.CategoriesStmt, use) -> None:
+    name = statement.circuit
+    ctx.lookup(name, statement.circuit_span, use, ("circuit",))
+    if ctx.category_orders.get(name) != use.order:
+        return  # a second block for the same circuit, already reported
+    circuit = ctx.circuits.get(name)
+    scored = circuit is None or isinstance(circuit.nodes, ir.Select)
+    scope = rules.Scope(source=name, effect=scored, attention=True)
+    for entry in ctx.categories[name].values():
+        try:
+            rule = rules.lower_rule(ctx, entry.rule, scope, use)
+            ctx.category_list.append(ir.Category(name, entry.name, rule, entry.span))
+        except Reported:
+            pass
+
+
+def _render(ctx: Context, statement: s.RenderStmt, use) -> ir.Render:
+    ctx.lookup(statement.circuit, statement.circuit_span, use, ("circuit",))
+    path = statement.path.value
+    extension = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if extension not in RENDER_FORMATS:
+        ctx.fail("E316", f"cannot render to `{path}`: unknown format", statement.path.span,
+                 "the file name must end in " + one_of("." + f for f in RENDER_FORMATS))
+    first = next((r for r in ctx.renders if r.path == path), None)
+    if first is not None:
+        ctx.fail("E207", f"`{path}` is rendered twice", statement.path.span,
+                 f"first rendered at line {first.span.line}")
+    return ir.Render(statement.circuit, path, statement.span)

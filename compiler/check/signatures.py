@@ -1,0 +1,205 @@
+"""The one table of builtin signatures: models, dataset generators and derivations,
+metrics, analyses, patch sources, selections, rule functions and accessors.
+
+Each `Param` names the argument type that `binding.py` converts it with; adding a
+builtin is adding a row here, never new dispatch code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from circ.compiler.ir import ALL, LAST
+
+
+@dataclass(frozen=True)
+class Param:
+    """One argument. `into` names the Analysis field it fills ("nodes", "dataset",
+    "metric", "source", "receivers"); otherwise it is stored as an option or
+    parameter under `key` (default: its name). `default` None means absent."""
+
+    name: str
+    type: str
+    required: bool = False
+    default: object = None
+    positional: bool = False
+    choices: tuple[str, ...] = ()
+    into: str | None = None
+    key: str | None = None
+    node_kinds: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def store_as(self) -> str:
+        return self.key or self.name
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    params: tuple[Param, ...]
+    doc: str = ""
+    metric_kinds: tuple[str, ...] | None = None  # for analyses: allowed metric kinds
+    allow_normalized: bool = True
+    dataset_param: str | None = None  # for analyses: the argument naming the dataset
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+LABEL_WORDS = ("random_letters", "numbers", "shuffled")
+PARTS = ("q", "k", "v")
+SELECTABLE_KINDS = ("attribute", "patch")
+NODE_WORDS = ("heads", "mlps", "resid", "embed", "EMBED")
+SOURCE_WORDS = ("corrupt", "zero")
+RESERVED = frozenset(NODE_WORDS + SOURCE_WORDS + ("effect", "true", "false"))
+RENDER_FORMATS = ("svg", "png", "dot", "pdf")
+
+_COMPONENTS = ("embed", "head", "mlp")
+
+_MODEL_OPTIONS = (
+    Param("dtype", "choice", default="float32", choices=DTYPES, doc="weights' dtype"),
+    Param("device", "device", default="cpu", doc="cpu, cuda, cuda:N or mps"),
+    Param("device_map", "string", doc="transformers device_map, e.g. \"auto\""),
+    Param("compat", "bool", default=False, doc="fold LayerNorm like HookedTransformer"),
+)
+
+MODELS = {
+    "demo": Signature("demo", _MODEL_OPTIONS[:2] + _MODEL_OPTIONS[3:], "the embedded demo model"),
+    "hf": Signature("hf", (Param("location", "path", True, positional=True),) + _MODEL_OPTIONS,
+                    "a local Hugging Face directory"),
+    "cache": Signature("cache", (Param("location", "string", True, positional=True),) + _MODEL_OPTIONS,
+                       "a model name in the local Hugging Face cache"),
+    "gguf": Signature("gguf", (Param("location", "path", True, positional=True),
+                               Param("tokenizer", "path_or_name")) + _MODEL_OPTIONS,
+                      "a GGUF file, with a tokenizer directory or name"),
+}
+
+GENERATORS = {
+    "mcq": Signature("mcq", (
+        Param("n", "posint", True, doc="number of prompts"),
+        Param("labels", "labels", default="ABCD", doc="label characters or a label scheme"),
+        Param("seed", "int", default=0),
+        Param("options", "posint", doc="options per prompt (default: one per label, or 4)"),
+    ), "multiple-choice prompts"),
+    "induction": Signature("induction", (
+        Param("n", "posint", True),
+        Param("length", "posint", default=12, doc="tokens per sequence (half repeated)"),
+        Param("seed", "int", default=0),
+    ), "repeated random token sequences"),
+    "jsonl": Signature("jsonl", (
+        Param("path", "path", True, positional=True),
+        Param("n", "posint", doc="keep only the first n prompts"),
+    ), "a JSONL file of prompts"),
+    "autocircuit": Signature("autocircuit", (
+        Param("path", "path", True, positional=True),
+        Param("n", "posint"),
+    ), "an auto-circuit JSON dataset"),
+}
+
+DERIVATIONS = {
+    "move_answer": Signature("move_answer", (Param("seed", "int", default=0),),
+                             "the same questions with the answer under another label"),
+    "shuffle_answers": Signature("shuffle_answers", (Param("seed", "int", default=0),),
+                                 "the same questions with the answer options shuffled"),
+    "relabel": Signature("relabel", (Param("labels", "labels", True), Param("seed", "int", default=0)),
+                         "the same questions with other labels"),
+}
+
+METRICS = {
+    "logit_diff": Signature("logit_diff", (
+        Param("answer", "choice", default="answer", positional=True, choices=("answer",)),
+        Param("wrong", "choice", default="wrong", positional=True, choices=("wrong",)),
+    ), "logit of the answer minus the mean logit of the wrong answers"),
+    "prob": Signature("prob", (Param("answer", "choice", default="answer", positional=True,
+                                     choices=("answer",)),), "probability of the answer"),
+    "logprob": Signature("logprob", (Param("answer", "choice", default="answer", positional=True,
+                                           choices=("answer",)),), "log-probability of the answer"),
+    "accuracy": Signature("accuracy", (), "1 when the answer has the highest logit among the options"),
+    "kl": Signature("kl", (), "KL divergence from the clean run's next-token distribution"),
+    "loss": Signature("loss", (), "next-token cross-entropy"),
+    "normalized": Signature("normalized", (Param("metric", "metric", True, positional=True),),
+                            "(x - corrupt) / (clean - corrupt) of another metric"),
+}
+
+ANALYSES = {
+    "attribute": Signature("attribute", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
+        Param("on", "dataset", True, into="dataset"),
+        Param("metric", "metric", True, into="metric"),
+    ), "direct logit attribution", metric_kinds=("logit_diff",), allow_normalized=False,
+        dataset_param="on"),
+    "patch": Signature("patch", (
+        Param("nodes", "nodes", True, positional=True, into="nodes",
+              node_kinds=_COMPONENTS + ("resid", "head_input")),
+        Param("source", "source", True, into="source"),
+        Param("target", "dataset", True, into="dataset"),
+        Param("metric", "metric", True, into="metric"),
+        Param("effect", "choice", default="total", choices=("total", "direct")),
+        Param("method", "choice", default="exact", choices=("exact", "attribution")),
+        Param("verify", "int", doc="with method=attribution: re-run the k strongest exactly"),
+        Param("steps", "posint", doc="with method=attribution: integrate gradients over k points toward the source"),
+        Param("at", "position", default=ALL, key="position"),
+    ), "activation patching", dataset_param="target"),
+    "path_patch": Signature("path_patch", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
+        Param("to", "nodes", True, into="receivers", node_kinds=("head", "head_input", "mlp")),
+        Param("source", "source", True, into="source"),
+        Param("target", "dataset", True, into="dataset"),
+        Param("metric", "metric", True, into="metric"),
+        Param("at", "position", default=ALL, key="position"),
+    ), "path patching from senders to receivers", dataset_param="target"),
+    "attention": Signature("attention", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
+        Param("on", "dataset", True, into="dataset"),
+        Param("query", "position", default=LAST),
+    ), "attention patterns", dataset_param="on"),
+    "faithfulness": Signature("faithfulness", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
+        Param("on", "dataset", True, into="dataset"),
+        Param("ablate", "source", into="source", doc="default: mean(<on>)"),
+        Param("metric", "metric", True, into="metric"),
+    ), "metric recovered by the nodes alone, everything else ablated", dataset_param="on"),
+    "subspace": Signature("subspace", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
+        Param("parts", "parts", default=PARTS),
+        Param("ranks", "ranks", True),
+        Param("fit", "dataset", True, into="dataset"),
+        Param("eval", "datasets", default=()),
+        Param("metric", "metric", True, into="metric"),
+        Param("ablate", "source", into="source", doc="default: mean(<fit>)"),
+    ), "low-rank q/k/v subspace fits over a sweep of ranks", dataset_param="fit"),
+}
+
+SOURCES = {
+    "mean": Signature("mean", (Param("dataset", "dataset", True, positional=True),),
+                      "mean activation over a dataset"),
+    "resample": Signature("resample", (Param("dataset", "dataset", True, positional=True),
+                                       Param("seed", "int", default=0)),
+                          "activation of a random prompt of a dataset"),
+}
+
+SELECTIONS = {
+    "top": Signature("top", (Param("from", "expr", True, positional=True),
+                             Param("k", "posint", True, positional=True)),
+                     "the k nodes with the largest |score|"),
+    "best": Signature("best", (Param("from", "expr", True, positional=True),),
+                      "the single node with the largest |score|"),
+}
+
+RULE_FUNCTIONS = ("abs", "attends", "spread")
+
+# Accessors an expectation may read, per analysis kind.
+ACCESSORS = {
+    "attribute": ("node", "total"),
+    "patch": ("node",),
+    "path_patch": (),
+    "attention": (),
+    "faithfulness": ("value",),
+    "subspace": ("recovered",),
+}
+
+RECOVERED = Signature("recovered", (
+    Param("dataset", "dataset_name", True, positional=True),
+    Param("rank", "rank_bound", True),
+), "best fraction recovered among the ranks that satisfy the bound")

@@ -1,0 +1,1 @@
+"""Semantic diffs of specs and of results: an edit script, renames, formats, the git diff driver."""

@@ -1,0 +1,1 @@
+"""What a plan will cost before it runs: passes, FLOPs and memory for a model shape."""

@@ -1,0 +1,97 @@
+"""Per-prompt metrics on a batch of logits, at the positions a metric names.
+
+Every metric is computed at each position its `Position` picks in a prompt and
+averaged over those positions, giving one number per prompt:
+
+  logit_diff  answer logit minus the mean logit of the wrong answers
+  prob        softmax probability of the answer
+  logprob     log-probability of the answer
+  accuracy    1.0 where the answer's logit beats every wrong answer's, else 0.0
+  kl          KL(clean || this) between the next-token distributions; needs clean_logits
+  loss        next-token cross-entropy: at a position before the last real token the
+              target is the prompt's next token, at the last one it is the answer
+
+Normalised forms, (x - corrupt) / (clean - corrupt), are computed by callers from
+their baselines with `normalize`.
+"""
+from __future__ import annotations
+
+import torch
+from circ.compiler import ir
+
+METRIC_KINDS = ("logit_diff", "prob", "logprob", "accuracy", "kl", "loss")
+
+
+class MetricError(Exception):
+    """A metric that cannot be computed with what it was given."""
+
+
+def metric_values(logits: torch.Tensor, prompts, metric: ir.Metric, *, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """float [batch]: `metric` for each prompt of `prompts` (a batch matching `logits`)."""
+    if metric.kind not in METRIC_KINDS:
+        raise MetricError(f"unknown metric kind {metric.kind!r}")
+    if metric.kind == "kl" and clean_logits is None:
+        raise MetricError("the kl metric needs the clean run's logits")
+    logits = logits.float()
+    return position_mean(_per_position(logits, prompts, metric.kind, clean_logits), prompts, metric.position)
+
+
+def position_mean(per_position: torch.Tensor, prompts, position: ir.Position) -> torch.Tensor:
+    """float [batch]: per_position [batch, seq] averaged over the positions `position` picks."""
+    weights = prompts.position_mask(position).to(per_position.device).to(per_position.dtype)
+    return (per_position * weights).sum(dim=1) / weights.sum(dim=1)
+
+
+def logit_diff_direction(W_U: torch.Tensor, b_U: torch.Tensor, prompts) -> tuple[torch.Tensor, torch.Tensor]:
+    """(direction [batch, d_model], offset [batch]): a prompt's logit difference (its
+    answer's logit minus the mean of its wrong answers') at any position is its final
+    normalised residual stream . direction + offset, for the unembedding W_U
+    [d_model, d_vocab] and b_U [d_vocab]."""
+    device = W_U.device
+    answer, wrong = prompts.answer.to(device), prompts.wrong.to(device)
+    valid = prompts.wrong_valid.float().to(device)
+    wrong_mean = (W_U[:, wrong] * valid).sum(-1) / valid.sum(-1)  # [d_model, batch]
+    offset = b_U[answer] - (b_U[wrong] * valid).sum(-1) / valid.sum(-1)
+    return (W_U[:, answer] - wrong_mean).T, offset
+
+
+def normalize(x, clean, corrupt):
+    """Where `x` lies between the corrupt baseline (0) and the clean one (1)."""
+    return (x - corrupt) / (clean - corrupt)
+
+
+def _per_position(logits: torch.Tensor, prompts, kind: str, clean_logits) -> torch.Tensor:
+    """float [batch, seq]: the metric at every position."""
+    answer = prompts.answer.to(logits.device)
+    if kind == "logit_diff":
+        return _answer_logit(logits, answer) - _mean_wrong_logit(logits, prompts)
+    if kind in ("prob", "logprob"):
+        logprobs = logits.log_softmax(dim=-1).gather(-1, _expand(answer, logits)).squeeze(-1)
+        return logprobs.exp() if kind == "prob" else logprobs
+    if kind == "accuracy":
+        wrong = prompts.wrong.to(logits.device)
+        wrong_logits = logits.gather(-1, wrong[:, None, :].expand(-1, logits.shape[1], -1))
+        wrong_logits = wrong_logits.masked_fill(~prompts.wrong_valid.to(logits.device)[:, None, :], float("-inf"))
+        return (_answer_logit(logits, answer) > wrong_logits.max(dim=-1).values).float()
+    if kind == "kl":
+        clean = clean_logits.float().log_softmax(dim=-1)
+        this = logits.log_softmax(dim=-1)
+        return (clean.exp() * (clean - this)).sum(dim=-1)
+    targets = torch.cat([prompts.tokens[:, 1:], prompts.tokens[:, -1:]], dim=1).to(logits.device)
+    targets = targets.scatter(1, prompts.last.to(logits.device)[:, None], answer[:, None])
+    return -logits.log_softmax(dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+
+
+def _expand(index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    return index[:, None, None].expand(-1, logits.shape[1], 1)
+
+
+def _answer_logit(logits: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    return logits.gather(-1, _expand(answer, logits)).squeeze(-1)
+
+
+def _mean_wrong_logit(logits: torch.Tensor, prompts) -> torch.Tensor:
+    wrong = prompts.wrong.to(logits.device)
+    valid = prompts.wrong_valid.to(logits.device).to(logits.dtype)
+    wrong_logits = logits.gather(-1, wrong[:, None, :].expand(-1, logits.shape[1], -1))
+    return (wrong_logits * valid[:, None, :]).sum(-1) / valid.sum(-1)[:, None]

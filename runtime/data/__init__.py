@@ -1,0 +1,1 @@
+"""Where prompts come from: generators, file readers, derivations, and tokenisation into the tensors analyses read."""

@@ -1,0 +1,218 @@
+"""Tokenise a dataset once into tensors every analysis reads (`Prompts`).
+
+Each prompt is encoded without the tokenizer's own special tokens and, when the
+model expects one (`cfg.default_prepend_bos`), the BOS token is put in front, so
+token `i + 1` is the i-th token of the text. Prompts are right-padded: in a causal
+model the padding after the last real token changes no earlier position.
+
+Answers are tokenised exactly as written (write " A" for a token with a leading
+space) and must be exactly one token. Named positions (`Example.marks`, character
+offsets) become the indices of the tokens containing those characters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+import torch
+from circ.compiler import ir
+from circ.runtime.data.examples import Example
+from circ.runtime.data.readers import DatasetError
+
+
+@dataclass(frozen=True)
+class NamedPositions:
+    """Token indices of one named position: `index[i, j]` is valid where `valid[i, j]`."""
+
+    index: torch.Tensor  # long [n, m]
+    valid: torch.Tensor  # bool [n, m]
+
+    def select(self, rows) -> "NamedPositions":
+        return NamedPositions(self.index[rows], self.valid[rows])
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """A tokenised dataset (or a batch of one).
+
+    tokens [n, seq] right-padded; lengths [n] real tokens per prompt; answer [n];
+    wrong [n, k] with wrong_valid marking real entries (prompts may have different
+    numbers of wrong answers); corrupt [n, seq] or None; marks by name; rows [n]
+    the index of each prompt in the whole dataset.
+    """
+
+    name: str
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    answer: torch.Tensor
+    wrong: torch.Tensor
+    wrong_valid: torch.Tensor
+    corrupt: torch.Tensor | None
+    marks: dict[str, NamedPositions]
+    rows: torch.Tensor
+    examples: tuple[Example, ...]
+    has_bos: bool
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def last(self) -> torch.Tensor:
+        """The index of each prompt's last real token."""
+        return self.lengths - 1
+
+    def select(self, rows: Sequence[int] | slice) -> "Prompts":
+        """A sub-batch, trimmed to its longest prompt."""
+        lengths = self.lengths[rows]
+        width = int(lengths.max())
+        picked = range(len(self))[rows] if isinstance(rows, slice) else rows
+        return replace(
+            self,
+            tokens=self.tokens[rows, :width],
+            lengths=lengths,
+            answer=self.answer[rows],
+            wrong=self.wrong[rows],
+            wrong_valid=self.wrong_valid[rows],
+            corrupt=None if self.corrupt is None else self.corrupt[rows, :width],
+            marks={name: marks.select(rows) for name, marks in self.marks.items()},
+            rows=self.rows[rows],
+            examples=tuple(self.examples[i] for i in picked),
+        )
+
+    def batches(self, batch_size: int) -> Iterator["Prompts"]:
+        """Consecutive slices of at most `batch_size` prompts."""
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            yield self.select(slice(start, start + batch_size))
+
+    def real_mask(self) -> torch.Tensor:
+        """bool [n, seq]: True on real (non-padding) tokens."""
+        positions = torch.arange(self.tokens.shape[1], device=self.lengths.device)
+        return positions[None, :] < self.lengths[:, None]
+
+    def position_mask(self, position: ir.Position) -> torch.Tensor:
+        """bool [n, seq]: the token positions that `position` picks in each prompt."""
+        n, width = self.tokens.shape
+        mask = torch.zeros(n, width, dtype=torch.bool)
+        rows = torch.arange(n)
+        if position.kind == "all":
+            return self.real_mask()
+        if position.kind == "last":
+            mask[rows, self.last] = True
+            return mask
+        if position.kind == "index":
+            index = position.index
+            chosen = self.lengths + index if index < 0 else torch.full((n,), index)
+            if bool(((chosen < 0) | (chosen >= self.lengths)).any()):
+                bad = int(((chosen < 0) | (chosen >= self.lengths)).nonzero()[0])
+                raise DatasetError(self.name, self.examples[bad].line,
+                                   f"position {index} is outside a prompt of {int(self.lengths[bad])} tokens")
+            mask[rows, chosen] = True
+            return mask
+        if position.kind == "named":
+            named = self.marks.get(position.name)
+            missing = (torch.ones(n, dtype=torch.bool) if named is None else ~named.valid.any(dim=1))
+            if bool(missing.any()):
+                bad = int(missing.nonzero()[0])
+                raise DatasetError(self.name, self.examples[bad].line,
+                                   f'the prompt has no position named "{position.name}"')
+            row_index = rows[:, None].expand_as(named.index)
+            mask[row_index[named.valid], named.index[named.valid]] = True
+            return mask
+        raise ValueError(f"unknown position kind {position.kind!r}")
+
+
+def tokenize(loaded, examples: Sequence[Example], *, source_name: str) -> Prompts:
+    """Tokenise `examples` for `loaded.bridge`; `source_name` names the dataset in errors."""
+    tokenizer = loaded.tokenizer
+    cfg = loaded.bridge.cfg
+    has_bos = bool(getattr(cfg, "default_prepend_bos", True)) and tokenizer.bos_token_id is not None
+    if not examples:
+        raise DatasetError(source_name, None, "the dataset holds no examples")
+    n_ctx = loaded.shape.n_ctx
+    rows, corrupt_rows, answers, wrongs, marks = [], [], [], [], {}
+    for number, example in enumerate(examples):
+        ids, offsets = _encode(tokenizer, example.prompt, has_bos)
+        if len(ids) > n_ctx:
+            raise DatasetError(source_name, example.line, f"the prompt is {len(ids)} tokens, longer than the model's context of {n_ctx}")
+        rows.append(ids)
+        if example.corrupt is not None:
+            corrupt_ids, _ = _encode(tokenizer, example.corrupt, has_bos)
+            if len(corrupt_ids) != len(ids):
+                raise DatasetError(source_name, example.line,
+                                   f"the corrupted prompt is {len(corrupt_ids)} tokens but the prompt is {len(ids)}; they must match")
+            corrupt_rows.append(corrupt_ids)
+        answers.append(_single_token(tokenizer, example.answer, source_name, example.line))
+        wrongs.append([_single_token(tokenizer, w, source_name, example.line) for w in example.wrong])
+        for name, chars in example.marks:
+            marks.setdefault(name, {})[number] = _token_indices(offsets, chars, source_name, example)
+    lacking = [e for e in examples if e.corrupt is None]
+    if 0 < len(lacking) < len(examples):
+        raise DatasetError(source_name, lacking[0].line,
+                           "this example has no corrupted prompt but others have; give every example one or none")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Prompts(
+        name=source_name,
+        tokens=_pad(rows, pad),
+        lengths=torch.tensor([len(r) for r in rows]),
+        answer=torch.tensor(answers),
+        wrong=_pad(wrongs, 0),
+        wrong_valid=_pad([[True] * len(w) for w in wrongs], False, dtype=torch.bool),
+        corrupt=_pad(corrupt_rows, pad) if corrupt_rows else None,
+        marks={name: _named_positions(by_row, len(examples)) for name, by_row in marks.items()},
+        rows=torch.arange(len(examples)),
+        examples=tuple(examples),
+        has_bos=has_bos,
+    )
+
+
+def _encode(tokenizer, text: str, has_bos: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
+    if getattr(tokenizer, "is_fast", False):
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+    else:
+        ids, offsets = list(tokenizer(text, add_special_tokens=False)["input_ids"]), None
+    if has_bos:
+        ids = [tokenizer.bos_token_id] + ids
+        offsets = None if offsets is None else [(0, 0)] + offsets
+    return ids, offsets
+
+
+def _single_token(tokenizer, text: str, source_name: str, line: int | None) -> int:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise DatasetError(source_name, line, f"answer {text!r} is {len(ids)} tokens {pieces}, not exactly one")
+    unknown = tokenizer.unk_token_id
+    if unknown is not None and ids[0] == unknown and text.strip() != tokenizer.unk_token:
+        raise DatasetError(source_name, line, f"answer {text!r} is not in the model's vocabulary")
+    return int(ids[0])
+
+
+def _token_indices(offsets, chars: Sequence[int], source_name: str, example: Example) -> list[int]:
+    if offsets is None:
+        raise DatasetError(source_name, example.line, "named positions need a fast tokenizer (one with offset mappings)")
+    found = []
+    for char in chars:
+        index = next((i for i, (start, end) in enumerate(offsets) if start <= char < end), None)
+        if index is not None and index not in found:
+            found.append(index)
+    if not found:
+        text = "".join(example.prompt[c] for c in chars)
+        raise DatasetError(source_name, example.line, f"the marked characters {text!r} belong to no token")
+    return found
+
+
+def _named_positions(by_row: dict[int, list[int]], n: int) -> NamedPositions:
+    lists = [by_row.get(i, []) for i in range(n)]
+    return NamedPositions(_pad(lists, 0), _pad([[True] * len(x) for x in lists], False, dtype=torch.bool))
+
+
+def _pad(rows: list[list], value, dtype=torch.long) -> torch.Tensor:
+    width = max(1, max(len(r) for r in rows))
+    out = torch.full((len(rows), width), value, dtype=dtype)
+    for i, row in enumerate(rows):
+        if row:
+            out[i, : len(row)] = torch.tensor(row, dtype=dtype)
+    return out

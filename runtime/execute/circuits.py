@@ -1,0 +1,91 @@
+"""Choose circuits from analysis results and sort their nodes into categories.
+
+A `Select` reads the per-node values of one analysis (or the scores of a circuit),
+keeps the nodes its category and `where` rule admit, then the `top` k (or the
+`best` one) by |value|, ties broken by canonical node order. Pure Python.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from circ.compiler import ir
+from circ.runtime.execute.node_rules import NodeFacts, holds
+
+_NODE_ID = re.compile(r"^(?:EMBED|L(\d+)\.(?:H(\d+)(?:\.([qkv]))?|MLP|RESID))$")
+
+
+def node_from_id(node_id: str) -> ir.Node:
+    """The Node an id such as L3.H1, L3.MLP, EMBED or L3.H1.q stands for."""
+    match = _NODE_ID.match(node_id)
+    if match is None:
+        raise ValueError(f"not a node id: {node_id!r}")
+    if node_id == "EMBED":
+        return ir.Node(0, "embed")
+    layer, head, part = match.groups()
+    if node_id.endswith(".MLP"):
+        return ir.Node(int(layer), "mlp")
+    if node_id.endswith(".RESID"):
+        return ir.Node(int(layer), "resid")
+    if part is not None:
+        return ir.Node(int(layer), "head_input", int(head), part)
+    return ir.Node(int(layer), "head", int(head))
+
+
+def _order(node_id: str) -> tuple:
+    node = node_from_id(node_id)
+    rank = {"embed": 0, "resid": 1, "head": 2, "head_input": 2, "mlp": 3}[node.kind]
+    return (node.kind != "embed", node.layer, rank, node.head or 0, node.part or "")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One node of a chosen circuit with its score and (once sorted) category."""
+
+    id: str
+    score: float
+    category: str | None = None
+
+    def entry(self) -> dict:
+        node = node_from_id(self.id)
+        return {"id": self.id, "kind": node.kind, "layer": None if node.kind == "embed" else node.layer,
+                "head": node.head, "category": self.category, "score": self.score}
+
+
+def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Member]],
+           sign: float = 1.0) -> list[Member]:
+    """The members a Select picks, in canonical order. Rules read the analysis's own
+    values; a member's score is `sign` times that value, so that a positive score
+    always means the node helps the metric (patching effects get sign -1)."""
+    if selection.analysis in circuits:
+        pool = circuits[selection.analysis]
+        if selection.category is not None:
+            pool = [m for m in pool if m.category == selection.category]
+        scores = {m.id: m.score for m in pool}
+    else:
+        values = facts.values.get(selection.analysis, {})
+        scores = {k: v for k, v in values.items() if isinstance(v, (int, float)) and k != "BIAS"}
+    effect_from = selection.analysis
+    merged = NodeFacts({**facts.values, effect_from: scores}, facts.attention, facts.spread)
+    kept = [k for k in scores
+            if selection.where is None or holds(selection.where, k, merged, effect_from)]
+    kept.sort(key=lambda k: (-abs(scores[k]), _order(k)))
+    limit = 1 if selection.best else selection.top
+    if limit is not None:
+        kept = kept[:limit]
+    return [Member(k, sign * float(scores[k])) for k in sorted(kept, key=_order)]
+
+
+def categorize(members: list[Member], categories: list[ir.Category], facts: NodeFacts,
+               effect_from: str | None) -> list[Member]:
+    """Each member takes the first category (in spec order) whose rule holds."""
+    sorted_members = []
+    for member in members:
+        category = next((c.name for c in categories
+                         if holds(c.rule, member.id, facts, effect_from)), None)
+        sorted_members.append(Member(member.id, member.score, category))
+    return sorted_members
+
+
+def ordered(node_ids) -> list[str]:
+    return sorted(node_ids, key=_order)

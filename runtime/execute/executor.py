@@ -1,0 +1,223 @@
+"""Walk a compiled plan in topological order and build the results.
+
+Each op kind has one handler. An op's value is kept only while an op that needs it
+has yet to run: tokenised datasets and mean activations are dropped as soon as
+their last consumer is done. Any failure inside an op is raised as `RunError`
+carrying the span of the spec text the op came from.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import networkx as nx
+from circ.compiler import ir
+from circ.runtime.data.datasets import build_examples, dataset_entry
+from circ.runtime.execute import circuits as circuit_rules
+from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
+from circ.runtime.execute.expectations import evaluate
+from circ.runtime.execute.node_rules import NodeFacts
+
+
+class RunError(Exception):
+    """A failure while running one op, located at the spec text it came from."""
+
+    def __init__(self, span: ir.Span, message: str):
+        super().__init__(message)
+        self.span = span
+        self.message = message
+
+
+@dataclass
+class Settings:
+    batch_size: int = 32
+    seed: int = 0
+    show_progress: bool = True
+    log: object = field(default=sys.stderr, repr=False)
+    store: object = field(default=None, repr=False)  # resume.ResultStore: finished ops on disk
+
+
+@dataclass
+class DatasetRun:
+    """A dataset's tokens and the mean of every spec metric on its clean run."""
+
+    prompts: object
+    metrics: dict
+
+
+class Executor:
+    def __init__(self, spec: ir.Spec, graph: nx.DiGraph, loaded, settings: Settings, sources: dict):
+        self.spec, self.graph, self.loaded, self.settings = spec, graph, loaded, settings
+        self.sources_text = sources
+        self.values: dict[str, object] = {}
+        self.analyses: dict[str, dict] = {}
+        self.members: dict[str, list[circuit_rules.Member]] = {}
+        self.expectations: list[dict] = []
+        self.dataset_entries: dict[str, dict] = {}
+        self._handlers = {
+            "model": self._model, "dataset": self._dataset, "cache_run": self._cache_run,
+            "mean": self._mean, "analysis": self._analysis, "circuit": self._circuit,
+            "categories": self._categories, "expect": self._expect, "render": self._render,
+            "results": self._results,
+        }
+
+    # ------------------------------------------------------------------ walking
+    def run(self) -> None:
+        order = list(nx.lexicographical_topological_sort(self.graph))
+        waiting = {op_id: self.graph.out_degree(op_id) for op_id in order}
+        for number, op_id in enumerate(order, 1):
+            op = self.graph.nodes[op_id]["op"]
+            if self.settings.show_progress:
+                print(f"[{number}/{len(order)}] {op_id}", file=self.settings.log, flush=True)
+            try:
+                self.values[op_id] = self._execute(op)
+            except RunError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure maps to its spec line
+                if not _is_user_error(error):
+                    raise
+                raise RunError(op.span, str(error)) from error
+            for dep in self.graph.predecessors(op_id):
+                waiting[dep] -= 1
+                if waiting[dep] == 0:
+                    self.values.pop(dep, None)
+
+    def _execute(self, op):
+        """Run `op`, or take its result from an earlier run's store; store what it gives."""
+        store = self.settings.store
+        stored = store.load(op) if store is not None else None
+        if stored is not None:
+            self.analyses[op.arg("name")] = stored
+            return stored
+        value = self._handlers[op.kind](op)
+        if store is not None:
+            store.save(op, value)
+        return value
+
+    # ------------------------------------------------------------------ ops
+    def _model(self, op):
+        return self.loaded
+
+    def _dataset(self, op):
+        from circ.runtime.data.prompts import tokenize
+
+        dataset = self.spec.dataset(op.arg("name"))
+        examples = build_examples(dataset, self.spec)
+        self.dataset_entries[dataset.name] = dataset_entry(dataset, examples)
+        return tokenize(self.loaded, examples, source_name=_source_name(dataset))
+
+    def _cache_run(self, op):
+        from circ.runtime.execute.baselines import metric_means
+
+        name = op.arg("dataset")
+        prompts = self.values[f"data:{name}"]
+        means = metric_means(self.loaded, prompts, self.spec.metrics, self.settings.batch_size)
+        self.dataset_entries[name]["metrics"] = means
+        return DatasetRun(prompts, means)
+
+    def _mean(self, op):
+        from circ.runtime.analyses.patch_sources import make_source
+
+        name = op.arg("dataset")
+        prompts = self._prompts(name)
+        return make_source(self.loaded, prompts, ir.PatchSource("mean", name), {name: prompts},
+                           seed=self.settings.seed, batch_size=self.settings.batch_size)
+
+    def _analysis(self, op):
+        analysis = self.spec.analysis(op.arg("name"))
+        ctx = AnalysisContext(self.loaded, self.spec, _LazyDatasets(self), self._source_for,
+                              self._nodes_of, self.settings.batch_size, self.settings.show_progress)
+        self.analyses[analysis.name] = run_analysis(analysis, ctx)
+        return self.analyses[analysis.name]
+
+    def _circuit(self, op):
+        circuit = self.spec.circuit(op.arg("name"))
+        self.members[circuit.name] = self._members(circuit.nodes)
+        return self.members[circuit.name]
+
+    def _categories(self, op):
+        name = op.arg("circuit")
+        categories = [c for c in self.spec.categories if c.circuit == name]
+        circuit = self.spec.circuit(name)
+        effect_from = circuit.nodes.analysis if isinstance(circuit.nodes, ir.Select) else None
+        self.members[name] = circuit_rules.categorize(
+            self.members[name], categories, self._facts(op.arg("attention")), effect_from)
+        return self.members[name]
+
+    def _expect(self, op):
+        expectation = self.spec.expectations[op.arg("index") - 1]
+        line = _source_line(self.sources_text, expectation.span)
+        result = evaluate(expectation, self.analyses, line)
+        self.expectations.append(result)
+        return result
+
+    def _render(self, op):
+        return op.arg("path")
+
+    def _results(self, op):
+        return None
+
+    # ------------------------------------------------------------------ helpers
+    def _prompts(self, name: str):
+        run = self.values.get(f"run:{name}")
+        return run.prompts if run is not None else self.values[f"data:{name}"]
+
+    def _source_for(self, source: ir.PatchSource | None, target):
+        from circ.runtime.analyses.patch_sources import make_source
+
+        if source is None:
+            return None
+        if source.kind == "mean":
+            return self.values[f"mean:{source.dataset}"]
+        datasets = {source.dataset: self._prompts(source.dataset)} if source.dataset else {}
+        return make_source(self.loaded, target, source, datasets, seed=self.settings.seed,
+                           batch_size=self.settings.batch_size)
+
+    def _nodes_of(self, nodes: ir.NodeSet) -> list[ir.Node]:
+        if isinstance(nodes, ir.NodeList):
+            return list(nodes.nodes)
+        return [circuit_rules.node_from_id(m.id) for m in self._members(nodes)]
+
+    def _members(self, nodes: ir.NodeSet) -> list[circuit_rules.Member]:
+        if isinstance(nodes, ir.NodeList):
+            return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
+        source = self.analyses.get(nodes.analysis, {})
+        sign = -1.0 if source.get("kind") in ("patch", "path_patch") else 1.0
+        return circuit_rules.select(nodes, self._facts(None), self.members, sign)
+
+    def _facts(self, attention: str | None) -> NodeFacts:
+        values = {name: r["values"] for name, r in self.analyses.items()
+                  if r["kind"] in ("attribute", "patch")}
+        attn = self.analyses.get(attention, {}) if attention else {}
+        return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}))
+
+
+class _LazyDatasets(dict):
+    """Tokenised datasets by name, read from the executor's live values."""
+
+    def __init__(self, executor: Executor):
+        super().__init__()
+        self._executor = executor
+
+    def __missing__(self, name):
+        return self._executor._prompts(name)
+
+
+def _source_name(dataset: ir.Dataset) -> str:
+    path = dataset.param("path")
+    return f"{path}" if path else f"dataset `{dataset.name}`"
+
+
+def _source_line(sources: dict, span: ir.Span) -> str:
+    lines = sources.get(span.path, "").splitlines()
+    return lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+
+
+def _is_user_error(error: Exception) -> bool:
+    """Errors that a spec, dataset or model can cause: reported at the op's line."""
+    from circ.runtime.analyses.common import AnalysisError
+    from circ.runtime.analyses.metrics import MetricError
+    from circ.runtime.data.readers import DatasetError
+    from circ.runtime.models.loading import ModelError
+
+    return isinstance(error, (AnalysisError, MetricError, ModelError, DatasetError, ValueError, NotImplementedError))

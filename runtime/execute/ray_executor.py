@@ -1,0 +1,281 @@
+"""Run a plan with its patching sweeps spread over a Ray cluster (`circ run --executor ray`).
+
+Everything but exact activation patching and path patching runs as in `Executor`,
+on this machine. A patch analysis's nodes, or a path patching analysis's senders
+(those with an edge to some receiver; each chunk takes every receiver), are split,
+in canonical order, into chunks; a pool of Ray actors (`PatchWorker`), each of which
+loads the model once from the spec's model description (the model itself is never
+sent), runs the analysis on one chunk at a time. What every chunk reads is put in
+Ray's object store once and passed by reference: the spec, each tokenised dataset,
+and the patch source's activations for every batch (computed here, once per
+analysis). The chunks' entries are merged in chunk order into the entry the local
+executor would write.
+
+A chunk whose actor dies (a lost node, an out-of-memory kill) is given to another
+actor, and a fresh actor replaces the dead one; a chunk is tried at most
+`MAX_ATTEMPTS` times. Errors raised by the analysis itself (bad nodes, a metric that
+cannot be normalised) are raised here as they would be locally.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from circ.compiler import ir
+from circ.runtime.execute.executor import Executor, RunError
+
+MAX_ATTEMPTS = 3
+CHUNKS_PER_WORKER = 4
+AGREEMENT = 1e-6  # chunks' shared numbers (baselines) must agree to this relative tolerance
+
+
+@dataclass
+class PrecomputedSource:
+    """A patch source served from activations fetched in advance, batch by batch
+    (keyed by the batch's first row), so that workers need not run it again."""
+
+    batches: dict
+    runs_model: bool
+
+    def fetch(self, batch, hooks):
+        from circ.runtime.analyses.patch_sources import SourceBatch
+
+        stored = self.batches[int(batch.rows[0])]
+        return SourceBatch({hook: stored.activations[hook] for hook in hooks}, stored.logits)
+
+
+def distributable(analysis: ir.Analysis) -> bool:
+    """Exact patching (independent patched runs per node) and path patching (per sender)."""
+    return analysis.kind == "path_patch" or (analysis.kind == "patch" and analysis.option("method", "exact") == "exact")
+
+
+def chunked(nodes: list, count: int) -> list[list]:
+    """`nodes` split into `count` consecutive chunks of near-equal size (none empty)."""
+    count = max(1, min(count, len(nodes)))
+    size, extra = divmod(len(nodes), count)
+    chunks, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(nodes[start:end])
+        start = end
+    return chunks
+
+
+def merge_entries(entries: list[dict]) -> dict:
+    """One results entry from the chunks' entries: fields every chunk gives alike are
+    kept; per-node tables (dicts that differ) are joined in chunk order."""
+    merged = {}
+    for key in entries[0]:
+        values = [entry.get(key) for entry in entries]
+        if all(_agree(value, values[0]) for value in values):
+            merged[key] = values[0]
+        elif all(isinstance(value, dict) for value in values):
+            merged[key] = {k: v for value in values for k, v in value.items()}
+        else:
+            raise ValueError(f"the chunks of a distributed analysis disagree on {key!r}")
+    return merged
+
+
+def _agree(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= AGREEMENT * max(1.0, abs(a), abs(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_agree(a[k], b[k]) for k in a)
+    return a == b
+
+
+class PatchWorker:
+    """A Ray actor holding one loaded model; runs analyses on chunks of nodes."""
+
+    def __init__(self, model: ir.Model, spec_dir: str, trust_remote_code: bool, seed: int, batch_size: int,
+                 exit_on_first_chunk: bool = False):
+        import torch
+        from circ.runtime.models.loading import load_model
+
+        torch.manual_seed(seed)
+        self.loaded = load_model(model, spec_dir=Path(spec_dir), trust_remote_code=trust_remote_code)
+        self.batch_size = batch_size
+        self.exit_on_first_chunk = exit_on_first_chunk
+
+    def run_chunk(self, spec: ir.Spec, analysis: ir.Analysis, prompts, source) -> dict:
+        from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
+
+        if self.exit_on_first_chunk:  # fault injection for tests: die like a lost node
+            os._exit(1)
+        context = AnalysisContext(self.loaded, spec, {analysis.dataset: prompts}, lambda _source, _target: source,
+                                  lambda nodes: list(nodes.nodes), self.batch_size, False)
+        return run_analysis(analysis, context)
+
+
+class RayExecutor(Executor):
+    """`Executor` with exact patching and path patching sweeps run by a pool of Ray actors.
+
+    address: a running cluster ("auto", "ray://host:10001", "host:6379"), or None for
+    the cluster this process already joined, else a local one. workers: actors in
+    the pool (default: as many as the cluster's GPUs hold copies of the model, each
+    with every GPU of its device map, when it runs on GPUs; else one per CPU). crash_first_worker: for tests, the first actor exits abruptly on
+    its first chunk."""
+
+    def __init__(self, spec, graph, loaded, settings, sources, *, address: str | None = None,
+                 trust_remote_code: bool = False, workers: int | None = None, crash_first_worker: bool = False):
+        super().__init__(spec, graph, loaded, settings, sources)
+        self.address, self.trust_remote_code = address, trust_remote_code
+        self.workers, self.crash_first_worker = workers, crash_first_worker
+        self._actors: list = []
+        self._refs: dict[str, object] = {}
+        self.started_actors = 0
+
+    def run(self) -> None:
+        ray = _ray(self.spec)
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = self.address or "a new local instance"
+                raise RunError(self.spec.span, f"cannot reach the Ray cluster at {where}: {error}") from None
+        try:
+            super().run()
+        finally:
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors, self._refs = [], {}
+            if started_here:
+                ray.shutdown()
+
+    def _analysis(self, op):
+        analysis = self.spec.analysis(op.arg("name"))
+        nodes = self._spread(analysis) if distributable(analysis) else []
+        if len(nodes) < 2:
+            return super()._analysis(op)
+        entry = self._distributed(analysis, nodes)
+        self.analyses[analysis.name] = entry
+        return entry
+
+    def _spread(self, analysis: ir.Analysis) -> list[ir.Node]:
+        """The nodes to split: a patch's nodes, path patching's senders that have an edge
+        (a chunk without one would fail); none where path patching rejects its nodes,
+        so that it runs here and says why."""
+        from circ.runtime.analyses.common import AnalysisError
+        from circ.runtime.analyses.path_patching import path_edges
+
+        nodes = self._nodes_of(analysis.nodes)
+        if analysis.kind != "path_patch":
+            return nodes
+        try:
+            edges = path_edges(self.loaded, nodes, self._nodes_of(analysis.receivers))
+        except AnalysisError:
+            return []
+        return list(dict.fromkeys(sender for sender, _ in edges))
+
+    # ------------------------------------------------------------------ one analysis
+    def _distributed(self, analysis: ir.Analysis, nodes: list[ir.Node]) -> dict:
+        import ray
+
+        target = self._prompts(analysis.dataset)
+        source_ref = ray.put(self._precomputed(analysis, target, nodes))
+        prompts_ref, spec_ref = self._ref(f"data:{analysis.dataset}", target), self._ref("spec", self.spec)
+        pool = self._pool()
+        chunks = chunked(nodes, len(pool) * CHUNKS_PER_WORKER)
+        receivers = analysis.receivers and ir.NodeList(tuple(self._nodes_of(analysis.receivers)),
+                                                       analysis.receivers.span)
+        tasks = [replace(analysis, nodes=ir.NodeList(tuple(chunk), analysis.nodes.span), receivers=receivers)
+                 for chunk in chunks]
+        if self.settings.show_progress:
+            print(f"  {analysis.name}: {len(nodes)} nodes in {len(tasks)} chunks on {len(pool)} Ray workers",
+                  file=self.settings.log, flush=True)
+        entries = self._schedule(tasks, spec_ref, prompts_ref, source_ref)
+        return merge_entries(entries)
+
+    def _precomputed(self, analysis: ir.Analysis, target, nodes) -> PrecomputedSource:
+        from circ.runtime.analyses.common import node_site
+
+        source = self._source_for(analysis.source, target)
+        hooks = sorted({node_site(node, self.loaded.shape).hook for node in nodes})
+        batches = {}
+        for batch in target.batches(self.settings.batch_size):
+            fetched = source.fetch(batch, hooks)
+            fetched.activations = {hook: value.cpu() for hook, value in fetched.activations.items()}
+            fetched.logits = None if fetched.logits is None else fetched.logits.cpu()
+            batches[int(batch.rows[0])] = fetched
+        return PrecomputedSource(batches, source.runs_model)
+
+    def _ref(self, key: str, value):
+        import ray
+
+        if key not in self._refs:
+            self._refs[key] = ray.put(value)
+        return self._refs[key]
+
+    def _schedule(self, tasks: list[ir.Analysis], spec_ref, prompts_ref, source_ref) -> list[dict]:
+        """Run every task on the pool; retry a task whose actor died on another one."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        pending, running, idle = deque(range(len(tasks))), {}, list(self._actors)
+        results: dict[int, dict] = {}
+        attempts = dict.fromkeys(range(len(tasks)), 0)
+        while pending or running:
+            while pending and idle:
+                index, actor = pending.popleft(), idle.pop()
+                attempts[index] += 1
+                running[actor.run_chunk.remote(spec_ref, tasks[index], prompts_ref, source_ref)] = (index, actor)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            index, actor = running.pop(ready[0])
+            try:
+                results[index] = ray.get(ready[0])
+                idle.append(actor)
+            except RayTaskError as error:
+                raise (error.cause if isinstance(error.cause, Exception) else error) from None
+            except RayActorError:
+                if attempts[index] >= MAX_ATTEMPTS:
+                    raise RunError(tasks[index].span, f"a chunk of {tasks[index].name} failed on "
+                                   f"{MAX_ATTEMPTS} Ray workers in a row; giving up") from None
+                self._actors.remove(actor)
+                self._actors.append(self._start_actor())
+                idle.append(self._actors[-1])
+                pending.appendleft(index)
+        return [results[index] for index in range(len(tasks))]
+
+    # ------------------------------------------------------------------ the pool
+    def _pool(self) -> list:
+        if not self._actors:
+            for _ in range(self._pool_size()):
+                self._actors.append(self._start_actor())
+        return self._actors
+
+    def _pool_size(self) -> int:
+        import ray
+
+        if self.workers:
+            return self.workers
+        resources = ray.cluster_resources()
+        if self._gpus():
+            return max(1, int(resources.get("GPU", 1)) // self._gpus())
+        return max(1, int(resources.get("CPU", 1)))
+
+    def _gpus(self) -> int:
+        """GPUs one copy of the model needs (all the devices of its device map)."""
+        if not self.loaded.device.startswith("cuda"):
+            return 0
+        return max(1, int(getattr(self.loaded.bridge.cfg, "n_devices", 1) or 1))
+
+    def _start_actor(self):
+        import ray
+
+        crash = self.crash_first_worker and self.started_actors == 0
+        self.started_actors += 1
+        resources = {"num_gpus": self._gpus()} if self._gpus() else {"num_cpus": 1}
+        actor_class = ray.remote(**resources)(PatchWorker)
+        return actor_class.remote(self.spec.model, str(Path(self.spec.path).parent), self.trust_remote_code,
+                                  self.settings.seed, self.settings.batch_size, crash)
+
+
+def _ray(spec: ir.Spec):
+    try:
+        import ray
+    except ImportError:
+        raise RunError(spec.span, "--executor ray needs Ray: .venv/bin/pip install 'circ[ray]'") from None
+    return ray

@@ -1,0 +1,206 @@
+"""The report's charts: matplotlib figures (Agg canvas) returned as inline `<svg>` text.
+
+Each function takes the plain values of one analysis from results.json and returns an
+`<svg>` element without XML prolog, ready to paste into HTML. Colours follow the
+diagram: blue helps the correct answer, red hurts. Output is deterministic (fixed
+hash salt, no date in the metadata).
+"""
+from __future__ import annotations
+
+import io
+import math
+
+from circ.runtime.render.diagram import HELPS, HURTS, RenderError, parse_node_id
+from matplotlib import colormaps, rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+PART_LINES = {"q": "-", "k": "--", "v": ":", None: "-"}
+MAX_ANNOTATED_CELLS = 160
+MAX_BARS = 30
+DATASET_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
+
+
+def signed_bar_chart(values: dict, *, title: str, xlabel: str, limit: int = MAX_BARS) -> str:
+    """Horizontal bars, largest value on top, blue for positive and red for negative;
+    only the `limit` largest in size when there are more; null values are left out."""
+    items = [(str(k), _number(v, k)) for k, v in values.items() if v is not None]
+    if not items:
+        raise RenderError(f"{title}: there are no values to chart")
+    if len(items) > limit:
+        title = f"{title} (the {limit} largest of {len(items)})"
+        items = sorted(items, key=lambda kv: (-abs(kv[1]), kv[0]))[:limit]
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    fig = _figure(7.5, 0.9 + 0.28 * len(items))
+    ax = fig.add_subplot()
+    positions = range(len(items))[::-1]
+    bars = ax.barh(list(positions), [v for _, v in items],
+                   color=[HELPS if v >= 0 else HURTS for _, v in items])
+    ax.set_yticks(list(positions), [_text(k) for k, _ in items])
+    ax.bar_label(bars, labels=[f"{v:+.2f}" for _, v in items], padding=3, fontsize=8)
+    ax.axvline(0, color="#333333", linewidth=0.8)
+    ax.margins(x=0.15)
+    _finish(ax, title, xlabel=xlabel)
+    return _svg(fig, title)
+
+
+def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str) -> str:
+    """Layer x head grid of patching effects, MLPs as the last column, layer 0 at the
+    bottom as in the diagram; cells not patched are left blank."""
+    grid = [[math.nan] * (n_heads + 1) for _ in range(n_layers)]
+    for node_id, value in values.items():
+        layer, kind = parse_node_id(node_id)
+        if kind not in ("head", "mlp") or not 0 <= layer < n_layers:
+            continue
+        column = n_heads if kind == "mlp" else int(node_id.split(".H")[1])
+        if column > n_heads:
+            raise RenderError(f"{title}: '{node_id}' is outside the model's {n_heads} heads")
+        grid[layer][column] = _number_or_nan(value, node_id)
+    finite = [abs(v) for row in grid for v in row if not math.isnan(v)]
+    if not finite:
+        raise RenderError(f"{title}: no head or MLP values to draw")
+    limit = max(finite) or 1.0
+    fig = _figure(min(2.4 + 0.85 * (n_heads + 1), 16.0), min(1.5 + 0.55 * n_layers, 14.0))
+    ax = fig.add_subplot()
+    cmap = colormaps["RdBu"].with_extremes(bad="#f2f2f2")
+    image = ax.imshow(grid, cmap=cmap, vmin=-limit, vmax=limit, origin="lower",
+                      aspect="auto")
+    ax.set_xticks(range(n_heads + 1), [f"H{h}" for h in range(n_heads)] + ["MLP"])
+    ax.set_yticks(range(n_layers), [f"L{layer}" for layer in range(n_layers)])
+    if n_layers * (n_heads + 1) <= MAX_ANNOTATED_CELLS:
+        for layer, row in enumerate(grid):
+            for column, value in enumerate(row):
+                if not math.isnan(value):
+                    ax.text(column, layer, f"{value:+.2f}", ha="center", va="center",
+                            fontsize=8, color="white" if abs(value) > 0.6 * limit else "black")
+    fig.colorbar(image, ax=ax, label="patched - clean", shrink=0.9)
+    _finish(ax, title, xlabel="head", ylabel="layer", grid=False)
+    return _svg(fig, title)
+
+
+def attention_strips(patterns: dict, *, title: str) -> str:
+    """One strip per head: its attention from the query position over the prompt's
+    tokens, with the tokens written under the strip."""
+    heads = sorted(patterns, key=lambda h: parse_node_id(h) + (h,))
+    if not heads:
+        raise RenderError(f"{title}: there are no attention patterns to draw")
+    rows = [_pattern(head, patterns[head]) for head in heads]
+    longest = max(len(tokens) for tokens, _ in rows)
+    fig = _figure(max(6.0, 1.2 + 0.24 * longest), 1.25 * len(rows) + 0.5)
+    for index, (head, (tokens, weights)) in enumerate(zip(heads, rows)):
+        ax = fig.add_subplot(len(rows), 1, index + 1)
+        ax.imshow([weights], cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(tokens)), [_token(t) for t in tokens], rotation=90,
+                      fontsize=8)
+        ax.set_yticks([0], [_text(head)])
+        for position, weight in enumerate(weights):
+            if weight >= 0.1:  # NaN compares false: no label
+                ax.text(position, 0, f"{weight:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if weight > 0.5 else "black")
+    fig.suptitle(_text(title), fontsize=11)
+    fig.tight_layout()
+    return _svg(fig, title)
+
+
+def rank_sweep(values: dict, ranks: list | None, *, title: str) -> str:
+    """Fraction of the metric recovered against rank: one panel per head, one line per
+    dataset (colour) and part (line style: q solid, k dashed, v dotted)."""
+    by_head: dict[str, list[tuple[str | None, str, dict]]] = {}
+    split = {key: key.rsplit(".", 1) if parse_node_id(key)[1] == "head_input" else (key, None)
+             for key in values}
+    for key in sorted(values, key=lambda k: (split[k][0], "qkv".find(split[k][1] or ""))):
+        head, part = split[key]
+        if not isinstance(values[key], dict):
+            raise RenderError(f"{title}: '{key}' must map datasets to per-rank values")
+        for dataset, sweep in values[key].items():
+            if not isinstance(sweep, dict):
+                raise RenderError(f"{title}: '{key}' on '{dataset}' must map ranks to values")
+            by_head.setdefault(head, []).append((part, str(dataset), sweep))
+    if not by_head:
+        raise RenderError(f"{title}: there are no ranks to plot")
+    labels = _rank_labels(ranks, by_head)
+    datasets = list(dict.fromkeys(d for lines in by_head.values() for _, d, _ in lines))
+    fig = _figure(4.6 * len(by_head) + 1.6, 3.6)
+    for index, head in enumerate(sorted(by_head, key=lambda h: parse_node_id(h) + (h,))):
+        ax = fig.add_subplot(1, len(by_head), index + 1)
+        for part, dataset, sweep in by_head[head]:
+            points = [(i, _number(sweep[r], f"{head} {dataset} rank {r}"))
+                      for i, r in enumerate(labels) if sweep.get(r) is not None]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                    linestyle=PART_LINES.get(part, "-"),
+                    color=DATASET_COLOURS[datasets.index(dataset) % len(DATASET_COLOURS)],
+                    label=_text(f"{dataset} {part}" if part else dataset))
+        ax.axhline(1.0, color="#999999", linewidth=0.8)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.08)
+        ax.legend(fontsize=7, ncols=len(datasets), loc="lower right")
+        _finish(ax, f"{title}: {head}", xlabel="rank", ylabel="fraction recovered")
+    return _svg(fig, title)
+
+
+def _rank_labels(ranks: list | None, by_head: dict) -> list[str]:
+    seen = {r for lines in by_head.values() for _, _, sweep in lines for r in sweep}
+    if ranks:
+        return [str(r) for r in ranks if str(r) in seen] + sorted(
+            seen - {str(r) for r in ranks}, key=_rank_key)
+    return sorted(seen, key=_rank_key)
+
+
+def _rank_key(rank: str) -> tuple:
+    return (1, 0, rank) if not rank.isdigit() else (0, int(rank), rank)
+
+
+def _pattern(head: str, row) -> tuple[list[str], list[float]]:
+    if not isinstance(row, dict) or not isinstance(row.get("tokens"), list) \
+            or not isinstance(row.get("weights"), list):
+        raise RenderError(f"attention pattern of '{head}' must have 'tokens' and 'weights' lists")
+    tokens, weights = row["tokens"], row["weights"]
+    if len(tokens) != len(weights):
+        raise RenderError(f"attention pattern of '{head}' has {len(tokens)} tokens but "
+                          f"{len(weights)} weights")
+    return [str(t) for t in tokens], [_number_or_nan(w, f"{head} weight") for w in weights]
+
+
+def _number(value, where) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RenderError(f"'{where}' has a non-numeric value: {value!r}")
+    return float(value)
+
+
+def _number_or_nan(value, where) -> float:
+    """A number, or NaN (drawn blank) where the results hold null."""
+    return math.nan if value is None else _number(value, where)
+
+
+def _token(token: str) -> str:
+    """A token as a tick label: spaces and newlines made visible, `$` kept literal."""
+    return _text(token.replace(" ", "\u2423").replace("\n", "\\n"))
+
+
+def _text(text: str) -> str:
+    """Text matplotlib prints literally (a `$` would start mathtext)."""
+    return str(text).replace("$", r"\$")
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _finish(ax, title: str, *, xlabel: str = "", ylabel: str = "", grid: bool = True):
+    ax.set_title(_text(title), fontsize=11)
+    ax.set_xlabel(_text(xlabel))
+    ax.set_ylabel(_text(ylabel))
+    if grid:
+        ax.grid(axis="x" if not ylabel else "y", color="#e5e5e5", linewidth=0.6)
+        ax.set_axisbelow(True)
+    ax.figure.tight_layout()
+
+
+def _svg(fig: Figure, salt: str) -> str:
+    buffer = io.StringIO()
+    with rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]

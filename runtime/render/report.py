@@ -1,0 +1,367 @@
+"""The HTML report of a run: one self-contained page built from results.json.
+
+Everything is inline (CSS, the diagram's SVG, matplotlib charts as SVG), so the file
+opens without a network. Every string taken from the results or the spec is escaped.
+A section appears only for what the results hold; a chart that cannot be drawn from
+malformed values shows the reason in its place and the rest of the page still renders.
+"""
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from string import Template
+
+from circ.runtime.render import charts
+from circ.runtime.render.diagram import RenderError, parse_node_id
+from circ.runtime.render.graphviz import INSTALL_HINT
+
+KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness")
+KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
+               "path_patch": "path patching", "attention": "attention patterns",
+               "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness"}
+
+PAGE = Template("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title>
+<style>
+body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; margin: 0;
+       color: #222; background: #fafafa; line-height: 1.45; }
+header { background: #24292f; color: #fff; padding: 18px 32px; }
+header h1 { margin: 0 0 4px 0; font-size: 24px; }
+header .meta { color: #c9d1d9; font-size: 13px; }
+nav { padding: 8px 32px; background: #eef1f4; font-size: 13px; }
+nav a { margin-right: 14px; color: #0b5cad; text-decoration: none; }
+main { padding: 8px 32px 40px; max-width: 1200px; }
+section { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 12px 20px;
+          margin: 16px 0; }
+h2 { font-size: 19px; margin: 4px 0 8px; } h3 { font-size: 15px; margin: 14px 0 6px; }
+.meta, .note { color: #555; font-size: 13px; }
+.figure svg { max-width: 100%; height: auto; display: block; margin: 6px 0; }
+table { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 3px 10px; text-align: left;
+         vertical-align: top; }
+.num { font-family: "DejaVu Sans Mono", monospace; }
+.pass { color: #fff; background: #1a7f37; padding: 1px 8px; border-radius: 10px; }
+.fail { color: #fff; background: #cf222e; padding: 1px 8px; border-radius: 10px; }
+.badge { font-size: 14px; margin-left: 10px; }
+.source { font-family: "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+.source td { border: 0; padding: 0 10px; white-space: pre; }
+.source td.ln { color: #999; text-align: right; user-select: none; }
+.source tr.passed { background: #e6f4ea; } .source tr.failed { background: #fde8e8; }
+pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; }
+.error { color: #cf222e; }
+</style></head>
+<body>
+<header><h1>$title</h1><div class="meta">$meta</div></header>
+<nav>$nav</nav>
+<main>
+$sections
+</main>
+</body></html>
+""")
+
+
+def write_report(results: dict, spec_source: str, out_path: Path, *,
+                 diagram_svg: str | None) -> Path:
+    """Write the report of `results` to `out_path` (an .html file); return the path."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(report_html(results, spec_source, diagram_svg=diagram_svg),
+                        encoding="utf-8")
+    return out_path
+
+
+def report_html(results: dict, spec_source: str, *, diagram_svg: str | None) -> str:
+    """The report page as one HTML string."""
+    _check_structure(results)
+    spec = _mapping(results, "spec")
+    sections = [_expectations(results), _circuit(results, diagram_svg),
+                *_analyses(results), _source(spec_source, results),
+                _model_and_data(results), _settings(results)]
+    sections = [s for s in sections if s]
+    nav = " ".join(f'<a href="#{anchor}">{escape(label)}</a>' for anchor, label, _ in sections)
+    timing = _mapping(results, "timing")
+    meta = " · ".join(escape(str(x)) for x in (
+        spec.get("path", "?"), f"model {_mapping(results, 'model').get('name', '?')}",
+        f"circ {results.get('circ_version', '?')}", f"started {timing.get('started', '?')}")
+    ) + _verdict(results)
+    return PAGE.substitute(title=escape(f"circ report: {spec.get('name', 'unnamed spec')}"),
+                           meta=meta, nav=nav, sections="\n".join(s[2] for s in sections))
+
+
+def _check_structure(results) -> None:
+    """Refuse results whose lists and objects are not where results.json has them."""
+    if not isinstance(results, dict):
+        raise RenderError("results must be a JSON object")
+    expectations = results.get("expectations") or []
+    if not isinstance(expectations, list) or not all(isinstance(e, dict) for e in expectations):
+        raise RenderError("results 'expectations' must be a list of objects")
+    for name, circuit in _mapping(results, "circuits").items():
+        for key in ("nodes", "edges"):
+            items = (circuit.get(key) or []) if isinstance(circuit, dict) else None
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise RenderError(f"circuit '{name}' must have '{key}' as a list of objects")
+
+
+# --------------------------------------------------------------------------- sections
+def _section(anchor: str, title: str, body: str) -> tuple[str, str, str]:
+    return anchor, title, f'<section id="{anchor}"><h2>{escape(title)}</h2>\n{body}</section>'
+
+
+def _verdict(results: dict) -> str:
+    expectations = results.get("expectations") or []
+    if not expectations:
+        return ""
+    failed = sum(1 for e in expectations if not e.get("passed"))
+    if failed:
+        return f'<span class="badge fail">{failed} of {len(expectations)} expectations fail</span>'
+    return f'<span class="badge pass">all {len(expectations)} expectations hold</span>'
+
+
+def _expectations(results: dict):
+    expectations = results.get("expectations") or []
+    if not expectations:
+        return None
+    rows = [[_link_line(e.get("line")), escape(str(e.get("text", ""))), _num(e.get("value")),
+             escape(f"{e.get('op', '')} {e.get('threshold', '')}"), _verdict_cell(e)]
+            for e in expectations]
+    return _section("expectations", "Expectations",
+                    _table(["line", "expectation", "value", "needs", "result"], rows))
+
+
+def _circuit(results: dict, diagram_svg: str | None):
+    circuits = results.get("circuits")
+    if not isinstance(circuits, dict) or not circuits:
+        return None
+    if diagram_svg:
+        body = f'<div class="figure diagram">{diagram_svg}</div>'
+    else:
+        body = ('<p class="note">The circuit diagram needs Graphviz\'s <code>dot</code>, which '
+                f"was not found: {escape(INSTALL_HINT)}.</p>")
+    drawn = _mapping(results, "circuit").get("name")  # the circuit in the diagram
+    for name in sorted(circuits, key=lambda n: (n != drawn, n)):
+        circuit = circuits[name]
+        nodes = [[escape(str(n.get("id"))), escape(str(n.get("kind", ""))),
+                  escape(str(n.get("category") or "")), _num(n.get("score"))]
+                 for n in circuit.get("nodes") or []]
+        body += f"<h3>circuit {escape(name)}: {len(nodes)} nodes</h3>"
+        body += _table(["node", "kind", "category", "score"], nodes)
+        edges = [[escape(f"{e.get('src')} \u2192 {e.get('dst')}"), escape(str(e.get("part") or "")),
+                  _num(e.get("weight"))] for e in circuit.get("edges") or []]
+        if edges:
+            body += _table(["edge", "part", "weight"], edges)
+    return _section("circuit", "Circuit", body)
+
+
+def _analyses(results: dict) -> list:
+    analyses = {name: a if isinstance(a, dict) else {}
+                for name, a in _mapping(results, "analyses").items()}
+    kinds = {name: str(a.get("kind", "?")) for name, a in analyses.items()}
+    sections = []
+    for name in sorted(analyses, key=lambda n: (
+            KIND_ORDER.index(kinds[n]) if kinds[n] in KIND_ORDER else len(KIND_ORDER), n)):
+        analysis, kind = analyses[name], kinds[name]
+        drawer = KIND_BODIES.get(kind, _raw_body)
+        try:
+            body = drawer(name, analysis, results)
+        except RenderError as error:
+            body = f'<p class="error">cannot show this analysis: {escape(str(error))}</p>'
+        body = f'<p class="meta">{_describe(analysis)}</p>{body}'
+        sections.append(_section(f"analysis-{_anchor(name)}",
+                                 f"{name}: {KIND_TITLES.get(kind, kind)}", body))
+    return sections
+
+
+def _source(spec_source: str, results: dict):
+    if not spec_source:
+        return None
+    marks = {e.get("line"): "passed" if e.get("passed") else "failed"
+             for e in results.get("expectations") or []}
+    rows = "".join(
+        f'<tr id="src-L{n}" class="{marks.get(n, "")}"><td class="ln">{n}</td>'
+        f"<td>{escape(line)}</td></tr>"
+        for n, line in enumerate(spec_source.splitlines(), start=1))
+    return _section("source", "Spec source", f'<table class="source">{rows}</table>')
+
+
+def _model_and_data(results: dict):
+    model = _mapping(results, "model")
+    body = _table([escape(k) for k in sorted(model)],
+                  [[_num(v) for _, v in sorted(model.items())]]) if model else ""
+    datasets = _mapping(results, "datasets")
+    if datasets:
+        rows = [[escape(name), escape(str(d.get("kind", ""))), _num(d.get("n")),
+                 _num(d.get("params", {})), f'<pre>{escape(str(d.get("example", "")))}</pre>']
+                for name, d in sorted(datasets.items()) if isinstance(d, dict)]
+        body += "<h3>datasets</h3>" + _table(["dataset", "kind", "prompts", "parameters",
+                                              "first prompt"], rows)
+    metrics = _mapping(results, "metrics")
+    if metrics:
+        body += "<h3>metrics</h3>" + _table(["metric", "definition"], [
+            [escape(name), escape(_plain(m))] for name, m in sorted(metrics.items())])
+    return _section("model", "Model and data", body) if body else None
+
+
+def _settings(results: dict):
+    run, model, timing = (_mapping(results, k) for k in ("run", "model", "timing"))
+    rows = [("seed", run.get("seed")), ("batch size", run.get("batch_size")),
+            ("device", model.get("device")), ("dtype", model.get("dtype")),
+            ("numerics", model.get("numerics")), ("started", timing.get("started")),
+            ("seconds", timing.get("seconds")),
+            ("spec sha256", _mapping(results, "spec").get("sha256"))]
+    rows += [(f"{name} version", version) for name, version in
+             sorted((run.get("versions") or {}).items())]
+    rows = [[escape(k), escape(_plain(v))] for k, v in rows if v is not None]
+    return _section("settings", "Run settings", _table(["setting", "value"], rows))
+
+
+# --------------------------------------------------------------------------- per kind
+def _attribute_body(name: str, analysis: dict, results: dict) -> str:
+    values = _values(analysis)
+    chart = _figure(charts.signed_bar_chart(
+        values, title=f"{name}: contribution to {analysis.get('metric', 'the metric')}",
+        xlabel="direct contribution"))
+    total = analysis.get("total")
+    summed = sum(v for v in values.values() if v is not None)
+    check = (f"<p>The values sum to {_num(summed)}; the metric is "
+             f"{_num(total)}.</p>" if total is not None else "")
+    return check + chart
+
+
+def _patch_body(name: str, analysis: dict, results: dict) -> str:
+    values = _values(analysis)
+    model = _mapping(results, "model")
+    ids = [parse_node_id(i) + (i,) for i in values]
+    n_layers = model.get("n_layers") or 1 + max(layer for layer, _, _ in ids)
+    n_heads = model.get("n_heads") or 1 + max(
+        [int(i.split(".H")[1]) for _, kind, i in ids if kind == "head"] + [0])
+    baseline = analysis.get("baseline") or {}
+    text = ", ".join(f"{escape(str(k))} {_num(v)}" for k, v in sorted(baseline.items()))
+    others = {i: v for (_, kind, i), v in zip(ids, values.values()) if kind not in ("head", "mlp")}
+    body = f"<p>Baseline: {text}.</p>" if text else ""
+    if len(others) < len(values):
+        body += _figure(charts.patch_heatmap(values, n_layers=n_layers, n_heads=n_heads,
+                                             title=f"{name}: patching effect"))
+    if others:
+        body += _table(["node", "effect"],
+                       [[escape(k), _num(v)] for k, v in sorted(others.items())])
+    return body
+
+
+def _path_patch_body(name: str, analysis: dict, results: dict) -> str:
+    receivers = ", ".join(escape(str(r)) for r in analysis.get("receivers") or [])
+    body = f"<p>Receivers: {receivers}.</p>" if receivers else ""
+    return body + _figure(charts.signed_bar_chart(
+        _values(analysis), title=f"{name}: effect through each edge", xlabel="path effect"))
+
+
+def _attention_body(name: str, analysis: dict, results: dict) -> str:
+    values = _values(analysis)
+    positions = sorted({p for row in values.values() if isinstance(row, dict) for p in row})
+    rows = [[escape(head)] + [_num(row.get(p) if isinstance(row, dict) else None)
+                              for p in positions]
+            for head, row in sorted(values.items())]
+    body = _table(["head"] + [escape(p) for p in positions], rows)
+    patterns = analysis.get("patterns")
+    if patterns:
+        body += _figure(charts.attention_strips(
+            patterns, title=f"{name}: attention from the {analysis.get('query', 'query')} "
+                            "position (first prompt)"))
+    return body
+
+
+def _subspace_body(name: str, analysis: dict, results: dict) -> str:
+    values = _values(analysis)
+    body = _figure(charts.rank_sweep(values, analysis.get("ranks"),
+                                     title=f"{name}: metric recovered"))
+    ranks = [str(r) for r in analysis.get("ranks") or []] or sorted(
+        {r for per in values.values() for sweep in per.values() for r in sweep})
+    rows = [[escape(key), escape(dataset)] + [_num(sweep.get(r)) for r in ranks]
+            for key, per in sorted(values.items()) for dataset, sweep in sorted(per.items())]
+    return body + _table(["node", "dataset"] + [f"rank {escape(r)}" for r in ranks], rows)
+
+
+def _faithfulness_body(name: str, analysis: dict, results: dict) -> str:
+    rows = [[escape(label), _num(analysis.get(key))] for key, label in (
+        ("value", "faithfulness"), ("clean", "metric, clean run"),
+        ("circuit_only", "metric, all but the circuit ablated"),
+        ("all_ablated", "metric, everything ablated")) if key in analysis]
+    return ("<p>faithfulness = (circuit only \u2212 all ablated) / (clean \u2212 all ablated)</p>"
+            + _table(["quantity", "value"], rows))
+
+
+def _raw_body(name: str, analysis: dict, results: dict) -> str:
+    return f"<pre>{escape(json.dumps(analysis, indent=2, sort_keys=True))}</pre>"
+
+
+KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
+               "path_patch": _path_patch_body, "attention": _attention_body,
+               "subspace": _subspace_body, "faithfulness": _faithfulness_body}
+
+
+# --------------------------------------------------------------------------- helpers
+def _describe(analysis: dict) -> str:
+    parts = [f"{label} {_listed(analysis[key])}" for key, label in (
+        ("kind", "kind"), ("dataset", "on"), ("metric", "metric"), ("effect", "effect"),
+        ("method", "method"), ("query", "query"), ("circuit", "circuit"),
+        ("parts", "parts")) if analysis.get(key) is not None]
+    source = analysis.get("source")
+    if isinstance(source, dict):
+        parts.append("source " + " ".join(str(source[k]) for k in ("kind", "dataset", "seed")
+                                          if source.get(k) is not None))
+    return escape(" · ".join(parts))
+
+
+def _values(analysis: dict) -> dict:
+    values = analysis.get("values")
+    if not isinstance(values, dict):
+        raise RenderError("its 'values' must be an object keyed by node id")
+    return values
+
+
+def _mapping(results: dict, key: str) -> dict:
+    value = results.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _figure(svg: str) -> str:
+    return f'<div class="figure">{svg}</div>'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A table of HTML cells (already escaped)."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _num(value) -> str:
+    """A number as a table cell's content in figures; anything else as escaped text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return escape(_plain(value))
+    return f'<span class="num">{value if isinstance(value, int) else f"{value:.4g}"}</span>'
+
+
+def _verdict_cell(expectation: dict) -> str:
+    return ('<span class="pass">pass</span>' if expectation.get("passed")
+            else '<span class="fail">fail</span>')
+
+
+def _link_line(line) -> str:
+    return f'<a href="#src-L{line}">{line}</a>' if isinstance(line, int) else ""
+
+
+def _plain(value) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+def _listed(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else _plain(value)
+
+
+def _anchor(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)

@@ -1,0 +1,1 @@
+"""results.json: assembled from a finished run and written atomically."""
