@@ -45,7 +45,7 @@ def _reads_attention(rule) -> bool:
 
 def _covering_attention(ctx: Context, circuit: ir.Circuit) -> str | None:
     for analysis in ctx.analyses.values():
-        if analysis.kind != "attention":
+        if analysis.kind != "attention" or analysis.option("score") is not None:
             continue
         nodes = analysis.nodes
         if nodes == ir.Select(circuit.name):

@@ -9,7 +9,7 @@ from circ.compiler.check import nodesets
 from circ.compiler.check.binding import bind
 from circ.compiler.check.context import Context, Reported, Use
 from circ.compiler.check.lower_analyses import analysis_call, lower_analysis
-from circ.compiler.check.signatures import ACCESSORS, RECOVERED
+from circ.compiler.check.signatures import RECOVERED, accessors
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
@@ -73,7 +73,7 @@ def _analysis(ctx: Context, base, use: Use, number: int) -> ir.Analysis:
 
 
 def _checked(ctx: Context, analysis: ir.Analysis, accessor: str, args: tuple, left) -> ir.Quantity:
-    allowed = ACCESSORS[analysis.kind]
+    allowed = accessors(analysis)
     if accessor not in allowed:
         shown = {"node": "[NODE]", "total": ".total", "value": ".value",
                  "recovered": ".recovered(DATASET, rank <= N)"}

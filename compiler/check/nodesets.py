@@ -14,7 +14,7 @@ from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
 from circ.compiler.check.arguments import PRIMITIVES, bind
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.signatures import SELECTABLE_KINDS, SELECTIONS
+from circ.compiler.check.signatures import NO_SCORE_HINT, SELECTIONS
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
@@ -159,11 +159,10 @@ def _eval(ctx: Context, e, use: Use):
 def _named_selection(ctx: Context, e: s.Name, use: Use) -> ir.Select:
     decl = ctx.lookup(e.name, e.span, use, ("analysis", "circuit"),
                       extra=("heads", "mlps", "resid", "embed"))
-    if decl.kind == "analysis":
+    if decl.kind == "analysis" and ctx.scores_nodes(e.name) is False:
         kind = ctx.analysis_kind(e.name)
-        if kind is not None and kind not in SELECTABLE_KINDS:
-            ctx.fail("E310", f"`{e.name}` is {a_or_an(kind)} analysis: it has no per-node score to "
-                     "select nodes by", e.span, "select from an attribute or patch analysis")
+        ctx.fail("E310", f"`{e.name}` is {a_or_an(kind)} analysis: it has no per-node score to "
+                 "select nodes by", e.span, NO_SCORE_HINT)
     return ir.Select(e.name, span=e.span)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from circ.compiler.ir import ALL, LAST
+from circ.compiler import ir
+from circ.compiler.ir import ALL
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ class Signature:
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 LABEL_WORDS = ("random_letters", "numbers", "shuffled")
 PARTS = ("q", "k", "v")
-SELECTABLE_KINDS = ("attribute", "patch")
+ATTENTION_SCORES = ("induction", "previous_token")
+SELECTABLE_KINDS = ("attribute", "patch")  # and attention with a score: see `scores_nodes`
+NO_SCORE_HINT = "per-node scores come from attribute, patch and attention(..., score=...) analyses"
 NODE_WORDS = ("heads", "mlps", "resid", "embed", "EMBED")
 SOURCE_WORDS = ("corrupt", "zero")
 RESERVED = frozenset(NODE_WORDS + SOURCE_WORDS + ("effect", "true", "false"))
@@ -152,8 +155,10 @@ ANALYSES = {
     "attention": Signature("attention", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("on", "dataset", True, into="dataset"),
-        Param("query", "position", default=LAST),
-    ), "attention patterns", dataset_param="on"),
+        Param("query", "position", doc="default: last; all with score="),
+        Param("score", "choice", choices=ATTENTION_SCORES,
+              doc="one score per head over every query: induction or previous_token"),
+    ), "attention patterns, or a per-head attention score over every query", dataset_param="on"),
     "faithfulness": Signature("faithfulness", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
         Param("on", "dataset", True, into="dataset"),
@@ -189,6 +194,13 @@ SELECTIONS = {
 
 RULE_FUNCTIONS = ("abs", "attends", "spread")
 
+
+def scores_nodes(analysis: ir.Analysis) -> bool:
+    """Whether an analysis gives one number per node, to select nodes by and read in rules:
+    attribution, patching, and attention with a score."""
+    return analysis.kind in SELECTABLE_KINDS or (
+        analysis.kind == "attention" and analysis.option("score") is not None)
+
 # Accessors an expectation may read, per analysis kind.
 ACCESSORS = {
     "attribute": ("node", "total"),
@@ -198,6 +210,15 @@ ACCESSORS = {
     "faithfulness": ("value",),
     "subspace": ("recovered",),
 }
+
+
+
+def accessors(analysis: ir.Analysis) -> tuple[str, ...]:
+    """What an expectation may read from `analysis`: its kind's accessors, and [NODE]
+    wherever it scores nodes."""
+    own = ACCESSORS[analysis.kind]
+    return own + ("node",) if scores_nodes(analysis) and "node" not in own else own
+
 
 RECOVERED = Signature("recovered", (
     Param("dataset", "dataset_name", True, positional=True),

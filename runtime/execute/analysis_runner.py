@@ -69,8 +69,12 @@ def _path_patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:
 
 def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.attention import attention
+    from circ.runtime.analyses.attention_scores import attention_scores
 
     heads = [n for n in ctx.nodes_of(a.nodes) if n.kind == "head"]
+    if a.option("score") is not None:
+        return attention_scores(ctx.loaded, ctx.datasets[a.dataset], heads, score=a.option("score"),
+                                batch_size=ctx.batch_size, show_progress=ctx.show_progress)
     return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
                      batch_size=ctx.batch_size, show_progress=ctx.show_progress)
 

@@ -187,7 +187,7 @@ class Executor:
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()
-                  if r["kind"] in ("attribute", "patch")}
+                  if r["kind"] in ("attribute", "patch") or r.get("score") is not None}
         attn = self.analyses.get(attention, {}) if attention else {}
         return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}))
 

@@ -259,6 +259,10 @@ def _path_patch_body(name: str, analysis: dict, results: dict) -> str:
 
 def _attention_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
+    if analysis.get("score"):
+        return (f"<p>Mean over {_num(analysis.get('n'))} prompts and {_num(analysis.get('queries'))} "
+                "query positions.</p>" + _figure(charts.signed_bar_chart(
+                    values, title=f"{name}: {analysis['score']} score", xlabel="attention mass")))
     positions = sorted({p for row in values.values() if isinstance(row, dict) for p in row})
     rows = [[escape(head)] + [_num(row.get(p) if isinstance(row, dict) else None)
                               for p in positions]

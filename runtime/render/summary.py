@@ -22,6 +22,8 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
         head += f" on {result['dataset']}"
     if result.get("metric"):
         head += f", {result['metric']}"
+    if result.get("score"):
+        head += f", {result['score']} score over every query"
     lines = [head + ")"]
     if kind == "faithfulness":
         lines.append(f"  recovered {_fmt(result.get('value'))}")
@@ -32,7 +34,7 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
                 row = "  ".join(f"r{r}={v:.3f}" for r, v in per_rank.items() if v is not None)
                 lines.append(f"  {node} [{dataset}] {row}")
         return lines
-    if kind == "attention":
+    if kind == "attention" and not result.get("score"):
         patterns = result.get("patterns") or {}
         for node, stats in sorted(result.get("values", {}).items()):
             lines.append(f"  {node}: " + _attention_line(stats, patterns.get(node)))
