@@ -38,7 +38,7 @@ def lower_analysis(ctx: Context, name: str, value, use: Use, span: ir.Span) -> i
             else:
                 options[param.store_as] = values[param.name]
     _check_metric(ctx, call, sig, fields["metric"])
-    if sig.param("ablate") is not None and fields["source"] is None:
+    if fields["source"] is None and any(p.into == "source" for p in sig.params):
         fields["source"] = ir.PatchSource("mean", fields["dataset"], span=call.span)
     _KIND_CHECKS.get(call.func, _no_check)(ctx, call, fields, options)
     return ir.Analysis(name, call.func, fields["nodes"], fields["dataset"], fields["metric"],

@@ -165,6 +165,13 @@ ANALYSES = {
         Param("ablate", "source", into="source", doc="default: mean(<on>)"),
         Param("metric", "metric", True, into="metric"),
     ), "metric recovered by the nodes alone, everything else ablated", dataset_param="on"),
+    "ablate": Signature("ablate", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
+        Param("on", "dataset", True, into="dataset"),
+        Param("with", "source", into="source", doc="default: mean(<on>)"),
+        Param("metric", "metric", True, into="metric"),
+    ), "the metric with the nodes ablated together, against the clean run", allow_normalized=False,
+        dataset_param="on"),
     "subspace": Signature("subspace", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("parts", "parts", default=PARTS),
@@ -208,6 +215,7 @@ ACCESSORS = {
     "path_patch": (),
     "attention": (),
     "faithfulness": ("value",),
+    "ablate": ("value",),
     "subspace": ("recovered",),
 }
 

@@ -15,10 +15,15 @@ over those prompts (0 for a single prompt) and their count.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-from circ.runtime.analyses.common import AnalysisError, check_nodes, pattern_hook, progress, run_cached
+from circ.runtime.analyses.common import (
+    AnalysisError,
+    check_nodes,
+    mean_and_stderr,
+    pattern_hook,
+    progress,
+    run_cached,
+)
 
 SCORES = ("induction", "previous_token")
 
@@ -75,12 +80,3 @@ def score_targets(tokens: torch.Tensor, lengths: torch.Tensor, score: str) -> to
     targets[:, :, 1:] = same[:, :, :-1]  # key p + 1 for every earlier occurrence p
     return targets
 
-
-def mean_and_stderr(samples: list[float]) -> tuple[float, float]:
-    """The mean of per-prompt values and its standard error (sample deviation / sqrt(n))."""
-    n = len(samples)
-    mean = sum(samples) / n
-    if n < 2:
-        return mean, 0.0
-    variance = sum((x - mean) ** 2 for x in samples) / (n - 1)
-    return mean, math.sqrt(variance / n)

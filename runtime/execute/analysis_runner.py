@@ -90,6 +90,16 @@ def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     return {**out, "circuit": circuit, "source": _source_entry(a.source)}
 
 
+def _ablate(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.ablation import ablate
+
+    target = ctx.datasets[a.dataset]
+    out = ablate(ctx.loaded, target, ctx.nodes_of(a.nodes), ctx.spec.metric(a.metric),
+                 ctx.source_for(a.source, target), batch_size=ctx.batch_size,
+                 show_progress=ctx.show_progress)
+    return {**out, "source": _source_entry(a.source)}
+
+
 def _subspace(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.subspace import subspace
 
@@ -108,6 +118,7 @@ KERNELS = {
     "path_patch": _path_patch,
     "attention": _attention,
     "faithfulness": _faithfulness,
+    "ablate": _ablate,
     "subspace": _subspace,
 }
 

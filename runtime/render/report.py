@@ -16,10 +16,11 @@ from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.graphviz import INSTALL_HINT
 
-KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness")
+KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness", "ablate")
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
                "path_patch": "path patching", "attention": "attention patterns",
-               "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness"}
+               "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness",
+               "ablate": "nodes ablated together"}
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -296,13 +297,24 @@ def _faithfulness_body(name: str, analysis: dict, results: dict) -> str:
             + _table(["quantity", "value"], rows))
 
 
+def _ablate_body(name: str, analysis: dict, results: dict) -> str:
+    stderr = analysis.get("stderr") if isinstance(analysis.get("stderr"), dict) else {}
+    rows = [[escape(label), _num(analysis.get(key)), _num(stderr.get(key))] for key, label in (
+        ("clean", "metric, clean run"), ("ablated", "metric, nodes ablated"),
+        ("value", "difference (ablated \u2212 clean)")) if key in analysis]
+    nodes = ", ".join(escape(str(n)) for n in analysis.get("nodes") or [])
+    return (f"<p>Ablated together: {nodes}; {_num(analysis.get('n'))} prompts.</p>"
+            + _table(["quantity", "mean", "standard error"], rows))
+
+
 def _raw_body(name: str, analysis: dict, results: dict) -> str:
     return f"<pre>{escape(json.dumps(analysis, indent=2, sort_keys=True))}</pre>"
 
 
 KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
                "path_patch": _path_patch_body, "attention": _attention_body,
-               "subspace": _subspace_body, "faithfulness": _faithfulness_body}
+               "subspace": _subspace_body, "faithfulness": _faithfulness_body,
+               "ablate": _ablate_body}
 
 
 # --------------------------------------------------------------------------- helpers
