@@ -166,7 +166,8 @@ class Node:
 
 
 # Node-set expressions. Static sets are expanded against the model's Shape by the
-# checker into `NodeList`; sets chosen from analysis results stay as `Select`.
+# checker into `NodeList`; sets chosen from analysis results stay as `Select`, and
+# sets built from those with `+` and `-` as `Combine`.
 @dataclass(frozen=True)
 class NodeList:
     """A fixed node set in canonical order. When the model's shape is unknown (a GGUF
@@ -194,7 +195,19 @@ class Select:
     category: str | None = None  # CIRCUIT.CATEGORY: only the circuit's nodes of that category
 
 
-NodeSet = Union[NodeList, Select]
+@dataclass(frozen=True)
+class Combine:
+    """A node set computed when the spec runs from two others, at least one of them
+    chosen from results: `op` "+" (union) or "-" (`left` without `right`). A node of
+    the union keeps its score from the side it comes from (`left` first)."""
+
+    op: str
+    left: "NodeSet"
+    right: "NodeSet"
+    span: Span = _span()
+
+
+NodeSet = Union[NodeList, Select, Combine]
 
 
 # --------------------------------------------------------------------------- rules

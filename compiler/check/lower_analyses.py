@@ -122,18 +122,16 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
 
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
     """Patterns read one query position (default last); a score reads every query."""
-    query = options.get("query")
+    query, written = options["query"], any(a.name == "query" for a in call.args)
     if "score" in options:
-        if query is not None and query.kind != "all":
+        if written and query.kind != "all":
             ctx.fail("E360", f"score={options['score']} is read at every query position, not at `{query}`",
                      _arg_span(call, "query"), "write query=all or leave query out")
         options["query"] = ir.ALL
-        return
-    if query is not None and query.kind == "all":
+    elif query.kind == "all":
         ctx.fail("E312", "attention() reads patterns from one query position, not `all`",
                  _arg_span(call, "query"), "use last, a named position or an index; or give a score over "
                  "every query: score=induction or score=previous_token")
-    options["query"] = query or ir.LAST
 
 
 def _check_path_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:

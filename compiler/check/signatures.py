@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from circ.compiler import ir
-from circ.compiler.ir import ALL
+from circ.compiler.ir import ALL, LAST
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ ANALYSES = {
     "attention": Signature("attention", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("on", "dataset", True, into="dataset"),
-        Param("query", "position", doc="default: last; all with score="),
+        Param("query", "position", default=LAST, doc="all with score="),
         Param("score", "choice", choices=ATTENTION_SCORES,
               doc="one score per head over every query: induction or previous_token"),
     ), "attention patterns, or a per-head attention score over every query", dataset_param="on"),

@@ -213,6 +213,13 @@ class _Costs:
             if nodes.unexpanded is not None and not nodes.nodes:
                 raise EstimateError(f"`{nodes.unexpanded}` needs the model's shape: pass --model-shape")
             return list(nodes.nodes), len(nodes.nodes), False
+        if isinstance(nodes, ir.Combine):
+            left, left_count, _ = self._nodes(nodes.left)
+            if nodes.op == "-":
+                return left, left_count, True
+            right, right_count, _ = self._nodes(nodes.right)
+            pool = list(dict.fromkeys(left + right))
+            return pool, min(left_count + right_count, len(pool)), True
         names = {c.name for c in self.spec.circuits}
         upstream = (self.spec.circuit(nodes.analysis).nodes if nodes.analysis in names
                     else self.spec.analysis(nodes.analysis).nodes)

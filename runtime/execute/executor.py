@@ -139,9 +139,12 @@ class Executor:
         name = op.arg("circuit")
         categories = [c for c in self.spec.categories if c.circuit == name]
         circuit = self.spec.circuit(name)
+        facts = self._facts(op.arg("attention"))
         effect_from = circuit.nodes.analysis if isinstance(circuit.nodes, ir.Select) else None
-        self.members[name] = circuit_rules.categorize(
-            self.members[name], categories, self._facts(op.arg("attention")), effect_from)
+        if isinstance(circuit.nodes, ir.Combine):  # `effect` reads the members' own scores
+            effect_from = name
+            facts.values[name] = {m.id: m.score for m in self.members[name]}
+        self.members[name] = circuit_rules.categorize(self.members[name], categories, facts, effect_from)
         return self.members[name]
 
     def _expect(self, op):
@@ -181,6 +184,8 @@ class Executor:
     def _members(self, nodes: ir.NodeSet) -> list[circuit_rules.Member]:
         if isinstance(nodes, ir.NodeList):
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
+        if isinstance(nodes, ir.Combine):
+            return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
         source = self.analyses.get(nodes.analysis, {})
         sign = -1.0 if source.get("kind") in ("patch", "path_patch") else 1.0
         return circuit_rules.select(nodes, self._facts(None), self.members, sign)
