@@ -80,3 +80,17 @@ def test_diagnostics():
     assert errors(HEAD + "analysis ko = ablate(resid + strong, on=seqs, metric=lp)\n") == [("E309", 6, 22)]
     assert errors(HEAD + "metric n = normalized(lp)\nanalysis ko = ablate(strong, on=seqs, metric=n)\n") == [
         ("E306", 7, 46)]
+
+
+def test_estimate_counts_ablations_of_combined_sets():
+    from circ.compiler.estimate.cost import estimate_plan
+    from circ.compiler.estimate.cost_shapes import from_ir_shape
+
+    spec = compile_source(HEAD + '''analysis ko = ablate(heads - strong, on=seqs, with=zero, metric=lp)
+analysis both = ablate([strong, L0.MLP], on=seqs, with=seqs, metric=lp)
+''', "t.circ")
+    lengths = {"seqs": [9, 9, 9]}
+    result = {op.op: op for op in estimate_plan(spec, plan(spec), from_ir_shape(spec.shape, "demo"), lengths).ops}
+    assert (result["analysis:ko"].forwards, result["analysis:ko"].bounded) == (3 * 2, True)
+    assert result["analysis:both"].forwards == 3 * 3  # clean, source and ablated runs
+    assert result["analysis:ind"].what == "induction scores of 8 heads"

@@ -260,7 +260,8 @@ class _Costs:
                 layers = len({n.layer for n in pool if n.kind == "head"})
                 heads = min(count, sum(1 for n in pool if n.kind == "head"))
                 rows = (lambda width: width) if a.option("score") else (lambda width: 1)
-                return self._cost(op_id, f"attention of {'<=' if bounded else ''}{count} heads", a.dataset, 1,
+                what = f"{a.option('score')} scores" if a.option("score") else "attention"
+                return self._cost(op_id, f"{what} of {'<=' if bounded else ''}{count} heads", a.dataset, 1,
                                   extra=0, logits=1, pattern_layers=layers,
                                   per_prompt=lambda width: heads * rows(width) * self.shape.pattern_row_flops(width))
             extra = self.shape.d_model + sum(self._all_outputs().values()) + 1
