@@ -10,7 +10,7 @@ from circ.runtime.analyses.ablation import ablate
 from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.data.prompts import tokenize
-from conftest import mcq_examples
+from conftest import mcq_examples, write_jsonl
 
 from circ.cli.run import run_spec
 
@@ -75,22 +75,24 @@ def test_ablation_rejects_other_nodes(tiny):
 
 
 SPEC = '''spec "ablate-chosen"
-model hf("model")
+model hf("{model}")
 data clean = jsonl("data.jsonl")
 metric ld = logit_diff(answer, wrong) at last
 analysis prev = attention(heads, on=clean, score=previous_token)
 analysis ko = ablate(top(prev, 2), on=clean, with=zero, metric=ld)
 analysis rest = ablate(heads - top(prev, 2), on=clean, with=zero, metric=ld)
+circuit mixed = top(prev, 2) + L0.MLP
+categories mixed {
+  scored = effect > 0
+  fixed  = effect == 0
+}
 expect ko.value < 100
 '''
 
 
-def test_ablating_the_top_scored_heads_through_a_spec(tiny, tiny_dir, tmp_path):
-    from conftest import write_jsonl
-
-    (tmp_path / "model").symlink_to(tiny_dir)
+def test_ablating_the_top_scored_heads_through_a_spec(tiny_dir, tmp_path):
     write_jsonl(tmp_path / "data.jsonl", mcq_examples(5))
-    (tmp_path / "s.circ").write_text(SPEC)
+    (tmp_path / "s.circ").write_text(SPEC.replace("{model}", str(tiny_dir)))
     code = run_spec(str(tmp_path / "s.circ"), str(tmp_path / "out"), model=None, device=None, batch_size=4,
                     seed=0, trust_remote_code=False, progress=False)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -100,3 +102,5 @@ def test_ablating_the_top_scored_heads_through_a_spec(tiny, tiny_dir, tmp_path):
     assert sorted(results["analyses"]["ko"]["nodes"]) == top2
     every = {f"L{l}.H{h}" for l in range(2) for h in range(4)}
     assert set(results["analyses"]["rest"]["nodes"]) == every - set(top2)
+    mixed = {n["id"]: (n["category"], n["score"]) for n in results["circuits"]["mixed"]["nodes"]}
+    assert mixed == {**{h: ("scored", scores[h]) for h in top2}, "L0.MLP": ("fixed", 0.0)}
