@@ -58,13 +58,21 @@ def test_ablation_matches_hand_written_hooks(tiny):
         _, corrupt_cache = tiny.bridge.run_with_cache(prompts.corrupt)
     clean = logit_diffs(clean_logits, prompts)
     ablated = logit_diffs(hand_ablated(tiny, prompts, corrupt_cache), prompts)
-    difference = [a - c for a, c in zip(ablated, clean)]
-    for key, samples in (("clean", clean), ("ablated", ablated), ("value", difference)):
+    helped = [c - a for a, c in zip(ablated, clean)]
+    for key, samples in (("clean", clean), ("ablated", ablated), ("value", helped)):
         mean, stderr = stats(samples)
         assert result[key] == pytest.approx(mean, abs=1e-5), key
         assert result["stderr"][key] == pytest.approx(stderr, abs=1e-5), key
     assert result["n"] == 7 and result["nodes"] == [n.id for n in NODES]
     assert abs(result["value"]) > 1e-3  # the ablation moved the metric: the comparison is not vacuous
+
+
+def test_a_lower_is_better_metric_turns_the_value_round(tiny):
+    prompts = tokenize(tiny, mcq_examples(4), source_name="clean")
+    source = make_source(tiny, prompts, ir.PatchSource("zero"), {})
+    loss = ablate(tiny, prompts, NODES, ir.Metric("nll", "loss"), source, show_progress=False)
+    assert loss["value"] == pytest.approx(loss["ablated"] - loss["clean"], abs=1e-9)
+    assert loss["value"] != 0.0
 
 
 def test_ablation_rejects_other_nodes(tiny):
@@ -86,7 +94,7 @@ categories mixed {
   scored = effect > 0
   fixed  = effect == 0
 }
-expect ko.value < 100
+expect ko.value > -100
 '''
 
 

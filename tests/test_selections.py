@@ -105,12 +105,12 @@ def test_summary_and_report_show_scores_and_ablations():
                 "values": {"L1.H2": 0.99, "L0.H1": 0.08}, "stderr": {"L1.H2": 0.001, "L0.H1": 0.004},
                 "n": 24, "queries": 168},
         "ko": {"kind": "ablate", "dataset": "seqs", "metric": "lp", "nodes": ["L0.H1", "L1.H2"],
-               "clean": -0.01, "ablated": -5.35, "value": -5.34,
+               "clean": -0.01, "ablated": -5.35, "value": 5.34,
                "stderr": {"clean": 0.002, "ablated": 0.11, "value": 0.11}, "n": 24}},
         "circuits": {}, "expectations": []}
     text = summarize(results)
     assert "ind (attention on seqs, induction score over every query)\n  L1.H2        +0.9900\n" in text
-    assert "ko (ablate on seqs, lp)\n  clean -0.0100  ablated -5.3500  difference -5.3400  (L0.H1, L1.H2)\n" in text
+    assert "ko (ablate on seqs, lp)\n  clean -0.0100  ablated -5.3500  helps +5.3400  (L0.H1, L1.H2)\n" in text
     html = report_html(results, "", diagram_svg=None)
     assert 'Mean over <span class="num">24</span> prompts and <span class="num">168</span> query positions' in html
     assert "Ablated together: L0.H1, L1.H2" in html and '<span class="num">0.11</span>' in html

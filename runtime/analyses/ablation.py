@@ -2,9 +2,14 @@
 
 Two runs per prompt: clean, and ablated, with every chosen node's activation (a
 head's z, an MLP's output, the embeddings) replaced from the ablation source in the
-same forward pass. Per prompt the metric of each run and their difference
-(ablated - clean); each averaged over prompts with its standard error (paired, for
-the difference) and the prompt count.
+same forward pass. Per prompt the metric of each run and how much the nodes help it,
+
+    value = metric(clean) - metric(ablated), negated for a lower-is-better metric
+            (loss, kl)
+
+so that, as everywhere in the results, positive means the nodes help the behaviour;
+each averaged over prompts with its standard error (paired, for the value) and the
+prompt count.
 """
 from __future__ import annotations
 
@@ -22,10 +27,12 @@ from circ.runtime.analyses.common import (
 )
 from circ.runtime.analyses.metrics import metric_values
 
+LOWER_IS_BETTER = ("loss", "kl")  # metric kinds that fall when the behaviour improves
+
 
 def ablate(loaded, prompts, nodes, metric: ir.Metric, source, *, batch_size: int = 32,
            show_progress: bool = True) -> dict:
-    """{"value": mean(ablated - clean), "clean", "ablated", "stderr": {...}, "n", "nodes"}."""
+    """{"value": how much the nodes help, "clean", "ablated", "stderr": {...}, "n", "nodes"}."""
     if metric.normalized:
         raise AnalysisError(f'ablate() reports the metric itself; use a metric that is not normalised, not "{metric.name}"')
     nodes = check_nodes(nodes, loaded.shape, ("embed", "head", "mlp"), "ablate")
@@ -47,7 +54,8 @@ def ablate(loaded, prompts, nodes, metric: ir.Metric, source, *, batch_size: int
                 values = metric_values(logits, batch, metric, clean_logits=clean_logits)
                 samples[name] += values.double().tolist()
             bar.update(2 * len(batch))
-    samples["value"] = [a - c for a, c in zip(samples["ablated"], samples["clean"])]
+    helps = -1.0 if metric.kind in LOWER_IS_BETTER else 1.0
+    samples["value"] = [helps * (c - a) for a, c in zip(samples["ablated"], samples["clean"])]
     means, stderr = {}, {}
     for name, values in samples.items():
         means[name], stderr[name] = mean_and_stderr(values)

@@ -301,7 +301,7 @@ def _ablate_body(name: str, analysis: dict, results: dict) -> str:
     stderr = analysis.get("stderr") if isinstance(analysis.get("stderr"), dict) else {}
     rows = [[escape(label), _num(analysis.get(key)), _num(stderr.get(key))] for key, label in (
         ("clean", "metric, clean run"), ("ablated", "metric, nodes ablated"),
-        ("value", "difference (ablated \u2212 clean)")) if key in analysis]
+        ("value", "how much the nodes help")) if key in analysis]
     nodes = ", ".join(escape(str(n)) for n in analysis.get("nodes") or [])
     return (f"<p>Ablated together: {nodes}; {_num(analysis.get('n'))} prompts.</p>"
             + _table(["quantity", "mean", "standard error"], rows))

@@ -30,7 +30,7 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
         return lines
     if kind == "ablate":
         lines.append(f"  clean {_fmt(result.get('clean'))}  ablated {_fmt(result.get('ablated'))}  "
-                     f"difference {_fmt(result.get('value'))}  ({', '.join(result.get('nodes') or [])})")
+                     f"helps {_fmt(result.get('value'))}  ({', '.join(result.get('nodes') or [])})")
         return lines
     if kind == "subspace":
         for node, per_data in sorted(result.get("values", {}).items()):
