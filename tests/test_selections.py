@@ -114,3 +114,24 @@ def test_summary_and_report_show_scores_and_ablations():
     html = report_html(results, "", diagram_svg=None)
     assert 'Mean over <span class="num">24</span> prompts and <span class="num">168</span> query positions' in html
     assert "Ablated together: L0.H1, L1.H2" in html and '<span class="num">0.11</span>' in html
+
+
+def test_a_combined_circuit_is_drawn_as_its_rule_before_the_run():
+    from circ.runtime.render.diagram import hypothesis_dot
+
+    spec = compile_source(HEAD + "circuit rest = heads + mlps - strong\ncircuit few = [L0.H1, best(prev)]\n", "t.circ")
+    assert 'label="rest = (10 nodes) - strong\\n(chosen from the results' in hypothesis_dot(spec, "rest")
+    assert 'label="few = L0.H1 + best(prev)\\n(chosen from the results' in hypothesis_dot(spec, "few")
+
+
+def test_spec_diffs_describe_combinations():
+    from circ.compiler.diff.describe import describe
+    from circ.compiler.diff.spec import diff_specs
+
+    old = compile_source(HEAD + "circuit rest = L0.* - strong\n", "t.circ")
+    new = compile_source(HEAD + "circuit rest = L0.* - top(ind, 3)\n", "t.circ")
+    assert describe(old.circuit("rest")) == "(L0.H0, L0.H1, L0.H2, L0.H3) - strong"
+    assert diff_specs(old, old) == ()
+    changes = diff_specs(old, new)
+    assert [(describe(c.old), describe(c.new)) for c in changes] == [("(L0.H0, L0.H1, L0.H2, L0.H3) - strong",
+                                                  "(L0.H0, L0.H1, L0.H2, L0.H3) - top(ind, 3)")]

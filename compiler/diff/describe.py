@@ -70,7 +70,8 @@ def _node_list(value: ir.NodeList) -> str:
 def _side(value) -> str:
     """One side of a `+`/`-`, bracketed when it is itself a combination or filtered."""
     text = describe(value)
-    return f"({text})" if isinstance(value, ir.Combine) or getattr(value, "where", None) is not None else text
+    several = isinstance(value, ir.NodeList) and len(value.nodes) > 1
+    return f"({text})" if several or isinstance(value, ir.Combine) or getattr(value, "where", None) else text
 
 
 def _select(value: ir.Select) -> str:
