@@ -27,11 +27,12 @@ class RunOptions:
     progress: bool = True
     log: object = field(default=sys.stderr, repr=False)
     report_op: object = field(default=None, repr=False)  # called (number, total, op_id) per op
-    store_dir: Path | None = None  # keeps finished analyses for `resume`
+    store_dir: Path | None = None  # an output folder: its .circ-cache keeps finished analyses
     resume: bool = False
     executor: str = "local"
     address: str | None = None
     trust_remote_code: bool = False
+    started: float | None = None  # time.monotonic() when the run began; default: at execution
 
 
 @dataclass
@@ -86,7 +87,7 @@ def run_loaded(spec: ir.Spec, loaded, options: RunOptions, *, sources: dict | No
     from circ.runtime.execute.resume_store import open_store
     from circ.runtime.results.assemble import assemble, spec_sources
 
-    started = time.monotonic()
+    started = options.started if options.started is not None else time.monotonic()
     sources = sources if sources is not None else spec_sources(spec)
     if spec.shape != loaded.shape:  # checked against the model actually loaded
         text = sources.get(spec.path)
