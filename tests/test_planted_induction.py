@@ -59,3 +59,32 @@ def test_the_spec_chooses_the_planted_heads(tmp_path):
     assert set(circuits["others"]) == {f"L{l}.H{h}" for l in range(2) for h in range(4)} - set(PLANTED)
     assert results["analyses"]["knockout"]["nodes"] == ["L0.H1", "L1.H2"]
     assert results["analyses"]["rest"]["value"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ablating_the_induction_head_matches_a_hand_written_hook(planted):
+    import torch
+    from circ.runtime.analyses.ablation import ablate
+    from circ.runtime.analyses.patch_sources import make_source
+
+    prompts = tokenize(planted, read_jsonl(DATA)[:6], source_name="seqs")
+    lp = ir.Metric("lp", "logprob")
+    result = ablate(planted, prompts, [ir.Node(1, "head", 2)], lp, make_source(planted, prompts, ir.PatchSource("zero"), {}),
+                    batch_size=4, show_progress=False)
+
+    def zero_head(z, hook):
+        z = z.clone()
+        z[:, :, 2] = 0.0
+        return z
+
+    with torch.no_grad():
+        clean = planted.bridge(prompts.tokens).log_softmax(-1)
+        ablated = planted.bridge.run_with_hooks(prompts.tokens, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)])
+    ablated = ablated.log_softmax(-1)
+    last = prompts.lengths - 1
+    rows = torch.arange(len(prompts))
+    clean_lp = clean[rows, last, prompts.answer]
+    ablated_lp = ablated[rows, last, prompts.answer]
+    assert result["clean"] == pytest.approx(float(clean_lp.mean()), abs=1e-5)
+    assert result["ablated"] == pytest.approx(float(ablated_lp.mean()), abs=1e-5)
+    assert result["value"] == pytest.approx(float((clean_lp - ablated_lp).mean()), abs=1e-5)
+    assert result["value"] > 1.0
