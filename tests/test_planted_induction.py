@@ -68,8 +68,8 @@ def test_ablating_the_induction_head_matches_a_hand_written_hook(planted):
 
     prompts = tokenize(planted, read_jsonl(DATA)[:6], source_name="seqs")
     lp = ir.Metric("lp", "logprob")
-    result = ablate(planted, prompts, [ir.Node(1, "head", 2)], lp, make_source(planted, prompts, ir.PatchSource("zero"), {}),
-                    batch_size=4, show_progress=False)
+    zero = make_source(planted, prompts, ir.PatchSource("zero"), {})
+    result = ablate(planted, prompts, [ir.Node(1, "head", 2)], lp, zero, batch_size=4, show_progress=False)
 
     def zero_head(z, hook):
         z = z.clone()

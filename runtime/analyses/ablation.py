@@ -34,7 +34,8 @@ def ablate(loaded, prompts, nodes, metric: ir.Metric, source, *, batch_size: int
            show_progress: bool = True) -> dict:
     """{"value": how much the nodes help, "clean", "ablated", "stderr": {...}, "n", "nodes"}."""
     if metric.normalized:
-        raise AnalysisError(f'ablate() reports the metric itself; use a metric that is not normalised, not "{metric.name}"')
+        raise AnalysisError("ablate() reports the metric itself; use a metric that is not normalised, "
+                            f'not "{metric.name}"')
     nodes = check_nodes(nodes, loaded.shape, ("embed", "head", "mlp"), "ablate")
     if not nodes:
         raise AnalysisError("ablate() got no nodes to ablate")
