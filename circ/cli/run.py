@@ -2,10 +2,13 @@
 the diagrams the spec asks for and report.html, print a summary; exit 1 when an
 expectation fails. Errors from the spec, its datasets or its model are printed as
 diagnostics at the spec line they concern, never as a traceback, and never leave a
-partial results file."""
+partial results file. The output folder is tried with a probe write before anything
+runs; when writing there fails after the run, the results are kept in a fresh
+temporary folder and the run says where (exit 2)."""
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,8 +16,10 @@ from pathlib import Path
 from circ.compiler import ir
 from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.runtime.execute.resume_store import CACHE_FOLDER, open_store
+from circ.runtime.results.safe_write import probe_folder
 
 RUN_ERROR = "E600"
+NOT_WRITTEN = 2  # exit status when the output folder cannot hold the results
 
 
 def model_from_option(text: str, base: ir.Model) -> ir.Model:
@@ -61,7 +66,12 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
         return 1
     out = Path(out_dir) if out_dir else Path("out") / Path(path).stem
     try:
-        _check_render_targets(spec)
+        probe_folder(out)
+    except OSError as error:
+        print(f"circ: cannot write to the output folder {out}: {error.strerror or error}; "
+              "nothing was run", file=stderr)
+        return NOT_WRITTEN
+    try:
         return _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume, started,
                     stdout, stderr, executor, address)
     except CircError as error:
@@ -82,7 +92,6 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
     from circ.runtime.models.loading import ModelError, load_model
     from circ.runtime.render.summary import summarize
     from circ.runtime.results.assemble import assemble, spec_sources
-    from circ.runtime.results.write import write_results
 
     sources = spec_sources(spec)
     torch.manual_seed(seed)
@@ -115,24 +124,35 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
     timing = {"started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "seconds": round(time.monotonic() - started, 3)}
     results = assemble(executor, spec, loaded, settings, sources.get(spec.path, ""), timing)
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(out / "results.json", results)
-    _write_pictures(spec, results, sources.get(spec.path, ""), out, stderr)
+    written = _keep(spec, results, sources.get(spec.path, ""), out, stderr)
     print(summarize(results), file=stdout, end="")
-    print(f"results: {out / 'results.json'}", file=stdout)
+    if written is None:
+        return NOT_WRITTEN
+    print(f"results: {written / 'results.json'}", file=stdout)
+    if written != out:
+        return NOT_WRITTEN
     failed = [e for e in results["expectations"] if not e["passed"]]
     return 1 if failed else 0
 
 
-def _check_render_targets(spec: ir.Spec) -> None:
-    """Diagrams are written inside the output folder, never elsewhere."""
-    from circ.runtime.results.assemble import spec_sources
+def _keep(spec, results: dict, spec_text: str, out: Path, stderr) -> Path | None:
+    """Write results.json, the diagrams and report.html into `out`, or, when that
+    fails, into a fresh temporary folder; return the folder that holds them (None
+    when neither could)."""
+    from circ.runtime.results.write import write_results
 
-    outside = [r for r in spec.renders if Path(r.path).is_absolute() or ".." in Path(r.path).parts]
-    if outside:
-        raise CircError([Diagnostic(RUN_ERROR, f"cannot render to `{r.path}`: diagrams are written inside "
-                                    "the output folder; give a relative path without `..`", r.span)
-                         for r in outside], spec_sources(spec))
+    for attempt in ("out", "fallback"):
+        folder = out if attempt == "out" else Path(tempfile.mkdtemp(prefix="circ-results-"))
+        try:
+            write_results(folder / "results.json", results)
+        except OSError as error:
+            print(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}", file=stderr)
+            continue
+        if folder != out:
+            print(f"circ: the results are kept in {folder} instead of {out}", file=stderr)
+        _write_pictures(spec, results, spec_text, folder, stderr)
+        return folder
+    return None
 
 
 def _write_pictures(spec, results: dict, spec_text: str, out: Path, stderr) -> None:
@@ -142,7 +162,7 @@ def _write_pictures(spec, results: dict, spec_text: str, out: Path, stderr) -> N
 
     for request in spec.renders:
         try:
-            render(circuit_dot(results, request.circuit), out / request.path)
+            render(circuit_dot(results, request.circuit), out / request.path, root=out)
         except RenderError as error:
             print(f"circ: {error}", file=stderr)
     diagram = None
@@ -151,7 +171,10 @@ def _write_pictures(spec, results: dict, spec_text: str, out: Path, stderr) -> N
             diagram = inline_svg(circuit_dot(results, spec.renders[0].circuit if spec.renders else None))
         except RenderError as error:
             print(f"circ: report without a diagram: {error}", file=stderr)
-    write_report(results, spec_text, out / "report.html", diagram_svg=diagram)
+    try:
+        write_report(results, spec_text, out / "report.html", diagram_svg=diagram)
+    except OSError as error:
+        print(f"circ: cannot write {out / 'report.html'}: {error.strerror or error}", file=stderr)
 
 
 def _diagnostic(span: ir.Span, message: str, sources: dict) -> str:
