@@ -3,10 +3,10 @@ constant, or a Hugging Face config.json read from a local directory or from the
 local Hugging Face cache. GGUF files are only measured when loaded (None here)."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from circ.compiler.bounded_read import read_json
 from circ.compiler.ir import Model, Shape
 
 DEMO_SHAPE = Shape(n_layers=2, n_heads=4, d_model=128, d_head=32, d_vocab=259, n_ctx=64, d_mlp=512)
@@ -81,15 +81,20 @@ def cached_config(name: str) -> Path | None:
 
 
 def shape_from_config_file(path: Path) -> Shape:
+    return shape_from_config(read_config(path), str(path))
+
+
+def read_config(path: Path) -> dict:
+    """The config.json at `path`, read with a size limit (`bounded_read`)."""
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        config = read_json(path)
     except FileNotFoundError:
         raise ShapeError(f"`{path}` not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:
         raise ShapeError(f"cannot read `{path}`: {error}") from None
     if not isinstance(config, dict):
         raise ShapeError(f"`{path}` is not a JSON object")
-    return shape_from_config(config, str(path))
+    return config
 
 
 def shape_from_config(config: dict, where: str = "config.json") -> Shape:
