@@ -66,9 +66,11 @@ $sections
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
                  diagram_svg: str | None) -> Path:
-    """Write the report of `results` to `out_path` (an .html file); return the path."""
+    """Write the report of `results` to `out_path` (an .html file) atomically, never
+    through a link (`safe_write`); return the path."""
     out_path = Path(out_path)
-    return write_inside(out_path.parent, out_path.name, report_html(results, spec_source, diagram_svg=diagram_svg))
+    page = report_html(results, spec_source, diagram_svg=diagram_svg)
+    return write_inside(out_path.parent, out_path.name, page)
 
 
 def report_html(results: dict, spec_source: str, *, diagram_svg: str | None) -> str:
