@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from circ.compiler import ir
@@ -16,7 +17,7 @@ from circ.compiler.bounded_read import JSON_LIMIT, SPEC_LIMIT
 from circ.compiler.diagnostics import CircError
 from circ.runtime.models import loading
 from circ.runtime.models.device_maps import DeviceMapError, parse_device_map
-from circ.runtime.models.memory_fit import minimum_parameters
+from circ.runtime.models.memory_fit import available_bytes, minimum_parameters, shortfall
 
 # Compiles a spec in a fresh process under a memory cap, so that a read without end
 # fails the test instead of the machine.
@@ -121,3 +122,15 @@ def test_the_parameter_bound_never_exceeds_a_real_model(tiny):
     counted = sum(p.numel() for p in tiny.bridge.original_model.parameters())
     bound = minimum_parameters(shape)
     assert 0.5 * counted < bound <= counted
+
+
+def test_gpu_memory_is_read_from_the_device_the_model_loads_to(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: ((5 << 30) if index == 1 else 0, 80 << 30))
+    assert available_bytes("cuda:1") == 5 << 30
+    shape = ir.Shape(n_layers=32, n_heads=32, d_model=4096, d_head=128, d_vocab=32000, n_ctx=4096, d_mlp=11008)
+    reason = shortfall(shape, "float16", "cuda:1")  # at least 4.1 billion parameters, 7.6 GiB in float16
+    assert reason is not None and "5.0 GiB of memory available on cuda:1" in reason
+    assert shortfall(replace(shape, n_layers=2), "float16", "cuda:1") is None

@@ -126,6 +126,18 @@ def test_an_output_folder_that_cannot_be_made_stops_the_run(project):
     assert "nothing was run" in stderr and "Traceback" not in stderr
 
 
+def test_a_full_output_folder_stops_the_run(project, monkeypatch):
+    make, out, _ = project
+
+    def full_disk(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    code, stderr = run(make(), out)
+    assert code == 2 and "No space left on device" in stderr and "nothing was run" in stderr
+    assert os.listdir(out) == []  # the probe file is removed
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not bind root")
 def test_a_read_only_output_folder_stops_the_run(project):
     make, out, _ = project
