@@ -8,6 +8,7 @@ user's umask."""
 import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -232,3 +233,22 @@ def test_fmt_does_not_rewrite_through_a_link_and_keeps_the_mode(tmp_path):
     assert result.exit_code == 0 and victim.read_text() == "model demo\n"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.circ", "victim.circ"]
+
+
+def test_every_write_goes_through_safe_write():
+    """No module but safe_write opens a file for writing, makes a folder or renames
+    one into place (the demo model's training tool writes its own weights folder)."""
+    root = Path(__file__).resolve().parent.parent
+    writes = re.compile(r"write_text\(|write_bytes\(|\.mkdir\(|os\.makedirs|os\.mkdir\(|mkstemp|NamedTemporaryFile|"
+                        r"open\([^)]*['\"](w|a|x)b?\+?['\"]|os\.replace|os\.rename|shutil\.(copy|move)")
+    allowed = {Path("runtime/results/safe_write.py"), Path("runtime/models/demo_model/train.py"),
+               Path("runtime/models/demo_model/tokenizer.py")}
+    offenders = []
+    for folder in ("circ", "compiler", "runtime", "grammar"):
+        for path in (root / folder).rglob("*.py"):
+            if path.relative_to(root) in allowed:
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if writes.search(line):
+                    offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert offenders == []
