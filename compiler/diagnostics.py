@@ -64,6 +64,7 @@ CODES = {
     "E505": "cannot read file",
     "E506": "model not found",
     "E510": "render path leaves the output folder",
+    "E511": "model shape beyond what circ can check",
 }
 
 

@@ -4,6 +4,7 @@ or a huge file never grows memory or blocks); a config whose shape needs more
 memory than the machine has is refused before any weight is allocated."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,20 +102,39 @@ def test_inline_device_maps_too_deep_or_huge_are_errors():
             parse_device_map(text)
 
 
-def test_a_config_needing_more_memory_than_the_machine_has_is_refused_at_once(tmp_path, tiny_dir):
-    model = tmp_path / "model"
+def model_with(tiny_dir, folder, **sizes):
+    model = folder / "model"
     shutil.copytree(tiny_dir, model)
     config = json.loads((model / "config.json").read_text())
-    config.update(n_layer=200000, n_embd=4096, n_inner=16384, n_head=32)
+    config.update(sizes)
     (model / "config.json").write_text(json.dumps(config))
+    return model, config
+
+
+def test_a_config_needing_more_memory_than_the_machine_has_is_refused_at_once(tmp_path, tiny_dir):
+    model, config = model_with(tiny_dir, tmp_path, n_layer=3000, n_embd=16384, n_inner=65536, n_head=32)
     start = time.monotonic()
     with pytest.raises(loading.ModelError) as caught:
         loading.load_model(ir.Model(source="hf", location=str(model)), spec_dir=tmp_path)
     assert time.monotonic() - start < 10
-    # query and output (32 heads of 128 = 4096) and the MLP's two matrices per layer, one embedding
-    expected = 200000 * (2 * 4096 * 4096 + 2 * 4096 * 16384) + config["vocab_size"] * 4096
+    # query and output (32 heads of 512 = 16384) and the MLP's two matrices per layer, one embedding
+    expected = 3000 * (2 * 16384 * 16384 + 2 * 16384 * 65536) + config["vocab_size"] * 16384
     assert f"at least {expected:,} parameters" in caught.value.message
     assert "of memory available on cpu" in caught.value.message
+
+
+@pytest.mark.parametrize("sizes, reason", [({"n_layer": 200000, "n_head": 32}, "6,400,000 attention heads"),
+                                           ({"vocab_size": 1 << 41}, "d_vocab is larger than 2**40")])
+def test_a_config_beyond_any_model_is_refused_by_check_and_run(tmp_path, tiny_dir, sizes, reason):
+    model, _ = model_with(tiny_dir, tmp_path, **sizes)
+    start = time.monotonic()
+    with pytest.raises(CircError) as caught:
+        compile_source(f'model hf("{model}")\ndata clean = mcq(n=4)\nmetric ld = logit_diff at last\n'
+                       "analysis a = attribute(heads, on=clean, metric=ld)\n", str(tmp_path / "s.circ"))
+    assert [d.code for d in caught.value.diagnostics] == ["E511"] and reason in caught.value.render()
+    with pytest.raises(loading.ModelError, match=re.escape(reason)):
+        loading.load_model(ir.Model(source="hf", location=str(model)), spec_dir=tmp_path)
+    assert time.monotonic() - start < 10
 
 
 def test_the_parameter_bound_never_exceeds_a_real_model(tiny):

@@ -23,8 +23,18 @@ _KEYS = {
 }
 
 
+# Beyond these a config describes no model circ can check: the checker enumerates every
+# head (the largest models have under 20,000), and no dimension comes near 2**40.
+MAX_HEADS = 100_000
+MAX_DIMENSION = 1 << 40
+
+
 class ShapeError(ValueError):
     """The model's configuration is missing or unreadable."""
+
+
+class ShapeTooLarge(ShapeError):
+    """A configuration whose sizes are beyond any model circ can check."""
 
 
 def shape_for(model: Model, spec_dir: Path) -> Shape | None:
@@ -109,6 +119,13 @@ def shape_from_config(config: dict, where: str = "config.json") -> Shape:
         raise ShapeError(f"{where} lacks " + ", ".join(missing))
     if found["n_heads"] <= 0 or found["n_layers"] <= 0:
         raise ShapeError(f"{where} has no layers or no heads")
+    huge = [f for f, value in found.items() if value is not None and value > MAX_DIMENSION]
+    if huge:
+        raise ShapeTooLarge(f"{where}: {huge[0]} is larger than 2**40")
+    if found["n_layers"] * found["n_heads"] > MAX_HEADS:
+        raise ShapeTooLarge(f"{where} describes {found['n_layers'] * found['n_heads']:,} attention heads "
+                            f"({found['n_layers']:,} layers of {found['n_heads']:,}); circ checks models "
+                            f"of up to {MAX_HEADS:,}")
     d_model = found["d_model"]
     return Shape(
         n_layers=found["n_layers"],

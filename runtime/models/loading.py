@@ -153,7 +153,7 @@ def _check_folder(folder: Path, *, need_tokenizer: bool) -> None:
 def _check_config(path: Path, model: ir.Model, dtype_name: str) -> None:
     """config.json read with a size limit before transformers reads it, and the shape it
     describes against the memory of the device (`memory_fit`)."""
-    from circ.compiler.check.model_shape import ShapeError, read_config, shape_from_config
+    from circ.compiler.check.model_shape import ShapeError, ShapeTooLarge, read_config, shape_from_config
     from circ.runtime.models.memory_fit import shortfall
 
     try:
@@ -162,6 +162,8 @@ def _check_config(path: Path, model: ir.Model, dtype_name: str) -> None:
         raise ModelError(str(error)) from None
     try:
         shape = shape_from_config(config, str(path))
+    except ShapeTooLarge as error:
+        raise ModelError(str(error)) from None
     except ShapeError:
         return  # sizes under names circ does not know: transformers reads them
     reason = shortfall(shape, dtype_name, model.device) if model.device_map is None else None
