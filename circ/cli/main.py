@@ -114,7 +114,7 @@ def diff(operands, fmt, threshold, results, git_driver):
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=True, exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Output file: .svg, .png or .dot.")
+              help="Output file: .svg, .png, .pdf or .dot.")
 @click.option("--circuit", help="Which circuit to draw [default: the spec's first].")
 def render(source, output, circuit):
     """Draw a circuit from a results.json (or folder) or, before a run, from a spec."""
