@@ -91,7 +91,7 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
                             trust_remote_code=trust_remote_code)
     except ModelError as error:
         print(_diagnostic(spec.model.span, str(error), sources), file=stderr)
-        return 1
+        return 2
     if spec.shape != loaded.shape:
         spec = compile_file(path, model_override=spec.model, shape=loaded.shape)
     graph = plan(spec)
@@ -107,9 +107,9 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
         executor = Executor(spec, graph, loaded, settings, sources)
     try:
         executor.run()
-    except RunError as error:
+    except RunError as error:  # the spec's data or model is broken: the run could not finish
         print(_diagnostic(error.span, error.message, sources), file=stderr)
-        return 1
+        return 2
     if resume:
         print(f"circ: reused {len(store.reused)} finished analyses from {store.folder}", file=stderr)
     timing = {"started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
