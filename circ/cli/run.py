@@ -11,25 +11,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from circ.compiler import ir
+from circ.cli.model_option import model_from_option
 from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.runtime.execute.resume_store import CACHE_FOLDER, open_store
 
 RUN_ERROR = "E600"
-
-
-def model_from_option(text: str, base: ir.Model) -> ir.Model:
-    """`--model`: `demo`, a local Hugging Face directory, a .gguf file, or a name in
-    the local Hugging Face cache; the spec's dtype, device and numerics are kept."""
-    from dataclasses import replace
-
-    if text == "demo":
-        return replace(base, source="demo", location=None)
-    path = Path(text)
-    if path.suffix == ".gguf":
-        return replace(base, source="gguf", location=str(path.resolve()))
-    if path.is_dir():
-        return replace(base, source="hf", location=str(path.resolve()))
-    return replace(base, source="cache", location=text)
 
 
 def _override(path: str, model: str | None, device: str | None, device_map: str | None = None) -> ir.Model | None:
