@@ -75,6 +75,8 @@ def test_a_value_that_cannot_be_computed_fails_with_a_reason(finished):
             assert expectation["value"] is None and not expectation["passed"]
             assert expectation["reason"] == f"`one` has no value for {node}"
             assert f"cannot be computed: `one` has no value for {node}" in summary
+            assert f"fail</span>: cannot be computed: `one` has no value for {node}" in report_html(
+                results, SPEC, diagram_svg=None)
     assert chosen in ("L0.H0", "L0.H1") or all(not e["passed"] for e in missing)
 
 
