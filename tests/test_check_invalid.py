@@ -8,9 +8,9 @@ A second line `# check --model PATH` checks it as `circ check --model PATH` woul
 from pathlib import Path
 
 import pytest
-from circ.cli.model_option import model_from_option, spec_model
 from circ.compiler.api import compile_file
 from circ.compiler.diagnostics import CODES, CircError
+from circ.running import model_from_option
 
 INVALID = Path(__file__).parent / "fixtures" / "invalid"
 FIXTURES = sorted(INVALID.glob("*.circ"))
@@ -34,7 +34,7 @@ def compile_fixture(path: Path):
     if not option.startswith("# check --model "):
         return compile_file(path)
     model = str((path.parent / option[len("# check --model "):]).resolve())
-    return compile_file(path, model_override=model_from_option(model, spec_model(path)))
+    return compile_file(path, model_override=lambda base: model_from_option(model, base))
 
 
 def test_there_are_at_least_thirty_invalid_fixtures():
