@@ -87,3 +87,13 @@ def test_a_metric_is_checked_on_every_dataset_an_analysis_runs_it_on():
         "analysis a = attribute(heads, on=clean, metric=ld)\n"
         "analysis b = attribute(heads, on=ind, metric=ld)\n")
     assert [d[:3] for d in diagnostics] == [("E322", 5, 1)]
+
+
+def test_attends_reads_the_dataset_of_its_attention_plus_bos_and_self():
+    [(code, line, col, hint)] = _codes(
+        "data clean = mcq(n=4)\nmetric ld = logit_diff(answer, wrong) at last\n"
+        "analysis dla = attribute(heads, on=clean, metric=ld)\ncircuit out = top(dla, 3)\n"
+        "categories out {\n  letter = attends(answr_text) > 0.5 and attends(bos) < 0.5\n}\n")
+    assert (code, line, col) == ("E321", 6, 20)
+    assert hint == ("did you mean `answer_text`? positions of `clean`: answer, answer_label, "
+                    "answer_text, bos, final, labels, options, self")

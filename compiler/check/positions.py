@@ -112,6 +112,8 @@ def _common(known: dict, datasets) -> set[str]:
 def _hint(name: str, valid: set[str], dataset: str | None) -> str:
     listed = ", ".join(sorted(valid)) or "none"
     where = f"positions of `{dataset}`" if dataset else "positions"
+    if name in BUILTIN_POSITIONS + ATTENTION_POSITIONS:  # valid elsewhere, not here
+        return f"`{name}` cannot be read here; {where}: {listed}"
     close = did_you_mean(name, valid)
     return f"{close} {where}: {listed}" if close else f"{where}: {listed}"
 
