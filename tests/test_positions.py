@@ -97,3 +97,9 @@ def test_attends_reads_the_dataset_of_its_attention_plus_bos_and_self():
     assert (code, line, col) == ("E321", 6, 20)
     assert hint == ("did you mean `answer_text`? positions of `clean`: answer, answer_label, "
                     "answer_text, bos, final, labels, options, self")
+
+
+def test_mark_names_a_spec_cannot_write_are_never_listed(tmp_path):
+    rows = [{"prompt": "a b", "answer": " c", "wrong": [" d"],
+             "marks": {"subject": "a", "\u001b[31mred": "b", "two words": "b"}}]
+    assert jsonl_positions(write_jsonl(tmp_path / "d.jsonl", rows)) == {"subject"}

@@ -4,18 +4,22 @@ Generators and derivations declare theirs (`positions` in signatures.py). A JSON
 file's are the `marks` names that every one of its first lines gives: at most
 FIRST_LINES lines within the first READ_LIMIT bytes are read, so checking stays
 cheap on any file; a later line that lacks a mark is reported when the run reads
-the whole file. An auto-circuit file names no positions. None means "unknown" (a
-file that cannot be read or parsed here): the run reports what is wrong with it.
+the whole file. Names a spec cannot write (not identifiers) are left out, so a
+diagnostic never shows them. An auto-circuit file names no positions. None means
+"unknown" (a file that cannot be read or parsed here): the run reports what is
+wrong with it.
 """
 from __future__ import annotations
 
 import json
+import re
 
 from circ.compiler import ir
 from circ.compiler.check.signatures import DERIVATIONS, GENERATORS
 
 FIRST_LINES = 16
 READ_LIMIT = 1 << 20
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a spec's NAME token: nothing else can be read
 
 
 def dataset_positions(dataset: ir.Dataset) -> frozenset[str] | None:
@@ -44,6 +48,6 @@ def jsonl_positions(path: str) -> frozenset[str] | None:
         except (UnicodeDecodeError, ValueError, RecursionError):
             return common
         marks = record.get("marks") if isinstance(record, dict) else None
-        names = frozenset(marks) if isinstance(marks, dict) else frozenset()
+        names = frozenset(n for n in marks if _NAME.fullmatch(n)) if isinstance(marks, dict) else frozenset()
         common = names if common is None else common & names
     return common
