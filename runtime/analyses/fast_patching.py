@@ -9,7 +9,8 @@ and runs each patched variant from the patch onward only:
   that point is the clean run: a head's z changes the stream entering its layer's MLP
   by (z' - z)[head] @ W_O[head] (the other heads' outputs and the attention pattern
   are untouched); a q/k/v input changes it by the same with z' recomputed from the
-  patched input for that head alone; an MLP, EMBED or a residual node change the
+  patched input for that head alone (for every head of its group, for a grouped key
+  or value: they share the slot the hook patches); an MLP, EMBED or a residual node change the
   stream entering the next block by their own change. The variant then resumes from
   the cached stream plus `delta` (`Resumer.run`);
 - positions before the first real token where `delta` is nonzero in any prompt of the

@@ -13,14 +13,20 @@ attention, or its MLP) and runs only what follows. Three more savings keep it ex
 - the unembedding is applied only at the read positions.
 
 The blocks are computed from the bridge's own pieces: its normalisation modules
-(called directly, or as the same `layer_norm` where they are plain LayerNorms in raw
-numerics), its TransformerLens-style weights (W_Q, b_Q, ..., W_O, b_O, W_in, b_in,
-W_out, b_out; the MLP module itself for gated or unlisted activations), so raw and
-compatibility numerics are both followed. `Resumer.build` accepts a
-model only when its configuration is one these formulas describe (absolute position
-embeddings, one key/value head per head, plain causal softmax attention, attention
-before the MLP) and when a full run of one prompt from the embeddings reproduces the
-bridge's logits; callers fall back to hook-based runs otherwise. The same check
+(called directly; as the same `layer_norm` where they are plain LayerNorms in raw
+numerics; the model's own module where the bridge runs it, as for RMSNorm), its
+TransformerLens-style weights (W_Q, b_Q, ..., W_O, b_O, W_in, b_in, W_gate, W_out,
+b_out; zeros for the biases a model does not have; the MLP module itself for
+unlisted activations), so raw and compatibility numerics are both followed. The
+Llama family is described too, as the bridge's attention computes it: rotary
+embeddings with cos and sin from the model's own rotary module (rotate-half, over
+the first cos.shape[-1] dimensions of each head), applied to q and k after their
+hooks; grouped keys and values repeated for the query heads of their group; a gated
+MLP act(x W_gate) * (x W_in). `Resumer.build` accepts a model only when its
+configuration is one these formulas describe (`engine_reason`: absolute or rotary
+positions with frequencies fixed per position, plain causal softmax attention,
+attention before the MLP) and when a full run of one prompt from the embeddings
+reproduces the bridge's logits; callers fall back to hook-based runs otherwise. The same check
 confirms that the logits are final_norm(stream) @ W_U + b_U (`unembedding`), for
 callers that need only some of the vocabulary's logits.
 
