@@ -276,9 +276,13 @@ def _attention_body(name: str, analysis: dict, results: dict) -> str:
     body = _table(["head"] + [escape(p) for p in positions], rows)
     patterns = analysis.get("patterns")
     if patterns:
-        body += _figure(charts.attention_strips(
-            patterns, title=f"{name}: attention from the {analysis.get('query', 'query')} "
-                            "position (first prompt)"))
+        title = f"{name}: attention from the {analysis.get('query', 'query')} position (first prompt)"
+        if not isinstance(patterns, dict):
+            raise RenderError("its 'patterns' must be an object keyed by head")
+        if len(patterns) <= charts.MAX_STRIPS:
+            body += _figure(charts.attention_strips(patterns, title=title))
+        else:
+            body += "".join(_figure(svg) for svg in charts.attention_grids(patterns, title=title))
     return body
 
 
