@@ -52,6 +52,8 @@ CODES = {
     "E318": "path receiver not downstream of any sender",
     "E319": "node not among the analysis's nodes",
     "E320": "dataset not evaluated by the analysis",
+    "E321": "unknown position name",
+    "E322": "position missing from a dataset it is read on",
     "E401": "layer out of range",
     "E402": "head out of range",
     "E403": "position out of range",

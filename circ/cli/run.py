@@ -16,7 +16,7 @@ from pathlib import Path
 
 from circ.compiler import ir
 from circ.compiler.diagnostics import CircError
-from circ.running import RunOptions, load, model_from_option, run_loaded
+from circ.running import RUN_ERROR, RunOptions, load, model_from_option, run_loaded
 from circ.runtime.execute.resume_store import CACHE_FOLDER
 from circ.runtime.results.safe_write import probe_folder
 
@@ -66,7 +66,9 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
         return _run(spec, out, options, stdout, stderr)
     except CircError as error:
         print(error.render(), file=stderr)
-        return 1
+        # E600: the model or a dataset is broken and the run could not finish; other codes
+        # are the spec's own errors, found once a shapeless model has loaded
+        return 2 if any(d.code == RUN_ERROR for d in error.diagnostics) else 1
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
               f"{out / CACHE_FOLDER}: `circ run --resume` reuses them)", file=stderr)
