@@ -138,7 +138,7 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
-        if isinstance(circuit.nodes, ir.Select) and not self.members[circuit.name]:
+        if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
 
