@@ -133,7 +133,8 @@ def _expectations(results: dict):
 
 def _warnings(results: dict):
     """Statements that ran but said nothing (an empty circuit, an unmatched category)."""
-    warnings = [w for w in results.get("warnings") or [] if isinstance(w, dict)]
+    listed = results.get("warnings")
+    warnings = [w for w in listed if isinstance(w, dict)] if isinstance(listed, list) else []
     if not warnings:
         return None
     rows = [[_link_line(w.get("line")), escape(_plain(w.get("code"))), escape(_plain(w.get("message")))]
