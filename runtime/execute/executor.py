@@ -15,7 +15,7 @@ from circ.compiler import ir
 from circ.runtime.data.datasets import build_examples, dataset_entry
 from circ.runtime.execute import circuits as circuit_rules
 from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
-from circ.runtime.execute.expectations import evaluate
+from circ.runtime.execute.expectations import Readings, evaluate
 from circ.runtime.execute.node_rules import NodeFacts
 
 
@@ -111,7 +111,14 @@ class Executor:
 
         name = op.arg("dataset")
         prompts = self.values[f"data:{name}"]
-        means = metric_means(self.loaded, prompts, self.spec.metrics, self.settings.batch_size)
+        lacking = _without_options(prompts) if op.arg("accuracy") else None
+        metrics = self.spec.metrics + ((ACCURACY,) if lacking == 0 else ())
+        means = metric_means(self.loaded, prompts, metrics, self.settings.batch_size)
+        if lacking == 0:
+            self.dataset_entries[name]["accuracy"] = means.pop(ACCURACY.name)
+        elif lacking:
+            self.dataset_entries[name].update(accuracy=None, accuracy_error=(
+                f"{lacking} of {len(prompts)} prompts of `{name}` have no other answer options"))
         self.dataset_entries[name]["metrics"] = means
         return DatasetRun(prompts, means)
 
@@ -147,7 +154,9 @@ class Executor:
     def _expect(self, op):
         expectation = self.spec.expectations[op.arg("index") - 1]
         line = _source_line(self.sources_text, expectation.span)
-        result = evaluate(expectation, self.analyses, line)
+        readings = Readings(self.analyses, self.dataset_entries,
+                            lambda nodes: [m.id for m in self._members(nodes)])
+        result = evaluate(expectation, readings, line)
         self.expectations.append(result)
         return result
 
@@ -190,6 +199,17 @@ class Executor:
                   if r["kind"] in ("attribute", "patch")}
         attn = self.analyses.get(attention, {}) if attention else {}
         return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}))
+
+
+# The accuracy an expectation reads (`accuracy(D)`); a user's names cannot start with `_`.
+ACCURACY = ir.Metric("_accuracy", "accuracy")
+
+
+def _without_options(prompts) -> int:
+    """How many prompts have no wrong answer to compare the answer with."""
+    if prompts.wrong_valid.numel() == 0:
+        return len(prompts)
+    return int((~prompts.wrong_valid.any(1)).sum())
 
 
 class _LazyDatasets(dict):

@@ -73,5 +73,6 @@ def summarize(results: dict) -> str:
         lines.append("expectations")
         for exp in expectations:
             mark = "PASS" if exp["passed"] else "FAIL"
-            lines.append(f"  {mark}  {exp['text']}  (value {_fmt(exp.get('value'))}, line {exp['line']})")
+            observed = exp.get("detail") or exp.get("reason") or f"value {_fmt(exp.get('value'))}"
+            lines.append(f"  {mark}  {exp['text']}  ({observed}, line {exp['line']})")
     return "\n".join(lines) + "\n"
