@@ -151,8 +151,7 @@ def evaluate(expectation: ir.Expectation, readings: Readings, source_line: str) 
 def _membership(expectation: ir.Expectation, readings: Readings) -> dict:
     node, members = expectation.left.id, readings.node_ids(expectation.right)
     holds = node in members
-    detail = (f"{node} is among the {len(members)} nodes" if holds else
-              f"{node} is not among the {len(members)} nodes: " + (", ".join(members) or "none"))
+    detail = f"{node} is {'' if holds else 'not '}in the set: {_listed(members)}"
     return {"value": holds, "threshold": None, "passed": holds, "detail": detail,
             "nodes": {"left": [node], "right": members}}
 
@@ -163,9 +162,16 @@ def _relation(expectation: ir.Expectation, readings: Readings) -> dict:
     holds = _COMPARE[expectation.op](set(left), set(right))
     only_left = [n for n in left if n not in right]
     only_right = [n for n in right if n not in left]
-    detail = (f"left {len(left)} nodes, right {len(right)}; only left: {', '.join(only_left) or 'none'}; "
-              f"only right: {', '.join(only_right) or 'none'}")
+    detail = (f"{len(left)} and {len(right)} nodes; only left: {_listed(only_left)}; "
+              f"only right: {_listed(only_right)}")
     if not holds:
         detail = f"{_BROKEN_RELATION[expectation.op]}: {detail}"
     return {"value": holds, "threshold": None, "passed": holds, "detail": detail,
             "nodes": {"left": left, "right": right}}
+
+
+def _listed(ids: list[str], shown: int = 8) -> str:
+    if not ids:
+        return "none"
+    more = f", … ({len(ids)} in all)" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
