@@ -111,14 +111,10 @@ class Executor:
 
         name = op.arg("dataset")
         prompts = self.values[f"data:{name}"]
-        lacking = _without_options(prompts) if op.arg("accuracy") else None
-        metrics = self.spec.metrics + ((ACCURACY,) if lacking == 0 else ())
+        metrics = self.spec.metrics + ((ACCURACY,) if op.arg("accuracy") else ())
         means = metric_means(self.loaded, prompts, metrics, self.settings.batch_size)
-        if lacking == 0:
+        if op.arg("accuracy"):
             self.dataset_entries[name]["accuracy"] = means.pop(ACCURACY.name)
-        elif lacking:
-            self.dataset_entries[name].update(accuracy=None, accuracy_error=(
-                f"{lacking} of {len(prompts)} prompts of `{name}` have no other answer options"))
         self.dataset_entries[name]["metrics"] = means
         return DatasetRun(prompts, means)
 
@@ -203,13 +199,6 @@ class Executor:
 
 # The accuracy an expectation reads (`accuracy(D)`); a user's names cannot start with `_`.
 ACCURACY = ir.Metric("_accuracy", "accuracy")
-
-
-def _without_options(prompts) -> int:
-    """How many prompts have no wrong answer to compare the answer with."""
-    if prompts.wrong_valid.numel() == 0:
-        return len(prompts)
-    return int((~prompts.wrong_valid.any(1)).sum())
 
 
 class _LazyDatasets(dict):

@@ -110,7 +110,7 @@ def _dataset_value(number, datasets: dict) -> float | None:
     entry = datasets.get(number.dataset, {})
     if isinstance(number, ir.Accuracy):
         if entry.get("accuracy") is None:
-            raise Uncomputable(entry.get("accuracy_error") or f"no accuracy computed on `{number.dataset}`")
+            raise Uncomputable(f"no accuracy computed on `{number.dataset}`")
         return _number(entry["accuracy"])
     metrics = entry.get("metrics", {})
     if number.metric not in metrics:
