@@ -53,7 +53,7 @@ def _expectation(ctx: Context, statement: s.ExpectStmt, use: Use, number: int) -
                     if _is_node_set(left) else None)
             ctx.fail("E330", f"`in` tests one node, such as L1.H0, not `{expr_text(left)}`",
                      left.span, hint)
-        node = _one_node(ctx, left)
+        node = _one_node(ctx, left, f"for several nodes write `{expr_text(left)} <= {expr_text(right)}`")
         return ir.Expectation(node, "in", _node_set(ctx, right, use), statement.span)
     if isinstance(right, s.Num):
         return ir.Expectation(_number(ctx, left, use, number), op, float(right.value), statement.span)
@@ -225,12 +225,12 @@ def _allowed(ctx: Context, analysis: ir.Analysis, accessor: str, left) -> None:
                  f"{_SHOWN[accessor]}", left.span, hint)
 
 
-def _one_node(ctx: Context, index) -> ir.Node:
+def _one_node(ctx: Context, index, set_hint: str | None = None) -> ir.Node:
     if not isinstance(index, s.NodeLit):
         ctx.fail("E301", f"expected one node such as L1.H2, got `{expr_text(index)}`", index.span)
     nodes = nodesets.parse_node(ctx, index)
     if nodes is None or len(nodes) != 1:
-        ctx.fail("E301", f"expected one node, got the set `{index.text}`", index.span)
+        ctx.fail("E301", f"expected one node, got the set `{index.text}`", index.span, set_hint)
     return nodes[0]
 
 
