@@ -184,3 +184,17 @@ def demo(demo_spec):
 @pytest.fixture(scope="module")
 def demo_letters(demo_spec, demo):
     return _prompts(demo_spec, demo[0], "letters")
+
+
+def test_circ_run_exits_1_when_a_claim_on_a_dataset_run_fails(tmp_path):
+    from click.testing import CliRunner
+
+    from circ.cli.main import main
+
+    spec = tmp_path / "cheap.circ"
+    spec.write_text('spec "cheap"\nmodel demo\ndata clean = mcq(n=8, seed=0)\n'
+                    "expect accuracy(clean) < 0.5\nexpect [L1.H0] <= [L1.H0, L1.MLP]\n")
+    result = CliRunner().invoke(main, ["run", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    entries = json.loads((tmp_path / "out" / "results.json").read_text())["expectations"]
+    assert [(e["value"], e["passed"]) for e in entries] == [(1.0, False), (True, True)]
