@@ -14,8 +14,16 @@ DATASETS = {"clean": {"metrics": {"ld": 14.5}, "accuracy": 0.75}}
 SETS = {"output": ["L1.H0", "L1.MLP"], "strong": ["L0.H0", "L1.H0", "L1.MLP"]}
 
 
+CATEGORIES = {"output": {"L1.H0": "correct_letter", "L1.MLP": None}}
+
+
 def readings():
-    return Readings(ANALYSES, DATASETS, lambda nodes: SETS[nodes.analysis])
+    def node_ids(nodes):
+        members = SETS[nodes.analysis]
+        if nodes.category is None:
+            return members
+        return [m for m in members if CATEGORIES[nodes.analysis].get(m) == nodes.category]
+    return Readings(ANALYSES, DATASETS, node_ids, CATEGORIES)
 
 
 def check(left, op, right):
@@ -56,6 +64,12 @@ def test_membership_and_relations_hold_or_not_and_name_the_nodes():
     assert outside["passed"] is False
     assert outside["detail"] == "L0.H0 is not in the set: L1.H0, L1.MLP"
     assert outside["nodes"] == {"left": ["L0.H0"], "right": ["L1.H0", "L1.MLP"]}
+    category = ir.Select("output", category="correct_letter")
+    assert check(ir.Node(1, "head", 0), "in", category)["passed"] is True
+    assert check(ir.Node(1, "mlp"), "in", category)["detail"] == (
+        "L1.MLP is not in the set: L1.H0 (L1.MLP is in output without a category)")
+    assert check(ir.Node(0, "head", 0), "in", category)["detail"] == (
+        "L0.H0 is not in the set: L1.H0 (L0.H0 is not in output)")
     results = {op: check(ir.Select("output"), op, ir.Select("strong"))["passed"]
                for op in ("==", "!=", "<=", "<", ">=", ">")}
     assert results == {"==": False, "!=": True, "<=": True, "<": True, ">=": False, ">": False}

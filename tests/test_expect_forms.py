@@ -125,6 +125,7 @@ def test_membership_and_relations_read_the_circuits(runs):
     assert set(output) < set(strong)
     entries = _by_text(results)
     assert entries[FAILING[2]]["nodes"] == {"left": ["L1.MLP"], "right": ["L1.H0"]}
+    assert entries[FAILING[2]]["detail"] == "L1.MLP is not in the set: L1.H0 (L1.MLP is in output as `other`)"
     assert entries[FAILING[3]]["nodes"] == {"left": output, "right": strong}
     assert entries[FAILING[4]]["nodes"] == {"left": strong, "right": output}
     assert entries[FAILING[5]]["value"] == len(output)

@@ -153,8 +153,9 @@ class Executor:
     def _expect(self, op):
         expectation = self.spec.expectations[op.arg("index") - 1]
         line = _source_line(self.sources_text, expectation.span)
+        categories = {name: {m.id: m.category for m in members} for name, members in self.members.items()}
         readings = Readings(self.analyses, self.dataset_entries,
-                            lambda nodes: [m.id for m in self._members(nodes)])
+                            lambda nodes: [m.id for m in self._members(nodes)], categories)
         result = evaluate(expectation, readings, line)
         self.expectations.append(result)
         return result

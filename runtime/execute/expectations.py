@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from circ.compiler import ir
@@ -30,11 +30,13 @@ class Uncomputable(Exception):
 @dataclass
 class Readings:
     """What expectations read: analysis results by name, dataset entries by name
-    (`metrics`, `accuracy`), and the node ids of a node set in canonical order."""
+    (`metrics`, `accuracy`), the node ids of a node set in canonical order, and each
+    circuit's members with their categories ({circuit: {node id: category}})."""
 
     analyses: dict
     datasets: dict
     node_ids: Callable[[ir.NodeSet], list[str]]
+    categories: dict = field(default_factory=dict)
 
 
 def quantity_value(quantity: ir.Quantity, analyses: dict) -> float | None:
@@ -152,6 +154,12 @@ def _membership(expectation: ir.Expectation, readings: Readings) -> dict:
     node, members = expectation.left.id, readings.node_ids(expectation.right)
     holds = node in members
     detail = f"{node} is {'' if holds else 'not '}in the set: {_listed(members)}"
+    right = expectation.right
+    if not holds and isinstance(right, ir.Select) and right.category is not None:
+        circuit = readings.categories.get(right.analysis, {})
+        detail += (f" ({node} is in {right.analysis} as `{circuit[node]}`)" if circuit.get(node)
+                   else f" ({node} is in {right.analysis} without a category)" if node in circuit
+                   else f" ({node} is not in {right.analysis})")
     return {"value": holds, "threshold": None, "passed": holds, "detail": detail,
             "nodes": {"left": [node], "right": members}}
 
