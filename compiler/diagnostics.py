@@ -52,6 +52,8 @@ CODES = {
     "E318": "path receiver not downstream of any sender",
     "E319": "node not among the analysis's nodes",
     "E320": "dataset not evaluated by the analysis",
+    "E321": "unknown position name",
+    "E322": "position missing from a dataset it is read on",
     "E330": "expectation operands of the wrong form",
     "E331": "edge not measured by the analysis",
     "E332": "invalid attention target",

@@ -51,10 +51,16 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
                          trust_remote_code=trust_remote_code, started=started)
     try:
         _check_render_targets(spec)
-        return _run(spec, out, options, stdout, stderr)
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
+    try:
+        return _run(spec, out, options, stdout, stderr)
+    except CircError as error:
+        print(error.render(), file=stderr)
+        # E600: the model or a dataset is broken and the run could not finish; other codes
+        # are the spec's own errors, found once a shapeless model has loaded
+        return 2 if any(d.code == RUN_ERROR for d in error.diagnostics) else 1
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
               f"{out / CACHE_FOLDER}: `circ run --resume` reuses them)", file=stderr)

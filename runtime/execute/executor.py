@@ -14,6 +14,7 @@ import networkx as nx
 from circ.compiler import ir
 from circ.runtime.data.datasets import build_examples, dataset_entry
 from circ.runtime.execute import circuits as circuit_rules
+from circ.runtime.execute import run_warnings
 from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
 from circ.runtime.execute.expectations import Readings, evaluate
 from circ.runtime.execute.node_rules import NodeFacts
@@ -54,6 +55,7 @@ class Executor:
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
         self.expectations: list[dict] = []
+        self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
         self._handlers = {
             "model": self._model, "dataset": self._dataset, "cache_run": self._cache_run,
@@ -139,6 +141,8 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
+        if isinstance(circuit.nodes, ir.Select) and not self.members[circuit.name]:
+            self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
 
     def _categories(self, op):
@@ -148,6 +152,7 @@ class Executor:
         effect_from = circuit.nodes.analysis if isinstance(circuit.nodes, ir.Select) else None
         self.members[name] = circuit_rules.categorize(
             self.members[name], categories, self._facts(op.arg("attention")), effect_from)
+        self.warnings += run_warnings.empty_categories(categories, self.members[name])
         return self.members[name]
 
     def _expect(self, op):
@@ -157,6 +162,11 @@ class Executor:
         readings = Readings(self.analyses, self.dataset_entries,
                             lambda nodes: [m.id for m in self._members(nodes)], categories)
         result = evaluate(expectation, readings, line)
+        left = expectation.left
+        read = self.spec.analysis(left.analysis) \
+            if isinstance(left, ir.Quantity) and left.analysis in self.analyses else None
+        if read is not None and not self._nodes_of(read.nodes):
+            self.warnings.append(run_warnings.expectation_on_nothing(expectation, read))
         self.expectations.append(result)
         return result
 

@@ -3,7 +3,7 @@
 A number (`ir.Number`) is read from an analysis's results, a node set's size or a
 dataset's clean run, and compared with a threshold. A number that cannot be
 computed (an empty circuit, a metric that did not move, a position the prompts do
-not have) fails the expectation with value null and, where known, a reason, rather
+not have) fails the expectation with value null and a reason, rather
 than passing by accident. Membership (`NODE in NODES`) and relations between node
 sets (`A <= B`) hold or not; their entries name the nodes compared.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from circ.compiler import ir
+from circ.runtime.execute import uncomputable
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
             ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
@@ -147,7 +148,15 @@ def evaluate(expectation: ir.Expectation, readings: Readings, source_line: str) 
         value, reason = None, str(why)
     passed = value is not None and _COMPARE[expectation.op](value, expectation.right)
     entry.update({"value": value, "threshold": expectation.right, "passed": bool(passed)})
-    return {**entry, "reason": reason} if reason else entry
+    if value is None:
+        entry["reason"] = reason or _reason(expectation.left, readings)
+    return entry
+
+
+def _reason(number: ir.Number, readings: Readings) -> str:
+    if isinstance(number, ir.Quantity):
+        return uncomputable.reason(number, readings.analyses)
+    return "the value read is not a finite number"
 
 
 def _membership(expectation: ir.Expectation, readings: Readings) -> dict:

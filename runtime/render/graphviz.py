@@ -1,6 +1,6 @@
 """Turning DOT text into files and inline SVG with Graphviz's `dot` binary.
 
-The format follows the output file's suffix (.svg, .png or .dot). When `dot` is not
+The format follows the output file's suffix (.svg, .png, .pdf or .dot). When `dot` is not
 installed, the DOT text is written next to the requested file and `GraphvizMissing`
 says how to install Graphviz, so that the command line can print it as one message.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from circ.runtime.render.diagram import RenderError
 
-FORMATS = (".svg", ".png", ".dot")
+FORMATS = (".svg", ".png", ".pdf", ".dot")
 INSTALL_HINT = ("install Graphviz (Debian/Ubuntu: `apt-get install graphviz`; "
                 "macOS: `brew install graphviz`) and run again")
 TIMEOUT_S = 60
