@@ -85,6 +85,7 @@ def test_the_summary_shows_what_each_expectation_found():
     lines = summarize({"expectations": entries}).splitlines()
     assert lines[1:] == [
         "  FAIL  expect something  (L0.H0 is not in the set: L1.H0, L1.MLP, line 0)",
-        "  FAIL  expect something  (`paths` measured no edge L0.H0 -> L1.H0.q, line 0)",
+        "  FAIL  expect something  (value n/a, line 0)",
+        "        cannot be computed: `paths` measured no edge L0.H0 -> L1.H0.q",
         "  PASS  expect something  (value +0.7500, line 0)",
     ]

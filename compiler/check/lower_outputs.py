@@ -16,8 +16,16 @@ from circ.compiler import ir
 from circ.compiler.check import nodesets
 from circ.compiler.check.binding import bind
 from circ.compiler.check.context import Context, Reported, Use
+from circ.compiler.check.dataset_positions import dataset_positions
 from circ.compiler.check.lower_analyses import analysis_call, lower_analysis, upstream
-from circ.compiler.check.signatures import ACCESSORS, ANALYSES, QUANTITIES, RECOVERED, SELECTABLE_KINDS
+from circ.compiler.check.signatures import (
+    ACCESSORS,
+    ANALYSES,
+    ATTENTION_POSITIONS,
+    QUANTITIES,
+    RECOVERED,
+    SELECTABLE_KINDS,
+)
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
@@ -187,9 +195,27 @@ def _attention(ctx: Context, left: s.MethodCall, use: Use, number: int) -> ir.Qu
         span = left.args[0].span if left.args else left.method_span
         ctx.fail("E332", "`.to()` takes one named position", span,
                  "e.g. .to(answer_text), .to(answer_label), .to(labels), .to(bos) or .to(self)")
-    position = left.args[0].value.name
-    return ir.Quantity(analysis.name, "attention", (("node", node), ("position", position)),
+    position = left.args[0].value
+    _check_position(ctx, position, analysis)
+    return ir.Quantity(analysis.name, "attention", (("node", node), ("position", position.name)),
                        span=left.span)
+
+
+def _check_position(ctx: Context, position: s.Name, analysis: ir.Analysis) -> None:
+    """The position `.to()` names must be one the attention analysis's prompts have:
+    E321 when no dataset of the spec has it (a misspelling), E322 when others do."""
+    known = {name: dataset_positions(d) for name, d in ctx.datasets.items()}
+    mine = known.get(analysis.dataset)
+    if mine is None or position.name in mine or position.name in ATTENTION_POSITIONS:
+        return
+    valid = sorted(mine | set(ATTENTION_POSITIONS))
+    listed = f"positions of `{analysis.dataset}`: " + ", ".join(valid)
+    if any(position.name in p for p in known.values() if p is not None):
+        ctx.fail("E322", f"`{analysis.name}` reads attention on dataset `{analysis.dataset}`, which "
+                 f"has no position `{position.name}`", position.span, listed)
+    close = did_you_mean(position.name, valid)
+    ctx.fail("E321", f"unknown position `{position.name}`", position.span,
+             f"{close} {listed}" if close else listed)
 
 
 def _analysis(ctx: Context, base, use: Use, number: int) -> ir.Analysis:
