@@ -69,6 +69,8 @@ CODES = {
     "E504": "file is not UTF-8",
     "E505": "cannot read file",
     "E506": "model not found",
+    "E510": "render path leaves the output folder",
+    "E511": "model shape beyond what circ can check",
 }
 
 

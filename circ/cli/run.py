@@ -2,18 +2,25 @@
 the diagrams the spec asks for and report.html, print a summary; exit 1 when an
 expectation fails. Errors from the spec, its datasets or its model are printed as
 diagnostics at the spec line they concern, never as a traceback, and never leave a
-partial results file. The run itself goes through `circ.running`, as `circ.run` does."""
+partial results file. The run itself goes through `circ.running`, as `circ.run` does.
+The output folder is tried with a probe write before anything runs; when writing
+there fails after the run, the results are kept in a fresh temporary folder and
+the run says where (exit 2)."""
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from circ.compiler import ir
-from circ.compiler.diagnostics import CircError, Diagnostic
+from circ.compiler.diagnostics import CircError
 from circ.running import RUN_ERROR, RunOptions, load, model_from_option, run_loaded
 from circ.runtime.execute.resume_store import CACHE_FOLDER
+from circ.runtime.results.safe_write import probe_folder
+
+NOT_WRITTEN = 2  # exit status when the output folder cannot hold the results
 
 
 def _override(model: str | None, device: str | None, device_map: str | None = None):
@@ -50,10 +57,11 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
                          resume=resume, executor=executor, address=address,
                          trust_remote_code=trust_remote_code, started=started)
     try:
-        _check_render_targets(spec)
-    except CircError as error:
-        print(error.render(), file=stderr)
-        return 1
+        probe_folder(out)
+    except OSError as error:
+        print(f"circ: cannot write to the output folder {out}: {error.strerror or error}; "
+              "nothing was run", file=stderr)
+        return NOT_WRITTEN
     try:
         return _run(spec, out, options, stdout, stderr)
     except CircError as error:
@@ -68,7 +76,6 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
 
 
 def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr) -> int:
-    from circ.runtime.render.outputs import write_outputs
     from circ.runtime.render.summary import summarize
     from circ.runtime.results.assemble import spec_sources
 
@@ -79,21 +86,33 @@ def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr) -> int:
         print(f"circ: reused {finished.reused} finished analyses from {out / CACHE_FOLDER}", file=stderr)
     results = finished.results
     renders = tuple((r.circuit, r.path) for r in finished.spec.renders)
-    written, problems = write_outputs(results, sources.get(spec.path, ""), out, renders)
-    for problem in problems:
-        print(f"circ: {problem}", file=stderr)
+    written = _keep(results, sources.get(spec.path, ""), out, renders, stderr)
     print(summarize(results), file=stdout, end="")
+    if written is None:
+        return NOT_WRITTEN
     print(f"results: {written}", file=stdout)
+    if written.parent != out:
+        return NOT_WRITTEN
     failed = [e for e in results["expectations"] if not e["passed"]]
     return 1 if failed else 0
 
 
-def _check_render_targets(spec: ir.Spec) -> None:
-    """Diagrams are written inside the output folder, never elsewhere."""
-    from circ.runtime.results.assemble import spec_sources
+def _keep(results: dict, spec_text: str, out: Path, renders: tuple, stderr) -> Path | None:
+    """Write the run's files into `out`, or, when results.json cannot be written
+    there, into a fresh temporary folder; the path of results.json (None when
+    neither folder could hold it)."""
+    from circ.runtime.render.outputs import write_outputs
 
-    outside = [r for r in spec.renders if Path(r.path).is_absolute() or ".." in Path(r.path).parts]
-    if outside:
-        raise CircError([Diagnostic(RUN_ERROR, f"cannot render to `{r.path}`: diagrams are written inside "
-                                    "the output folder; give a relative path without `..`", r.span)
-                         for r in outside], spec_sources(spec))
+    for folder in (out, None):
+        folder = folder or Path(tempfile.mkdtemp(prefix="circ-results-"))
+        try:
+            written, problems = write_outputs(results, spec_text, folder, renders)
+        except OSError as error:
+            print(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}", file=stderr)
+            continue
+        for problem in problems:
+            print(f"circ: {problem}", file=stderr)
+        if folder != out:
+            print(f"circ: the results are kept in {folder} instead of {out}", file=stderr)
+        return written
+    return None

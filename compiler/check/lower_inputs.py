@@ -7,7 +7,7 @@ from pathlib import Path
 from circ.compiler import ir
 from circ.compiler.check.binding import CONVERTERS, bind
 from circ.compiler.check.context import Context, Reported
-from circ.compiler.check.model_shape import ShapeError, shape_for
+from circ.compiler.check.model_shape import ShapeError, ShapeTooLarge, shape_for
 from circ.compiler.check.signatures import (
     DERIVATIONS,
     GENERATORS,
@@ -43,6 +43,8 @@ def lower_model(ctx: Context) -> None:
         return
     try:
         ctx.shape = shape_for(model, Path.cwd())
+    except ShapeTooLarge as error:
+        ctx.error("E511", str(error), model.span)
     except ShapeError as error:
         ctx.error("E506", str(error), model.span,
                   "models: demo, hf(\"DIR\"), cache(\"ORG/NAME\") or gguf(\"FILE\")")

@@ -8,12 +8,11 @@ under 0.1% of any of these models and are left out).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from circ.compiler import ir
-from circ.compiler.check.model_shape import ShapeError, shape_from_config
+from circ.compiler.check.model_shape import ShapeError, read_config, shape_from_config
 
 GATED_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
                                "phi3", "olmo", "olmo2", "granite", "cohere"})
@@ -167,9 +166,7 @@ def cost_shape(name_or_path: str) -> CostShape:
         raise EstimateError(f"unknown model shape `{name_or_path}`: use {', '.join(NAMED_SHAPES)} "
                             "or the path of a config.json")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EstimateError(f"cannot read `{path}`: {error}") from None
-    if not isinstance(config, dict):
-        raise EstimateError(f"`{path}` is not a JSON object")
+        config = read_config(path)
+    except ShapeError as error:
+        raise EstimateError(str(error)) from None
     return from_config(config, str(path))

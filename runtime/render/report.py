@@ -15,6 +15,7 @@ from string import Template
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.graphviz import INSTALL_HINT
+from circ.runtime.results.safe_write import write_inside
 
 KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness")
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
@@ -65,12 +66,11 @@ $sections
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
                  diagram_svg: str | None) -> Path:
-    """Write the report of `results` to `out_path` (an .html file); return the path."""
+    """Write the report of `results` to `out_path` (an .html file) atomically, never
+    through a link (`safe_write`); return the path."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(report_html(results, spec_source, diagram_svg=diagram_svg),
-                        encoding="utf-8")
-    return out_path
+    page = report_html(results, spec_source, diagram_svg=diagram_svg)
+    return write_inside(out_path.parent, out_path.name, page)
 
 
 def report_html(results: dict, spec_source: str, *, diagram_svg: str | None) -> str:
