@@ -223,25 +223,39 @@ def scores_nodes(analysis: ir.Analysis) -> bool:
 
 # Accessors an expectation may read, per analysis kind.
 ACCESSORS = {
-    "attribute": ("node", "total"),
-    "patch": ("node",),
-    "path_patch": (),
-    "attention": (),
+    "attribute": ("node", "total", "rank"),
+    "patch": ("node", "rank"),
+    "path_patch": ("edge",),
+    "attention": ("attention",),
     "faithfulness": ("value",),
     "ablate": ("value",),
     "subspace": ("recovered",),
 }
 
 
-
 def accessors(analysis: ir.Analysis) -> tuple[str, ...]:
-    """What an expectation may read from `analysis`: its kind's accessors, and [NODE]
-    wherever it scores nodes."""
-    own = ACCESSORS[analysis.kind]
-    return own + ("node",) if scores_nodes(analysis) and "node" not in own else own
+    """What an expectation may read from `analysis`: its kind's accessors; an attention
+    score gives one number per head ([NODE]), not patterns."""
+    if analysis.kind == "attention" and analysis.option("score") is not None:
+        return ("node",)
+    return ACCESSORS[analysis.kind]
 
 
 RECOVERED = Signature("recovered", (
     Param("dataset", "dataset_name", True, positional=True),
     Param("rank", "rank_bound", True),
 ), "best fraction recovered among the ranks that satisfy the bound")
+
+# Numbers an expectation may compute that are no analysis accessor.
+QUANTITIES = {
+    "count": Signature("count", (Param("nodes", "expr", True, positional=True),),
+                       "the number of nodes in a node set"),
+    "accuracy": Signature("accuracy", (Param("on", "dataset", True, positional=True),),
+                          "share of prompts whose answer has the top logit among the options"),
+    "metric": Signature("metric", (Param("metric", "metric", True, positional=True),
+                                   Param("on", "dataset", True)),
+                        "the metric's mean over the dataset's clean run"),
+    "rank": Signature("rank", (Param("analysis", "expr", True, positional=True),
+                               Param("node", "expr", True, positional=True)),
+                      "1-based rank of a node by |value| within an attribute or patch analysis"),
+}
