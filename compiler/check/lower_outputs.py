@@ -127,7 +127,7 @@ def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
         if analysis.kind == "path_patch":
             ctx.fail("E331", f"`{analysis.name}` is a path_patch analysis: its values are edges, "
                      f"not nodes", left.index.span, _EDGE_HINT)
-        if analysis.kind == "attention":
+        if analysis.kind == "attention" and not scores_nodes(analysis):
             ctx.fail("E308", f"`{analysis.name}` is an attention analysis: say where the head "
                      f"looks", left.span, f"e.g. {expr_text(left)}.to(answer_text)")
         _allowed(ctx, analysis, "node", left)
