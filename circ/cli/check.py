@@ -5,12 +5,12 @@ from circ.compiler.api import compile_file
 from circ.compiler.diagnostics import CircError
 
 
-def check_paths(paths, err) -> int:
+def check_paths(paths, err, include_outside: bool = False) -> int:
     """Check every file; print diagnostics (or `PATH: ok`) to `err`; 1 if any failed."""
     status = 0
     for path in paths:
         try:
-            compile_file(path)
+            compile_file(path, include_outside=include_outside)
         except CircError as error:
             print(error.render(), file=err)
             status = 1

@@ -17,7 +17,8 @@ from circ.compiler.estimate.cost_shapes import (
 from circ.runtime.data.token_counts import measure_prompts, model_folder
 
 
-def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str, out, err) -> int:
+def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str, out, err,
+                  include_outside: bool = False) -> int:
     """Print the estimate of the spec at `path`: 0, or 1 for a spec or dataset error,
     or 2 for an unusable `--model-shape`."""
     from circ.compiler.api import compile_file, plan
@@ -31,7 +32,8 @@ def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str,
         print(f"circ: {error}", file=err)
         return 2
     try:
-        spec = compile_file(path, shape=shape.ir_shape() if shape else None)
+        spec = compile_file(path, shape=shape.ir_shape() if shape else None,
+                            include_outside=include_outside)
     except CircError as error:
         print(error.render(), file=err)
         return 1

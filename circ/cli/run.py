@@ -32,14 +32,15 @@ def model_from_option(text: str, base: ir.Model) -> ir.Model:
     return replace(base, source="cache", location=text)
 
 
-def _override(path: str, model: str | None, device: str | None, device_map: str | None = None) -> ir.Model | None:
+def _override(path: str, model: str | None, device: str | None, device_map: str | None = None,
+              include_outside: bool = False) -> ir.Model | None:
     from dataclasses import replace
 
     from circ.compiler.api import compile_file
 
     if model is None and device is None and device_map is None:
         return None
-    base = compile_file(path).model
+    base = compile_file(path, include_outside=include_outside).model
     if model is not None:
         base = model_from_option(model, base)
     if device_map is not None:  # a map file is named relative to the current folder
@@ -50,12 +51,14 @@ def _override(path: str, model: str | None, device: str | None, device_map: str 
 def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str | None,
              batch_size: int, seed: int, trust_remote_code: bool, progress: bool,
              resume: bool = False, device_map: str | None = None, executor: str = "local",
-             address: str | None = None, stdout=sys.stdout, stderr=sys.stderr) -> int:
+             address: str | None = None, include_outside: bool = False, stdout=sys.stdout,
+             stderr=sys.stderr) -> int:
     from circ.compiler.api import compile_file
 
     started = time.monotonic()
     try:
-        spec = compile_file(path, model_override=_override(path, model, device, device_map))
+        spec = compile_file(path, model_override=_override(path, model, device, device_map, include_outside),
+                            include_outside=include_outside)
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
@@ -63,7 +66,7 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
     try:
         _check_render_targets(spec)
         return _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume, started,
-                    stdout, stderr, executor, address)
+                    stdout, stderr, executor, address, include_outside=include_outside)
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
@@ -74,7 +77,7 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
 
 
 def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume, started,
-         stdout, stderr, executor_kind="local", address=None) -> int:
+         stdout, stderr, executor_kind="local", address=None, *, include_outside=False) -> int:
     import torch
 
     from circ.compiler.api import compile_file, plan
@@ -93,7 +96,8 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
         print(_diagnostic(spec.model.span, str(error), sources), file=stderr)
         return 1
     if spec.shape != loaded.shape:
-        spec = compile_file(path, model_override=spec.model, shape=loaded.shape)
+        spec = compile_file(path, model_override=spec.model, shape=loaded.shape,
+                            include_outside=include_outside)
     graph = plan(spec)
     store = open_store(out, spec, graph, loaded, seed=seed, batch_size=batch_size, reuse=resume,
                        log=stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import resources
 
 from circ.compiler.diagnostics import CircError, Diagnostic
-from circ.compiler.ir import Span
+from circ.compiler.ir import Span, normalize_line_ends
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.errors import describe_syntax_error
 from lark import Lark, Token, Transformer, v_args
@@ -49,7 +49,9 @@ def lark_parser() -> Lark:
 
 
 def parse_source(text: str, path: str = "<string>") -> s.SourceFile:
-    """Parse one file; raise CircError (one syntax diagnostic) when it does not parse."""
+    """Parse one file; raise CircError (one syntax diagnostic) when it does not parse.
+    Line ends are normalized first (`ir.source_lines` says what a line is)."""
+    text = normalize_line_ends(text)
     parser = lark_parser()
     _sink.tokens = []
     try:
@@ -92,20 +94,34 @@ def decode_string(token: Token, path: str, errors: list[Diagnostic]) -> str:
             out.append(_ESCAPES[nxt])
             i += 2
             continue
-        digits = raw[i + 2:i + 6]
-        if nxt == "u" and len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits):
-            out.append(chr(int(digits, 16)))
+        code = _hex4(raw[i + 2:i + 6]) if nxt == "u" else None
+        if code is not None and 0xD800 <= code < 0xDC00:  # a surrogate pair is one character
+            low = _hex4(raw[i + 8:i + 12]) if raw[i + 6:i + 8] == "\\u" else None
+            if low is not None and 0xDC00 <= low < 0xE000:
+                out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+                i += 12
+                continue
+        if code is not None and not 0xD800 <= code < 0xE000:
+            out.append(chr(code))
             i += 6
             continue
         col = token.column + 1 + i
         width = 6 if nxt == "u" else 2
+        what = f"lone surrogate `\\{raw[i + 1:i + 6]}`" if code is not None else f"invalid escape `\\{nxt}`"
         errors.append(Diagnostic(
-            "E105", f"invalid escape `\\{nxt}` in a string",
+            "E105", f"{what} in a string",
             Span(path, token.line, col, token.line, col + width),
-            'valid escapes: \\" \\\\ \\n \\t \\r \\uXXXX'))
+            'valid escapes: \\" \\\\ \\n \\t \\r \\uXXXX (a character above U+FFFF as a '
+            'surrogate pair \\uD83D\\uDE00)'))
         out.append(nxt)
         i += 2
     return "".join(out)
+
+
+def _hex4(digits: str) -> int | None:
+    if len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits):
+        return int(digits, 16)
+    return None
 
 
 @v_args(meta=True)

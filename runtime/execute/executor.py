@@ -209,7 +209,7 @@ def _source_name(dataset: ir.Dataset) -> str:
 
 
 def _source_line(sources: dict, span: ir.Span) -> str:
-    lines = sources.get(span.path, "").splitlines()
+    lines = ir.source_lines(sources.get(span.path, ""))
     return lines[span.line - 1] if 0 < span.line <= len(lines) else ""
 
 

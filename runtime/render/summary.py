@@ -1,6 +1,9 @@
 """The plain-text summary `circ run` prints: top nodes per analysis, circuits,
-expectations with pass/fail. Reads only the results dict."""
+expectations with pass/fail. Reads only the results dict. Names and text from the
+spec or its data are escaped (`terminal_text`): one printed line per summary line."""
 from __future__ import annotations
+
+from circ.compiler.escape import terminal_text
 
 TOP = 5
 ATTENDED = 0.05  # attention mass below which a named position is not listed
@@ -74,4 +77,4 @@ def summarize(results: dict) -> str:
         for exp in expectations:
             mark = "PASS" if exp["passed"] else "FAIL"
             lines.append(f"  {mark}  {exp['text']}  (value {_fmt(exp.get('value'))}, line {exp['line']})")
-    return "\n".join(lines) + "\n"
+    return "\n".join(terminal_text(line) for line in lines) + "\n"
