@@ -54,15 +54,20 @@ def load_sources(ctx: Context, root_text: str | None = None) -> None:
     ctx.statements = list(enumerate(statements))
 
 
+NAME_MAX = 255  # bytes in one file or folder name, on every common file system
+
+
 def problem_in_path(path: str) -> str | None:
-    """Why `path` cannot name a file on any system (a NUL or unencodable character),
-    or None."""
+    """Why `path` cannot name a file (a NUL or unencodable character, a name longer
+    than NAME_MAX bytes), or None."""
     if "\0" in path:
         return "contains a NUL character"
     try:
-        os.fsencode(path)
+        parts = os.fsencode(path).split(os.fsencode(os.sep))
     except UnicodeError:
         return "contains a character that cannot be part of a file name"
+    if any(len(part) > NAME_MAX for part in parts):
+        return f"has a name longer than {NAME_MAX} bytes"
     return None
 
 
