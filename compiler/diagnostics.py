@@ -26,6 +26,8 @@ CODES = {
     "E108": "missing value",
     "E110": "nesting too deep",
     "E111": "missing comma between arguments",
+    "E112": "included file outside the spec's folder",
+    "E114": "a path that cannot name a file",
     "E201": "undefined name",
     "E202": "duplicate definition",
     "E203": "name used before its definition",

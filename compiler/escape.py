@@ -2,11 +2,12 @@
 line before it is printed: one function per kind of output.
 
 - `terminal_text`: for diagnostics, summaries and text diffs. Every character that
-  could end a line, move the cursor, start a terminal escape sequence or reorder
-  text (control characters, format and bidirectional characters such as U+202E,
-  line and paragraph separators, lone surrogates) is written as `\\xNN`, `\\uXXXX`
-  or `\\UXXXXXXXX`, so one printed line stays one line and shows what it holds.
-  A tab is kept: it ends nothing.
+  is not printable (Python's `str.isprintable`: control characters, which end lines,
+  move the cursor or start terminal escape sequences; format and bidirectional
+  characters such as U+202E, which reorder text; line and paragraph separators;
+  spaces other than U+0020; lone surrogates; unassigned code points) is written as
+  `\\xNN`, `\\uXXXX` or `\\UXXXXXXXX`, so one printed line stays one line and shows
+  what it holds. A tab is kept: it ends nothing.
 - `markdown_text` and `markdown_code`: for `circ diff --format markdown`, the same
   escapes, plus markdown's own: table pipes, and code spans whose fence is longer
   than any run of backticks inside them.
@@ -14,16 +15,14 @@ line before it is printed: one function per kind of output.
 from __future__ import annotations
 
 import re
-import unicodedata
 
-_HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 _BACKTICKS = re.compile(r"`+")
 _MARKDOWN_ACTIVE = re.compile(r"([\\|`<\[\]*_])")
 
 
 def is_hidden(ch: str) -> bool:
     """Whether `ch` must be shown as an escape rather than written as itself."""
-    return ch != "\t" and unicodedata.category(ch) in _HIDDEN_CATEGORIES
+    return ch != "\t" and not ch.isprintable()
 
 
 def escape_char(ch: str) -> str:

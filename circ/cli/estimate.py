@@ -55,7 +55,7 @@ def spec_cost_shape(spec: ir.Spec) -> CostShape:
     if folder is not None and (folder / "config.json").is_file():
         try:
             return from_config(json.loads((folder / "config.json").read_text(encoding="utf-8")), name)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # unreadable: fall back to the spec's shape
             pass
     if spec.shape is None:
         raise EstimateError(f"the shape of {name} is known only once it loads: pass --model-shape")

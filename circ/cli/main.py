@@ -71,7 +71,8 @@ def plan(file, fmt, estimate, model_shape, batch_size, include_outside):
                                "or a name in the local Hugging Face cache.")
 @click.option("--device", help="Device to run on (cpu, cuda, cuda:1, mps).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True,
+              help="Seed of every random choice (0 to 2**63-1).")
 @click.option("--trust-remote-code", is_flag=True,
               help="Allow a model folder's own Python code to run (off by default).")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")

@@ -70,6 +70,11 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
+    except Exception as error:  # noqa: BLE001 - never a traceback: located at the spec's first line
+        where = ir.Span(spec.path, 1, 1, 1, 1)
+        print(Diagnostic(RUN_ERROR, f"cannot finish the run: {type(error).__name__}: {str(error)[:500]}",
+                         where).format(None), file=stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
               f"{out / CACHE_FOLDER}: `circ run --resume` reuses them)", file=stderr)
@@ -113,7 +118,7 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
         executor.run()
     except RunError as error:
         print(_diagnostic(error.span, error.message, sources), file=stderr)
-        return 1
+        return 2 if error.internal else 1
     if resume:
         print(f"circ: reused {len(store.reused)} finished analyses from {store.folder}", file=stderr)
     timing = {"started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

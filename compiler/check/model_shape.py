@@ -85,8 +85,10 @@ def shape_from_config_file(path: Path) -> Shape:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ShapeError(f"`{path}` not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ShapeError(f"cannot read `{path}`: {error}") from None
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, not JSON, an integer too long
+        raise ShapeError(f"cannot read `{path}`: {str(error)[:300]}") from None
+    except RecursionError:
+        raise ShapeError(f"cannot read `{path}`: nested too deeply") from None
     if not isinstance(config, dict):
         raise ShapeError(f"`{path}` is not a JSON object")
     return shape_from_config(config, str(path))

@@ -168,8 +168,10 @@ def cost_shape(name_or_path: str) -> CostShape:
                             "or the path of a config.json")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EstimateError(f"cannot read `{path}`: {error}") from None
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, not JSON, an integer too long
+        raise EstimateError(f"cannot read `{path}`: {str(error)[:300]}") from None
+    except RecursionError:
+        raise EstimateError(f"cannot read `{path}`: nested too deeply") from None
     if not isinstance(config, dict):
         raise EstimateError(f"`{path}` is not a JSON object")
     return from_config(config, str(path))

@@ -27,7 +27,8 @@ import tempfile
 from pathlib import Path
 
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
-_PLACE = re.compile(r"(cpu|disk|mps|cuda(:\d+)?)$")
+_PLACE = re.compile(r"(cpu|disk|mps|cuda(:[0-9]{1,3})?)\Z")
+MAX_GPUS = 1024  # a device index at or above this is a typing mistake, not a machine
 
 
 class DeviceMapError(ValueError):
@@ -56,19 +57,21 @@ def parse_device_map(text: str, base_dir: Path | str = ".") -> str | dict[str, s
 def _json(text: str, where: str):
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DeviceMapError(f"{where} is not valid JSON: {error}") from None
+    except ValueError as error:  # also an integer too long to convert
+        raise DeviceMapError(f"{where} is not valid JSON: {str(error)[:300]}") from None
+    except RecursionError:
+        raise DeviceMapError(f"{where} is not valid JSON: nested too deeply") from None
 
 
 def _checked(value, where: str) -> dict[str, str | int]:
     if not isinstance(value, dict) or not value:
         raise DeviceMapError(f"{where} must be a JSON object from module names to devices")
     for module, place in value.items():
-        valid = (isinstance(place, int) and not isinstance(place, bool) and place >= 0) or (
+        valid = (isinstance(place, int) and not isinstance(place, bool) and 0 <= place < MAX_GPUS) or (
             isinstance(place, str) and _PLACE.match(place))
         if not valid:
-            raise DeviceMapError(f"{where}: module {module!r} has device {place!r}; use a GPU index, "
-                                 "cuda, cuda:N, mps, cpu or disk")
+            raise DeviceMapError(f"{where}: module {module[:100]!r} has device {repr(place)[:100]}; use "
+                                 "a GPU index, cuda, cuda:N, mps, cpu or disk")
     return dict(value)
 
 
