@@ -41,12 +41,17 @@ def parse_device_map(text: str, base_dir: Path | str = ".") -> str | dict[str, s
     text = text.strip()
     if text in STRATEGIES:
         return text
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         return _checked(_json(text, "the device map"), "the device map")
     path = Path(text).expanduser()
     path = path if path.is_absolute() else Path(base_dir) / path
-    if not path.is_file():
-        raise DeviceMapError(f"device map {text!r} is not {', '.join(STRATEGIES)}, a JSON object or a file")
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL
+        is_file = False
+    if not is_file:
+        raise DeviceMapError(f"device map {text[:100]!r} is not {', '.join(STRATEGIES)}, a JSON object "
+                             "or a file")
     try:
         content = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
