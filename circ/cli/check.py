@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from circ.compiler.api import compile_file
 from circ.compiler.diagnostics import CircError
+from circ.compiler.escape import terminal_text
 
 
 def check_paths(paths, err, include_outside: bool = False) -> int:
@@ -15,5 +16,5 @@ def check_paths(paths, err, include_outside: bool = False) -> int:
             print(error.render(), file=err)
             status = 1
         else:
-            print(f"{path}: ok", file=err)
+            print(terminal_text(f"{path}: ok"), file=err)
     return status

@@ -7,6 +7,7 @@ import json
 
 from circ.compiler import ir
 from circ.compiler.diagnostics import CircError
+from circ.compiler.escape import terminal_text
 from circ.compiler.estimate.cost_shapes import (
     CostShape,
     EstimateError,
@@ -29,7 +30,7 @@ def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str,
     try:
         shape = cost_shape(model_shape) if model_shape else None
     except EstimateError as error:
-        print(f"circ: {error}", file=err)
+        print(terminal_text(f"circ: {error}"), file=err)
         return 2
     try:
         spec = compile_file(path, shape=shape.ir_shape() if shape else None,
@@ -42,7 +43,7 @@ def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str,
         lengths, starts = measure_prompts(spec)
         estimate = estimate_plan(spec, plan(spec), shape, lengths, batch_size, starts)
     except (EstimateError, DatasetError, ValueError) as error:
-        print(f"circ: {error}", file=err)
+        print(terminal_text(f"circ: {error}"), file=err)
         return 1
     out.write(estimate_json(estimate) if fmt == "json" else estimate_text(estimate))
     return 0

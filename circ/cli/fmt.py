@@ -5,6 +5,7 @@ import os
 import tempfile
 
 from circ.compiler.diagnostics import CircError
+from circ.compiler.escape import terminal_text
 from circ.compiler.syntax.fmt import format_source
 from circ.compiler.syntax.spec_files import read_text
 
@@ -27,11 +28,11 @@ def fmt_paths(paths, check: bool, out, err) -> int:
         if formatted == text:
             continue
         if check:
-            print(f"would reformat {path}", file=out)
+            print(terminal_text(f"would reformat {path}"), file=out)
             status = 1
         else:
             _write_atomically(path, formatted)
-            print(f"reformatted {path}", file=err)
+            print(terminal_text(f"reformatted {path}"), file=err)
     return status
 
 

@@ -7,7 +7,6 @@ drawn (not JSON, numbers out of range, nesting too deep, values of the wrong typ
 or the diagram cannot be written."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from circ.compiler import ir
 from circ.compiler.diagnostics import CircError, Diagnostic
+from circ.compiler.escape import terminal_text
 from circ.runtime.execute.resume_store import CACHE_FOLDER, open_store
 
 RUN_ERROR = "E600"
@@ -128,7 +129,7 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
     write_results(out / "results.json", results)
     _write_pictures(spec, results, sources.get(spec.path, ""), out, stderr)
     print(summarize(results), file=stdout, end="")
-    print(f"results: {out / 'results.json'}", file=stdout)
+    print(terminal_text(f"results: {out / 'results.json'}"), file=stdout)
     failed = [e for e in results["expectations"] if not e["passed"]]
     return 1 if failed else 0
 
@@ -153,13 +154,13 @@ def _write_pictures(spec, results: dict, spec_text: str, out: Path, stderr) -> N
         try:
             render(circuit_dot(results, request.circuit), out / request.path)
         except RenderError as error:
-            print(f"circ: {error}", file=stderr)
+            print(terminal_text(f"circ: {error}"), file=stderr)
     diagram = None
     if results.get("circuit"):
         try:  # the circuit the spec renders first, else its first circuit
             diagram = inline_svg(circuit_dot(results, spec.renders[0].circuit if spec.renders else None))
         except RenderError as error:
-            print(f"circ: report without a diagram: {error}", file=stderr)
+            print(terminal_text(f"circ: report without a diagram: {error}"), file=stderr)
     write_report(results, spec_text, out / "report.html", diagram_svg=diagram)
 
 
