@@ -17,12 +17,14 @@ def main():
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", help="Check against this model instead of the spec's, as `run --model` "
+              "would run it: demo, a local directory, a .gguf file or a cached model name.")
 @INCLUDE_OUTSIDE
-def check(files, include_outside):
+def check(files, model, include_outside):
     """Check specs: names, argument types, node ranges against the model."""
     from circ.cli.check import check_paths
 
-    sys.exit(check_paths(files, sys.stderr, include_outside=include_outside))
+    sys.exit(check_paths(files, sys.stderr, model, include_outside=include_outside))
 
 
 @main.command()
@@ -124,7 +126,7 @@ def diff(operands, fmt, threshold, results, git_driver):
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=True, exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Output file: .svg, .png or .dot.")
+              help="Output file: .svg, .png, .pdf or .dot.")
 @click.option("--circuit", help="Which circuit to draw [default: the spec's first].")
 def render(source, output, circuit):
     """Draw a circuit from a results.json (or folder) or, before a run, from a spec."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import posixpath
+from pathlib import PurePath
 
 from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
@@ -54,6 +55,9 @@ def _render(ctx: Context, statement: s.RenderStmt, use) -> ir.Render:
     problem = problem_in_path(path)
     if problem is not None:
         ctx.fail("E114", f"cannot render to this path: it {problem}", statement.path.span)
+    if PurePath(path).is_absolute() or path.startswith(("/", "\\")) or ".." in PurePath(path).parts:
+        ctx.fail("E510", f"cannot render to `{path}`: it leaves the output folder", statement.path.span,
+                 "diagrams are written inside the output folder; give a relative path without `..`")
     extension = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if extension not in RENDER_FORMATS:
         ctx.fail("E316", f"cannot render to `{path}`: unknown format", statement.path.span,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from circ.compiler.bounded_read import SPEC_LIMIT, read_limited
 from circ.compiler.check.context import Context
 from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.compiler.ir import Span, source_lines
@@ -25,10 +26,7 @@ def read_text(path: str) -> tuple[str | None, Diagnostic | None, str]:
     if problem is not None:
         return None, Diagnostic("E114", f"file name {problem}", Span(path, 1, 1, 1, 1)), ""
     try:
-        if os.path.exists(path) and not os.path.isfile(path):
-            raise IsADirectoryError(0, "not a regular file")
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_limited(path, SPEC_LIMIT)
     except OSError as error:
         reason = error.strerror or str(error)
         return None, Diagnostic("E505", f"cannot read `{path}`: {reason}", Span(path, 1, 1, 1, 1)), ""

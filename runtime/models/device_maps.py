@@ -26,6 +26,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from circ.compiler.bounded_read import read_json
+
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 _PLACE = re.compile(r"(cpu|disk|mps|cuda(:[0-9]{1,3})?)\Z")
 MAX_GPUS = 1024  # a device index at or above this is a typing mistake, not a machine
@@ -53,19 +55,19 @@ def parse_device_map(text: str, base_dir: Path | str = ".") -> str | dict[str, s
         raise DeviceMapError(f"device map {text[:100]!r} is not {', '.join(STRATEGIES)}, a JSON object "
                              "or a file")
     try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        content = read_json(path)
+    except (OSError, ValueError) as error:
         raise DeviceMapError(f"cannot read the device map {path}: {error}") from None
-    return _checked(_json(content, str(path)), str(path))
+    return _checked(content, str(path))
 
 
 def _json(text: str, where: str):
     try:
         return json.loads(text)
-    except ValueError as error:  # also an integer too long to convert
-        raise DeviceMapError(f"{where} is not valid JSON: {str(error)[:300]}") from None
     except RecursionError:
-        raise DeviceMapError(f"{where} is not valid JSON: nested too deeply") from None
+        raise DeviceMapError(f"{where} is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, or an integer over Python's digit limit
+        raise DeviceMapError(f"{where} is not valid JSON: {str(error).splitlines()[0][:200]}") from None
 
 
 def _checked(value, where: str) -> dict[str, str | int]:
