@@ -224,7 +224,7 @@ def test_attribution_with_an_accuracy_metric_is_a_check_error():
     with pytest.raises(CircError) as caught:
         compile_source('model demo\ndata clean = mcq(n=4)\ndata moved = clean.move_answer()\n'
                        'metric acc = accuracy at last\n'
-                       'analysis p = patch(heads, source=moved, target=clean, metric=ld, method=attribution)\n')
+                       'analysis p = patch(heads, source=moved, target=clean, metric=acc, method=attribution)\n')
     assert [(d.code, d.span.line) for d in caught.value.diagnostics] == [("E306", 5)]
 
 
