@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 from string import Template
 
+from circ.compiler.ir import source_lines
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.graphviz import INSTALL_HINT
@@ -197,7 +198,7 @@ def _source(spec_source: str, results: dict):
     rows = "".join(
         f'<tr id="src-L{n}" class="{marks.get(n, "")}"><td class="ln">{n}</td>'
         f"<td>{escape(line)}</td></tr>"
-        for n, line in enumerate(spec_source.splitlines(), start=1))
+        for n, line in enumerate(source_lines(spec_source), start=1))
     return _section("source", "Spec source", f'<table class="source">{rows}</table>')
 
 
