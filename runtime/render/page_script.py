@@ -19,7 +19,7 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
 tr.jumped td { background: #fff3b0; }
-g.jumped > path, g.jumped > polygon, g.jumped > ellipse, g.jumped > rect {
+g.jumped path, g.jumped polygon, g.jumped ellipse, g.jumped rect {
   stroke: #f0a000 !important; stroke-width: 4px !important; }
 """
 
@@ -46,7 +46,7 @@ SCRIPT = r"""
     var readout = box.querySelector(".readout");
     var strip = box.querySelector(".tokens");
     data.examples.forEach(function (example, index) {
-      var words = example.tokens.slice(0, 8).join("");
+      var words = example.tokens.slice(0, 8).join(" ");
       option(promptPick, index, "prompt " + (index + 1) + ": " + words + (example.tokens.length > 8 ? "\u2026" : ""));
     });
     data.heads.forEach(function (head) { option(headPick, head, head); });
