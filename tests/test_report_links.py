@@ -50,7 +50,12 @@ def test_explorer_data_round_trips_and_no_token_ends_its_script(results):
     html = report_html(results, "", diagram_svg=None)
     data = explorer_data(html)
     explorer = results["analyses"]["attn"]["explorer"]
-    assert data["examples"] == explorer["examples"] and data["heads"] == explorer["heads"]
+    assert data["heads"] == explorer["heads"] and data["scale"] == 1000
+    assert [e["tokens"] for e in data["examples"]] == [e["tokens"] for e in explorer["examples"]]
+    for shown, kept in zip(data["examples"], explorer["examples"]):
+        assert (shown["rows"], shown["query"]) == (kept["rows"], kept["query"])
+        for head in explorer["heads"]:  # weights in thousandths: exact integers
+            assert [[w / 1000 for w in row] for row in shown["patterns"][head]] == kept["patterns"][head]
     assert data["examples"][1]["tokens"][-1] == HOSTILE
     assert HOSTILE not in html and "<script>alert" not in html
     assert re.findall(r"<script\b[^>]*>", html) == [
@@ -65,6 +70,7 @@ def test_explorer_data_round_trips_and_no_token_ends_its_script(results):
     (lambda e: e["examples"][1]["patterns"]["L1.H0"][2].append(0.5), "the pattern of &#x27;L1.H0&#x27;"),
     (lambda e: e["examples"][1]["rows"].__setitem__(0, -1), "not a natural number: -1"),
     (lambda e: e["examples"][1]["patterns"]["L1.H0"][0].__setitem__(0, "1"), "&#x27;L1.H0&#x27; must hold"),
+    (lambda e: e.update(decimals=True), "&#x27;decimals&#x27; must be a whole number"),
 ])
 def test_a_malformed_explorer_is_reported_in_its_section(results, change, message):
     broken = copy.deepcopy(results)

@@ -2,7 +2,9 @@
 an HTML block (pickers, a token strip) and its data as JSON in a
 `<script type="application/json">` element, which the page's script reads.
 
-The JSON is written with `<`, `>` and `&` as `\\u` escapes, so no string from the
+Weights travel as integers in units of 10**-decimals (`scale`: 1000 for the 3
+decimals the kernel keeps), a third of the text of decimal fractions; the script
+divides them back. The JSON is written with `<`, `>` and `&` as `\\u` escapes, so no string from the
 results can close the script element; the page builds its DOM from it with
 `textContent` only.
 """
@@ -27,7 +29,7 @@ def explorer_html(anchor: str, analysis: dict) -> str:
     note = (f"Patterns of the first {data['prompts']} of {data['of']} prompts "
             f"(<code>explore={escape(str(data.get('explore', data['prompts'])))}</code>), "
             f"for {len(data['heads'])} of {heads} heads, rows at {rows}, weights rounded to "
-            f"{escape(str(data.get('decimals', 3)))} decimals. Pick a prompt, a head and a "
+            f"{data['decimals']} decimals. Pick a prompt, a head and a "
             "query position (or click a token to make it the query); hover a token to read "
             "its weight.")
     return (f'<h3>explorer</h3><p class="note">{note}</p>'
@@ -54,6 +56,10 @@ def _checked(explorer) -> dict:
             or not isinstance(explorer.get("heads"), list):
         raise RenderError("its 'explorer' must be an object with 'heads' and 'examples' lists")
     heads = [str(h) for h in explorer["heads"]]
+    decimals = explorer.get("decimals", 3)
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
+        raise RenderError(f"its explorer's 'decimals' must be a whole number from 0 to 6, not {decimals!r}")
+    scale = 10 ** decimals
     examples = []
     for number, example in enumerate(explorer["examples"], start=1):
         if not isinstance(example, dict) or not isinstance(example.get("tokens"), list) \
@@ -69,14 +75,14 @@ def _checked(explorer) -> dict:
                     for q, row in zip(rows, weights)):
                 raise RenderError(f"explorer prompt {number}: the pattern of '{head}' must hold "
                                   "one row of q + 1 weights per query row q")
-            patterns[head] = weights
+            patterns[head] = [[round(w * scale) for w in row] for row in weights]
         if any(q >= len(example["tokens"]) for q in rows):
             raise RenderError(f"explorer prompt {number} has a row beyond its tokens")
         examples.append({"tokens": [str(t) for t in example["tokens"]], "rows": rows,
                          "query": query, "patterns": patterns})
     return {"prompts": len(examples), "of": explorer.get("of", len(examples)),
             "explore": explorer.get("explore"), "rows": explorer.get("rows", "all"),
-            "decimals": explorer.get("decimals", 3), "heads": heads, "examples": examples}
+            "decimals": decimals, "scale": scale, "heads": heads, "examples": examples}
 
 
 def _position(value, number: int) -> int:

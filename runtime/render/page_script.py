@@ -38,6 +38,8 @@ SCRIPT = r"""
     return token.replace(/ /g, "\u2423").replace(/\n/g, "\\n");
   }
 
+  function quoted(token) { return "\u201c" + visible(token) + "\u201d"; }
+
   function explorer(box) {
     var data = JSON.parse(document.getElementById(box.dataset.source).textContent);
     var promptPick = box.querySelector(".pick-prompt");
@@ -70,7 +72,7 @@ SCRIPT = r"""
       var ex = example();
       var rowIndex = Number(queryPick.value);
       var q = ex.rows[rowIndex];
-      var row = ex.patterns[headPick.value][rowIndex];
+      var row = ex.patterns[headPick.value][rowIndex].map(function (w) { return w / data.scale; });
       strip.textContent = "";
       ex.tokens.forEach(function (token, k) {
         var span = document.createElement("span");
@@ -90,8 +92,8 @@ SCRIPT = r"""
         if (k === q) { span.className += " query"; }
         span.addEventListener("mouseenter", function () {
           span.classList.add("hovered");
-          say(headPick.value + ", query " + q + " " + visible(ex.tokens[q]) + " \u2192 key " + k + " " +
-              visible(token) + ": " + (k < row.length ? "weight " + row[k] : "after the query"));
+          say(headPick.value + ", query " + q + " " + quoted(ex.tokens[q]) + " \u2192 key " + k + " " +
+              quoted(token) + ": " + (k < row.length ? "weight " + row[k] : "after the query"));
         });
         span.addEventListener("mouseleave", function () { span.classList.remove("hovered"); });
         span.addEventListener("click", function () {
@@ -102,8 +104,8 @@ SCRIPT = r"""
       });
       var best = 0;
       row.forEach(function (w, k) { if (w > row[best]) { best = k; } });
-      say(headPick.value + ", query " + q + " " + visible(ex.tokens[q]) + ": most weight on key " + best +
-          " " + visible(ex.tokens[best]) + " (" + row[best] + ")");
+      say(headPick.value + ", query " + q + " " + quoted(ex.tokens[q]) + ": most weight on key " + best +
+          " " + quoted(ex.tokens[best]) + " (" + row[best] + ")");
     }
 
     promptPick.addEventListener("change", function () { fillQueries(); draw(); });
