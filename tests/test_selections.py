@@ -76,6 +76,8 @@ def test_diagnostics():
     assert errors(HEAD + "analysis a = attention(heads, on=seqs, query=all)\n") == [("E312", 6, 40)]
     assert errors(HEAD + "analysis a = attention(heads, on=seqs, query=3, score=induction)\n") == [
         ("E360", 6, 40)]
+    assert errors(HEAD + "analysis a = attention(heads, on=seqs, score=induction, explore=2)\n") == [
+        ("E304", 6, 57)]
     assert errors(HEAD + "circuit c = top(strong + L0.H0, 1)\n") == [("E313", 6, 17)]
     assert errors(HEAD + "analysis ko = ablate(resid + strong, on=seqs, metric=lp)\n") == [("E309", 6, 22)]
     assert errors(HEAD + "metric n = normalized(lp)\nanalysis ko = ablate(strong, on=seqs, metric=n)\n") == [

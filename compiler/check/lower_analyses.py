@@ -135,7 +135,11 @@ def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) ->
         if written and query.kind != "all":
             ctx.fail("E360", f"score={options['score']} is read at every query position, not at `{query}`",
                      _arg_span(call, "query"), "write query=all or leave query out")
+        if any(a.name == "explore" for a in call.args):
+            ctx.fail("E304", "`explore` keeps whole patterns of attention from a query position; "
+                     f"score={options['score']} keeps one number per head", _arg_span(call, "explore"))
         options["query"] = ir.ALL
+        options.pop("explore", None)
     elif query.kind == "all":
         ctx.fail("E312", "attention() reads patterns from one query position, not `all`",
                  _arg_span(call, "query"), "use last, a named position or an index; or give a score over "

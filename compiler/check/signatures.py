@@ -169,6 +169,8 @@ ANALYSES = {
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("on", "dataset", True, into="dataset"),
         Param("query", "position", default=LAST, doc="all with score="),
+        Param("explore", "posint", default=8,
+              doc="prompts whose whole patterns the report's attention explorer shows"),
         Param("score", "choice", choices=ATTENTION_SCORES,
               doc="one score per head over every query: induction or previous_token"),
     ), "attention patterns, or a per-head attention score over every query", dataset_param="on"),

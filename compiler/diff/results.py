@@ -18,8 +18,9 @@ from dataclasses import dataclass
 DEFAULT_THRESHOLD = 0.01
 
 # Fields of an analysis that are not compared: the per-node values are compared leaf
-# by leaf, and attention `patterns` are the first prompt's raw rows, shown in reports.
-_NOT_SETTINGS = frozenset({"values", "patterns"})
+# by leaf, and attention `patterns` and `explorer` are raw rows of single prompts,
+# shown in reports.
+_NOT_SETTINGS = frozenset({"values", "patterns", "explorer"})
 _SETUP_SECTIONS = ("spec", "model", "run", "datasets", "metrics")
 # The spec's path depends on where it was run from; a dataset's `example` is its first
 # prompt, already determined by its parameters.

@@ -76,7 +76,8 @@ def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
         return attention_scores(ctx.loaded, ctx.datasets[a.dataset], heads, score=a.option("score"),
                                 batch_size=ctx.batch_size, show_progress=ctx.show_progress)
     return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
-                     batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+                     explore=a.option("explore", 8), batch_size=ctx.batch_size,
+                     show_progress=ctx.show_progress)
 
 
 def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
