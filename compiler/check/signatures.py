@@ -86,7 +86,12 @@ GENERATORS = {
         Param("n", "posint", True),
         Param("length", "posint", default=12, doc="tokens per sequence (half repeated)"),
         Param("seed", "int", default=0),
-    ), "repeated random token sequences"),
+    ), "repeated random word sequences"),
+    "repeated_tokens": Signature("repeated_tokens", (
+        Param("n", "posint", True),
+        Param("length", "posint", default=12, doc="tokens per sequence (half repeated)"),
+        Param("seed", "int", default=0),
+    ), "repeated random sequences of the model's own tokens"),
     "jsonl": Signature("jsonl", (
         Param("path", "path", True, positional=True),
         Param("n", "posint", doc="keep only the first n prompts"),

@@ -99,12 +99,15 @@ class Executor:
         return self.loaded
 
     def _dataset(self, op):
-        from circ.runtime.data.prompts import tokenize
+        from circ.runtime.data.prompts import prepends_bos, tokenize
+        from circ.runtime.data.token_vocabulary import TokenVocabulary
 
         dataset = self.spec.dataset(op.arg("name"))
-        examples = build_examples(dataset, self.spec)
-        self.dataset_entries[dataset.name] = dataset_entry(dataset, examples)
-        return tokenize(self.loaded, examples, source_name=_source_name(dataset))
+        tokenizer = self.loaded.tokenizer
+        examples = build_examples(dataset, self.spec, TokenVocabulary.from_hf(tokenizer, prepends_bos(self.loaded)))
+        prompts = tokenize(self.loaded, examples, source_name=_source_name(dataset))
+        self.dataset_entries[dataset.name] = dataset_entry(dataset, examples, prompts, tokenizer)
+        return prompts
 
     def _cache_run(self, op):
         from circ.runtime.execute.baselines import metric_means
