@@ -54,8 +54,10 @@ def dataset_entry(dataset: ir.Dataset, examples: list[Example], prompts=None, to
     answers became, as {"id", "text"} (the decoded text, leading space included)."""
     params = {key: _plain(value) for key, value in dataset.params}
     first = examples[0] if examples else None
-    entry = {"kind": dataset.kind, "n": len(examples), "params": params,
-             "example": first.prompt if first else None,
+    example = first.prompt if first else None
+    if first is not None and not example and first.tokens is not None and tokenizer is not None:
+        example = tokenizer.decode(list(first.tokens), clean_up_tokenization_spaces=False)
+    entry = {"kind": dataset.kind, "n": len(examples), "params": params, "example": example,
              "answer": first.answer if first else None}
     if dataset.base:
         entry["base"] = dataset.base
