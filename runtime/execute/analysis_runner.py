@@ -20,6 +20,7 @@ class AnalysisContext:
     nodes_of: Callable        # NodeSet -> list[ir.Node]
     batch_size: int
     show_progress: bool
+    recorded_attention: Callable = lambda dataset, query: None  # (dataset, Position) -> AttentionSums or None
 
 
 def _source_entry(source: ir.PatchSource | None) -> dict | None:
@@ -71,8 +72,9 @@ def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.attention import attention
 
     heads = [n for n in ctx.nodes_of(a.nodes) if n.kind == "head"]
-    return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
-                     batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+    query = a.option("query", ir.LAST)
+    return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=query, batch_size=ctx.batch_size,
+                     show_progress=ctx.show_progress, recorded=ctx.recorded_attention(a.dataset, query))
 
 
 def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
