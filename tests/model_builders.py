@@ -11,11 +11,13 @@ The tokenizer is trained with the `tokenizers` library on generated multiple-cho
 and induction text (the words of circ's generators), so labels such as " A" and
 " B" and the frame words are single tokens with their leading space, while many
 content words are split into several tokens: generator spacing matters with it.
-Everything is deterministic: the same call builds the same files.
+Everything is deterministic: the same call builds the same files. From the command
+line (docs/own-model.md): `.venv/bin/python tests/model_builders.py FOLDER llama|gpt2`.
 """
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 BOS = "<|endoftext|>"
@@ -93,3 +95,9 @@ def build_model_dir(folder, family: str, *, seed: int = 0, **dims) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[2] not in FAMILIES:
+        sys.exit(f"usage: {sys.argv[0]} FOLDER {'|'.join(FAMILIES)}")
+    print(build_model_dir(sys.argv[1], sys.argv[2]))

@@ -139,7 +139,8 @@ class _Costs:
             queries = len({str(a.option("query", ir.LAST)) for a in self.spec.analyses
                            if a.kind == "attention" and a.dataset == name})
             rows = queries * self.shape.n_layers * self.shape.n_heads
-            what = f"clean run, attention of every head at {queries} queries" if queries else "clean run"
+            what = (f"clean run, attention of every head at {queries} {'query' if queries == 1 else 'queries'}"
+                    if queries else "clean run")
             return self._cost(op.id, what, name, 1, extra=0, logits=1, pattern_layers=1 if queries else 0,
                               per_prompt=lambda width: rows * self.shape.pattern_row_flops(width))
         if op.kind == "mean":
