@@ -173,3 +173,11 @@ def test_results_say_which_tokens_the_answers_became(bpe_model_dirs, tmp_path):
     assert {t["text"] for t in datasets["clean"]["answer_tokens"]["wrong"]} == {" A", " B"}
     assert all(isinstance(t["id"], int) for t in datasets["clean"]["answer_tokens"]["answer"])
     assert datasets["seqs"]["answer_tokens"]["answer"] and datasets["seqs"]["example"]
+
+
+def test_an_answer_that_merges_with_the_prompts_end_is_refused(bpe_model):
+    from circ.runtime.data.examples import Example
+
+    merged = Example("question : label : ", "A", ("B",), answer_separator="", line=4)
+    with pytest.raises(DatasetError, match=r"d:4: answer 'A' merges with the end of the prompt into \['ĠA'\]"):
+        tokenize(bpe_model, [merged], source_name="d")

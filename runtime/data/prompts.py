@@ -150,8 +150,9 @@ def tokenize(loaded, examples: Sequence[Example], *, source_name: str) -> Prompt
                 raise DatasetError(source_name, example.line,
                                    f"the corrupted prompt is {len(corrupt_ids)} tokens but the prompt is {len(ids)}; they must match")
             corrupt_rows.append(corrupt_ids)
-        answers.append(_answer_id(tokenizer, example, example.answer, where))
-        wrongs.append([_answer_id(tokenizer, example, w, where) for w in example.wrong])
+        text_ids = ids[1:] if has_bos and example.tokens is None else ids  # the prompt's own tokens
+        answers.append(_answer_id(tokenizer, example, text_ids, example.answer, "answer", where))
+        wrongs.append([_answer_id(tokenizer, example, text_ids, w, "wrong", where) for w in example.wrong])
         for name, chars in example.marks:
             found = (_checked_indices(chars, len(ids), name, where) if example.tokens is not None
                      else _token_indices(offsets, chars, source_name, example))
@@ -205,20 +206,22 @@ class _Where:
         return value
 
 
-def _answer_id(tokenizer, example: Example, answer: str | int, where: _Where) -> int:
-    """The one token id of an answer given as an id, as text, or as text continuing the prompt."""
+def _answer_id(tokenizer, example: Example, before: list[int], answer: str | int, field: str, where: _Where) -> int:
+    """The one token id of an answer given as an id, as text, or as text continuing the
+    prompt (whose own tokens are `before`)."""
     if isinstance(answer, int):
-        return where.id(answer, "answer")
+        return where.id(answer, field)
     if example.answer_separator is None or example.tokens is not None:
         return _single_token(tokenizer, answer, where)
-    text = example.answer_separator + answer
-    before = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
-    after = tokenizer(example.prompt + text, add_special_tokens=False)["input_ids"]
+    after = tokenizer(example.prompt + example.answer_separator + answer, add_special_tokens=False)["input_ids"]
     added = after[len(before):]
-    if after[:len(before)] != before or len(added) != 1:
-        pieces = tokenizer.convert_ids_to_tokens(added if after[:len(before)] == before else after[-2:])
-        where.fail(f"answer {answer!r} is {len(added)} tokens {pieces} after the prompt, not exactly one; "
-                   "use labels and answers that the model's tokenizer keeps whole")
+    if after[:len(before)] != before:
+        pieces = tokenizer.convert_ids_to_tokens(after[max(0, len(before) - 1):])
+        where.fail(f"answer {answer!r} merges with the end of the prompt into {pieces}; "
+                   "use labels and answers that the model's tokenizer reads as tokens of their own")
+    if len(added) != 1:
+        where.fail(f"answer {answer!r} is {len(added)} tokens {tokenizer.convert_ids_to_tokens(added)} after the "
+                   "prompt, not exactly one; use labels and answers that the model's tokenizer keeps whole")
     return _known(tokenizer, int(added[0]), answer.strip(), where)
 
 
