@@ -52,6 +52,8 @@ CODES = {
     "E318": "path receiver not downstream of any sender",
     "E319": "node not among the analysis's nodes",
     "E320": "dataset not evaluated by the analysis",
+    "E321": "unknown position name",
+    "E322": "position missing from a dataset it is read on",
     "E401": "layer out of range",
     "E402": "head out of range",
     "E403": "position out of range",
@@ -63,6 +65,8 @@ CODES = {
     "E504": "file is not UTF-8",
     "E505": "cannot read file",
     "E506": "model not found",
+    "E510": "render path leaves the output folder",
+    "E511": "model shape beyond what circ can check",
 }
 
 

@@ -125,6 +125,7 @@ class Position:
     kind: str  # "last" | "all" | "named" | "index"
     name: str | None = None
     index: int | None = None
+    span: Span = _span()
 
     def __str__(self) -> str:
         if self.kind == "named":
@@ -215,12 +216,14 @@ class Field:
 class Attends:
     position: str
     span: Span = _span()
+    position_span: Span = _span()
 
 
 @dataclass(frozen=True)
 class Spread:
     position: str
     span: Span = _span()
+    position_span: Span = _span()
 
 
 @dataclass(frozen=True)

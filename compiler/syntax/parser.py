@@ -2,6 +2,9 @@
 
 The Lark grammar lives in grammar/circ.lark. `parse_source` returns a `SourceFile`
 or raises `CircError` with the syntax diagnostic (syntax errors stop the file).
+The parser is built from the grammar in each process, never loaded from Lark's
+cache: that cache is a pickle in the shared temporary folder, which anyone could
+plant.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def lark_parser() -> Lark:
             propagate_positions=True,
             maybe_placeholders=True,
             lexer_callbacks={"COMMENT": _sink},
-            cache=True,
+            cache=False,
         )
     return _parser
 

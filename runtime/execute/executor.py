@@ -14,6 +14,7 @@ import networkx as nx
 from circ.compiler import ir
 from circ.runtime.data.datasets import build_examples, dataset_entry
 from circ.runtime.execute import circuits as circuit_rules
+from circ.runtime.execute import run_warnings
 from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
 from circ.runtime.execute.expectations import evaluate
 from circ.runtime.execute.node_rules import NodeFacts
@@ -35,6 +36,7 @@ class Settings:
     show_progress: bool = True
     log: object = field(default=sys.stderr, repr=False)
     store: object = field(default=None, repr=False)  # resume.ResultStore: finished ops on disk
+    report_op: object = field(default=None, repr=False)  # (number, total, op_id) -> None; default: a log line
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Executor:
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
         self.expectations: list[dict] = []
+        self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
         self._handlers = {
             "model": self._model, "dataset": self._dataset, "cache_run": self._cache_run,
@@ -69,7 +72,9 @@ class Executor:
         waiting = {op_id: self.graph.out_degree(op_id) for op_id in order}
         for number, op_id in enumerate(order, 1):
             op = self.graph.nodes[op_id]["op"]
-            if self.settings.show_progress:
+            if self.settings.report_op is not None:
+                self.settings.report_op(number, len(order), op_id)
+            elif self.settings.show_progress:
                 print(f"[{number}/{len(order)}] {op_id}", file=self.settings.log, flush=True)
             try:
                 self.values[op_id] = self._execute(op)
@@ -141,6 +146,8 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
+        if isinstance(circuit.nodes, ir.Select) and not self.members[circuit.name]:
+            self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
 
     def _categories(self, op):
@@ -150,12 +157,17 @@ class Executor:
         effect_from = circuit.nodes.analysis if isinstance(circuit.nodes, ir.Select) else None
         self.members[name] = circuit_rules.categorize(
             self.members[name], categories, self._facts(op.arg("attention")), effect_from)
+        self.warnings += run_warnings.empty_categories(categories, self.members[name])
         return self.members[name]
 
     def _expect(self, op):
         expectation = self.spec.expectations[op.arg("index") - 1]
         line = _source_line(self.sources_text, expectation.span)
         result = evaluate(expectation, self.analyses, line)
+        read = self.spec.analysis(expectation.left.analysis) \
+            if expectation.left.analysis in self.analyses else None
+        if read is not None and not self._nodes_of(read.nodes):
+            self.warnings.append(run_warnings.expectation_on_nothing(expectation, read))
         self.expectations.append(result)
         return result
 

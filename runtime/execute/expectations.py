@@ -10,6 +10,7 @@ import math
 import operator
 
 from circ.compiler import ir
+from circ.runtime.execute.uncomputable import reason
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
             ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
@@ -57,5 +58,8 @@ def _number(value) -> float | None:
 def evaluate(expectation: ir.Expectation, analyses: dict, source_line: str) -> dict:
     value = quantity_value(expectation.left, analyses)
     passed = value is not None and _COMPARE[expectation.op](value, expectation.right)
-    return {"text": source_line.strip(), "line": expectation.span.line, "value": value,
-            "op": expectation.op, "threshold": expectation.right, "passed": bool(passed)}
+    result = {"text": source_line.strip(), "line": expectation.span.line, "value": value,
+              "op": expectation.op, "threshold": expectation.right, "passed": bool(passed)}
+    if value is None:
+        result["reason"] = reason(expectation.left, analyses)
+    return result

@@ -15,6 +15,7 @@ from string import Template
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.graphviz import INSTALL_HINT
+from circ.runtime.results.safe_write import write_inside
 
 KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness")
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
@@ -65,19 +66,18 @@ $sections
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
                  diagram_svg: str | None) -> Path:
-    """Write the report of `results` to `out_path` (an .html file); return the path."""
+    """Write the report of `results` to `out_path` (an .html file) atomically, never
+    through a link (`safe_write`); return the path."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(report_html(results, spec_source, diagram_svg=diagram_svg),
-                        encoding="utf-8")
-    return out_path
+    page = report_html(results, spec_source, diagram_svg=diagram_svg)
+    return write_inside(out_path.parent, out_path.name, page)
 
 
 def report_html(results: dict, spec_source: str, *, diagram_svg: str | None) -> str:
     """The report page as one HTML string."""
     _check_structure(results)
     spec = _mapping(results, "spec")
-    sections = [_expectations(results), _circuit(results, diagram_svg),
+    sections = [_expectations(results), _warnings(results), _circuit(results, diagram_svg),
                 *_analyses(results), _source(spec_source, results),
                 _model_and_data(results), _settings(results)]
     sections = [s for s in sections if s]
@@ -129,6 +129,16 @@ def _expectations(results: dict):
             for e in expectations]
     return _section("expectations", "Expectations",
                     _table(["line", "expectation", "value", "needs", "result"], rows))
+
+
+def _warnings(results: dict):
+    """Statements that ran but said nothing (an empty circuit, an unmatched category)."""
+    warnings = [w for w in results.get("warnings") or [] if isinstance(w, dict)]
+    if not warnings:
+        return None
+    rows = [[_link_line(w.get("line")), escape(_plain(w.get("code"))), escape(_plain(w.get("message")))]
+            for w in warnings]
+    return _section("warnings", "Warnings", _table(["line", "code", "warning"], rows))
 
 
 def _circuit(results: dict, diagram_svg: str | None):
@@ -266,9 +276,13 @@ def _attention_body(name: str, analysis: dict, results: dict) -> str:
     body = _table(["head"] + [escape(p) for p in positions], rows)
     patterns = analysis.get("patterns")
     if patterns:
-        body += _figure(charts.attention_strips(
-            patterns, title=f"{name}: attention from the {analysis.get('query', 'query')} "
-                            "position (first prompt)"))
+        title = f"{name}: attention from the {analysis.get('query', 'query')} position (first prompt)"
+        if not isinstance(patterns, dict):
+            raise RenderError("its 'patterns' must be an object keyed by head")
+        if len(patterns) <= charts.MAX_STRIPS:
+            body += _figure(charts.attention_strips(patterns, title=title))
+        else:
+            body += "".join(_figure(svg) for svg in charts.attention_grids(patterns, title=title))
     return body
 
 
@@ -345,8 +359,10 @@ def _num(value) -> str:
 
 
 def _verdict_cell(expectation: dict) -> str:
-    return ('<span class="pass">pass</span>' if expectation.get("passed")
-            else '<span class="fail">fail</span>')
+    if expectation.get("passed"):
+        return '<span class="pass">pass</span>'
+    why = expectation.get("reason")
+    return '<span class="fail">fail</span>' + (f": cannot be computed: {escape(_plain(why))}" if why else "")
 
 
 def _link_line(line) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from circ.compiler import ir
 
-import circ
+from circ.version import __version__
 
 
 def _versions() -> dict:
@@ -15,7 +15,7 @@ def _versions() -> dict:
     import torch
     import transformer_lens
 
-    return {"circ": circ.__version__, "torch": torch.__version__,
+    return {"circ": __version__, "torch": torch.__version__,
             "transformer_lens": getattr(transformer_lens, "__version__", None) or version("transformer-lens")}
 
 
@@ -51,7 +51,7 @@ def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: 
                 for name in (c.name for c in spec.circuits)}
     first = spec.circuits[0].name if spec.circuits else None
     return {
-        "circ_version": circ.__version__,
+        "circ_version": __version__,
         "spec": {"name": spec.name, "path": spec.path,
                  "sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest()},
         "model": _model_entry(loaded, spec),
@@ -63,6 +63,7 @@ def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: 
         "circuits": circuits,
         "circuit": {"name": first, **circuits[first]} if first else None,
         "expectations": sorted(executor.expectations, key=lambda e: e["line"]),
+        "warnings": sorted(executor.warnings, key=lambda w: (w["line"], w["code"])),
     }
 
 
