@@ -81,9 +81,9 @@ def test_a_label_of_several_tokens_is_refused_at_the_data_line(bpe_model_dirs, t
     stderr = io.StringIO()
     code = run_spec(str(spec), str(tmp_path / "out"), model=None, device=None, batch_size=4, seed=0,
                     trust_remote_code=False, progress=False, stdout=io.StringIO(), stderr=stderr)
-    assert code != 0
+    assert code == 2
     text = stderr.getvalue()
-    assert f"{spec}:3:" in text and "error[" in text
+    assert f"{spec}:3:" in text and "error[E600]" in text
     assert "'paper' is 3 tokens" in text and "Traceback" not in text
 
 
