@@ -113,3 +113,24 @@ def write_jsonl(path, examples) -> None:
         for e in examples:
             handle.write(json.dumps({"prompt": e.prompt, "answer": e.answer, "wrong": list(e.wrong),
                                      "corrupt": e.corrupt, "marks": {k: list(v) for k, v in e.marks}}) + "\n")
+
+
+@pytest.fixture(scope="session")
+def bpe_model_dirs(tmp_path_factory):
+    """{family: folder} of the config-built Llama and GPT-2 models with a trained
+    byte-level BPE tokenizer (tests/model_builders.py), built once per session."""
+    from model_builders import FAMILIES, build_model_dir
+
+    return {family: build_model_dir(tmp_path_factory.mktemp(f"bpe-{family}"), family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def bpe_models(bpe_model_dirs):
+    """{family: LoadedModel} of those models, raw numerics. Shared: do not change weights."""
+    return {family: load_tiny(folder) for family, folder in bpe_model_dirs.items()}
+
+
+@pytest.fixture(params=("llama", "gpt2"))
+def bpe_model(request, bpe_models):
+    """Each family's model in turn."""
+    return bpe_models[request.param]

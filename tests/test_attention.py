@@ -1,4 +1,5 @@
 """Attention summaries checked prompt by prompt against the cached patterns."""
+import json
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from circ.compiler import ir
 from circ.runtime.analyses.attention import attention
 from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.data.prompts import tokenize
-from conftest import mcq_examples
+from conftest import mcq_examples, write_jsonl
 
 HEADS = [ir.Node(1, "head", 2), ir.Node(0, "head", 0)]
 
@@ -100,3 +101,53 @@ def test_explorer_keeps_query_rows_then_fewer_heads_over_its_budget(tiny, monkey
     explorer = attention(tiny, prompts, HEADS, query=labels, show_progress=False)["explorer"]
     assert explorer["heads"] == ["L1.H2"]
     assert all(set(e["patterns"]) == {"L1.H2"} for e in explorer["examples"])
+
+
+SPEC = '''spec "reuse"
+model hf("model")
+data clean = jsonl("data.jsonl")
+metric ld = logit_diff(answer, wrong) at last
+analysis dla = attribute(heads, on=clean, metric=ld)
+'''
+
+
+def forward_passes(folder, text, monkeypatch):
+    """Run the spec `text` in `folder`, counting forward passes through the model's first block."""
+    import circ.runtime.models.loading as loading
+    from circ.cli.run import run_spec
+
+    calls, boot = [0], loading.load_model
+
+    def counted(*args, **kwargs):
+        loaded = boot(*args, **kwargs)
+        loaded.bridge.blocks[0].register_forward_pre_hook(lambda module, inputs: calls.__setitem__(0, calls[0] + 1))
+        return loaded
+
+    monkeypatch.setattr(loading, "load_model", counted)
+    (folder / "spec.circ").write_text(text)
+    out = folder / f"out{len(list(folder.iterdir()))}"
+    run_spec(str(folder / "spec.circ"), str(out), model=None, device=None, batch_size=3, seed=0,
+             trust_remote_code=False, progress=False)
+    return calls[0], json.loads((out / "results.json").read_text())
+
+
+def test_attention_reads_the_datasets_cached_run_instead_of_a_forward_of_its_own(tiny, tiny_dir, tmp_path, monkeypatch):
+    (tmp_path / "model").symlink_to(tiny_dir)
+    examples = mcq_examples(5, ragged=True)
+    write_jsonl(tmp_path / "data.jsonl", examples)
+    without, _ = forward_passes(tmp_path, SPEC, monkeypatch)
+    with_attention, results = forward_passes(
+        tmp_path, SPEC + "analysis attn = attention(L1.H2 + L0.H0, on=clean, query=last, explore=2)\n"
+        "analysis at_labels = attention(L1.H2, on=clean, query=labels, explore=1)\n", monkeypatch)
+    # the summaries come from the clean run: each analysis runs only its explorer's few
+    # prompts (one batch each), never the dataset's 5
+    assert with_attention == without + 2
+    assert without == 2 * 2  # the clean run and DLA, each 2 batches of at most 3 prompts
+    prompts = tokenize(tiny, examples, source_name="clean")
+    for name, heads, query in [("attn", HEADS, ir.LAST), ("at_labels", HEADS[:1], ir.Position("named", name="labels"))]:
+        alone = attention(tiny, prompts, heads, query=query, batch_size=3, show_progress=False)
+        got = results["analyses"][name]
+        for head in heads:
+            assert got["values"][head.id] == pytest.approx(alone["values"][head.id], abs=1e-6)
+            assert got["spread"][head.id] == pytest.approx(alone["spread"][head.id], abs=1e-6)
+            assert got["patterns"][head.id]["weights"] == pytest.approx(alone["patterns"][head.id]["weights"], abs=1e-6)

@@ -83,7 +83,7 @@ JSONL_CASES = {
     "mark_not_in_prompt": (record(marks={"x": "zebra"}) + "\n", 1, 'mark "x": "zebra" does not occur'),
     "broken_json": (LINE + "\n" + '{"prompt": "cat",' + "\n", 2, "not valid JSON"),
     "not_an_object": ('["cat"]\n', 1, "each line must be a JSON object"),
-    "wrong_type": (record(answer=3) + "\n", 1, '"answer" must be a non-empty string'),
+    "wrong_type": (record(answer=3.5) + "\n", 1, '"answer" must be a non-empty string'),
     "nested_too_deeply": ('{"prompt": ' + "[" * 100000 + "]" * 100000 + "}\n", 1, "nested too deeply"),
     "enormous_integer": ('{"prompt": ' + "7" * 5000 + "}\n", 1, "not valid JSON"),
     "empty_file": ("", None, "the file holds no examples"),

@@ -215,10 +215,12 @@ def test_flops_follow_the_padded_width_of_every_call(cost_run):
     full = sum(b * shape.forward_flops(w) for b, w in _measured(calls))
     # besides its forward passes, attribution projects at the one position `ld` reads of
     # each of the 8 prompts every head's z through W_O (2 layers x 4 heads, 8 x 32) and
-    # dots EMBED, 8 heads, 2 MLPs and BIAS with the logit-difference direction; attention
-    # weights the [w, w] pattern of each of its 2 heads per prompt
+    # dots EMBED, 8 heads, 2 MLPs and BIAS with the logit-difference direction; the clean
+    # run weights the [w, w] pattern of every head (2 layers x 4) per prompt for attention,
+    # whose own passes are only its explorer's first 8 prompts
     attribution = 8 * (2 * 2 * 4 * 8 * 32 + 2 * (1 + 8 + 2 + 1) * 32)
-    attention = sum(b * 2 * (2 * w * w) for b, w in _measured(calls, "analysis:attn"))
+    attention = sum(b * 2 * 4 * (2 * w * w) for b, w in _measured(calls, "run:clean"))
+    assert [b for b, _ in _measured(calls, "analysis:attn")] == [3, 3, 2]
     assert full + attribution + attention == estimate.flops - sum(op.flops for op in estimate.ops if op.resumed) + sum(
         shape.forward_flops(w) * b for op in estimate.ops if op.resumed for b, w in _measured(calls, op.op))
 
@@ -282,8 +284,10 @@ def test_kernel_products_by_hand():
     # ... and at every position (padded) for a metric read at all of them
     assert result["analysis:dla_all"].flops == one_pass + sum(
         b * w * (144 * 2 * 64 * 768 + (1 + 144 + 12 + 1) * 2 * 768) for b, w in batches)
-    # attention: each head's pattern [w, w] weighted by the query row
-    assert result["analysis:attn"].flops == one_pass + sum(b * 3 * 2 * w * w for b, w in batches)
+    # attention: a pass over its explorer's prompts (all 3 here); the clean run weights
+    # every head's pattern [w, w] (12 layers x 12 heads) by the query row
+    assert result["analysis:attn"].flops == one_pass
+    assert result["run:clean"].flops == one_pass + sum(b * 144 * 2 * w * w for b, w in batches)
 
 
 SPEC_KERNELS = '''

@@ -110,7 +110,7 @@ def _check_dataset(ctx: Context, call: s.Call, values: dict) -> None:
         ctx.fail("E304", f"{len(labels)} labels given for {options} options", span,
                  "give one label per option, or labels=random_letters or numbers")
     length = values.get("length")
-    if call.func == "induction" and ctx.shape is not None and length > ctx.shape.n_ctx:
+    if call.func in ("induction", "repeated_tokens") and ctx.shape is not None and length > ctx.shape.n_ctx:
         arg = next(a for a in call.args if a.name == "length")
         ctx.fail("E404", f"length {length} exceeds the model's context of {ctx.shape.n_ctx} tokens",
                  arg.value.span)

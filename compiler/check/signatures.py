@@ -100,7 +100,12 @@ GENERATORS = {
         Param("n", "posint", True),
         Param("length", "posint", default=12, doc="tokens per sequence (half repeated)"),
         Param("seed", "int", default=0),
-    ), "repeated random token sequences", positions=INDUCTION_POSITIONS),
+    ), "repeated random word sequences", positions=INDUCTION_POSITIONS),
+    "repeated_tokens": Signature("repeated_tokens", (
+        Param("n", "posint", True),
+        Param("length", "posint", default=12, doc="tokens per sequence (half repeated)"),
+        Param("seed", "int", default=0),
+    ), "repeated random sequences of the model's own tokens", positions=INDUCTION_POSITIONS),
     "jsonl": Signature("jsonl", (
         Param("path", "path", True, positional=True),
         Param("n", "posint", doc="keep only the first n prompts"),

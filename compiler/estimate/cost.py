@@ -5,13 +5,16 @@ plan, a `CostShape` and the token length of every prompt (no weights, no torch).
 The counts follow the runtime's kernels, batch by batch (batches are consecutive
 slices of `batch_size` prompts, padded to their longest prompt):
 
-  run:D          1 forward per prompt (the clean run and its metrics)
+  run:D          1 forward per prompt (the clean run and its metrics); in it, for each
+                 query position the dataset's attention analyses ask for, every
+                 head's query row of its pattern
   mean:D         1 forward per prompt for each consumer that asks for hooks not yet averaged
   attribute      1 forward per prompt, and at each position the metric reads, every
                  head's output through W_O and every part (EMBED, heads, MLPs, biases)
                  onto the logit-difference direction
-  attention      1 forward per prompt, and per head the query row of its pattern (every
-                 row with a score)
+  attention      the sums its dataset's clean run gathered, and 1 forward for each of
+                 the explorer's first `explore` prompts; with a score, 1 forward per
+                 prompt and every row of each head's pattern
   patch exact    1 clean + s source + 1 per node            (s = 1 for dataset, corrupt
   patch attrib.  K gradient runs + s source + `verify`       and resample sources, which
                  exact, and K backwards per prompt          run the model; 0 for mean, zero;
@@ -136,7 +139,13 @@ class _Costs:
     def of(self, op, graph) -> OpCost | None:
         if op.kind == "cache_run":
             name = op.arg("dataset")
-            return self._cost(op.id, "clean run", name, 1, extra=0, logits=1)
+            queries = len({str(a.option("query", ir.LAST)) for a in self.spec.analyses
+                           if a.kind == "attention" and a.dataset == name})
+            rows = queries * self.shape.n_layers * self.shape.n_heads
+            what = (f"clean run, attention of every head at {queries} {'query' if queries == 1 else 'queries'}"
+                    if queries else "clean run")
+            return self._cost(op.id, what, name, 1, extra=0, logits=1, pattern_layers=1 if queries else 0,
+                              per_prompt=lambda width: rows * self.shape.pattern_row_flops(width))
         if op.kind == "mean":
             return self._mean(op, graph)
         if op.kind == "analysis":
@@ -151,6 +160,17 @@ class _Costs:
         starts = starts or (0,) * len(values)
         return [(len(values[i:i + size]), max(values[i:i + size]), min(starts[i:i + size]))
                 for i in range(0, len(values), size)]
+
+    def _explorer(self, op_id: str, what: str, a: ir.Analysis, bounded: bool) -> OpCost:
+        """An attention analysis: its summaries come from the clean run; only the
+        explorer's first `explore` prompts run again, in batches of their own."""
+        values = self.lengths[a.dataset][:a.option("explore", 8)]
+        chunks = [values[i:i + self.batch_size] for i in range(0, len(values), self.batch_size)]
+        flops = sum(len(chunk) * self.shape.forward_flops(max(chunk)) for chunk in chunks)
+        width = max(values, default=0)
+        held = self.shape.n_layers * self.shape.n_heads * width * width + self.shape.d_vocab * width
+        return OpCost(op_id, what, len(values), 0, len(chunks), flops,
+                      held * min(self.batch_size, len(values)) * self.bytes, bounded)
 
     def _largest(self, name: str) -> tuple[int, int]:
         values = self.lengths[name]
@@ -257,13 +277,14 @@ class _Costs:
         if a.kind in ("attribute", "attention"):
             pool, count, bounded = self._nodes(a.nodes)
             if a.kind == "attention":
-                layers = len({n.layer for n in pool if n.kind == "head"})
-                heads = min(count, sum(1 for n in pool if n.kind == "head"))
-                rows = (lambda width: width) if a.option("score") else (lambda width: 1)
-                what = f"{a.option('score')} scores" if a.option("score") else "attention"
-                return self._cost(op_id, f"{what} of {'<=' if bounded else ''}{count} heads", a.dataset, 1,
-                                  extra=0, logits=1, pattern_layers=layers,
-                                  per_prompt=lambda width: heads * rows(width) * self.shape.pattern_row_flops(width))
+                if a.option("score"):
+                    layers = len({n.layer for n in pool if n.kind == "head"})
+                    heads = min(count, sum(1 for n in pool if n.kind == "head"))
+                    return self._cost(op_id, f"{a.option('score')} scores of {'<=' if bounded else ''}{count} heads",
+                                      a.dataset, 1, extra=0, logits=1, pattern_layers=layers,
+                                      per_prompt=lambda width: heads * width * self.shape.pattern_row_flops(width))
+                return self._explorer(op_id, f"attention of {'<=' if bounded else ''}{count} heads, from the clean run",
+                                      a, bounded)
             extra = self.shape.d_model + sum(self._all_outputs().values()) + 1
             reads = _positions_read(self.spec.metric(a.metric).position)
             return self._cost(op_id, f"attribution of {count} nodes", a.dataset, 1, extra=extra, logits=1,

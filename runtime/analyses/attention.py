@@ -13,12 +13,16 @@ positions when it picks several) is summarised per prompt and averaged over prom
   explorer            the report's attention explorer: the whole patterns of the
                       first `explore` prompts, weights rounded to 3 decimals (see
                       `explorer_layout` for what is kept and docs/results.md)
+
+The summaries are read by hooks that change nothing (`AttentionSums`), during the
+dataset's clean run when the executor gathered them there, else in a forward pass
+of their own; the explorer's few prompts are read in a pass of their own.
 """
 from __future__ import annotations
 
 import torch
 from circ.compiler import ir
-from circ.runtime.analyses.common import check_nodes, pattern_hook, progress, run_cached
+from circ.runtime.analyses.common import check_nodes, pattern_hook, progress, run_cached, run_hooked
 
 EXPLORE_PROMPTS = 8  # prompts kept for the report's explorer unless the spec says `explore=`
 MAX_EXPLORER_WEIGHTS = 250_000  # weights kept per analysis: the report stays small at any model size
@@ -26,51 +30,86 @@ DECIMALS = 3
 
 
 def attention(loaded, prompts, heads, *, query: ir.Position = ir.LAST, batch_size: int = 32,
-              show_progress: bool = True, explore: int = EXPLORE_PROMPTS) -> dict:
+              show_progress: bool = True, explore: int = EXPLORE_PROMPTS,
+              recorded: "AttentionSums | None" = None) -> dict:
     """{"values": ..., "spread": ..., "patterns": ..., "explorer": ..., "query": str(query)}
-    keyed by head id."""
+    keyed by head id. `recorded`: the sums the dataset's clean run already gathered for
+    this query; without them the patterns of the heads' layers are read in a forward
+    pass of their own."""
     heads = check_nodes(heads, loaded.shape, ("head",), "attention")
+    if recorded is None:
+        recorded = AttentionSums(query, prompts, loaded.tokenizer)
+        layers = sorted({h.layer for h in heads})
+        with progress(len(prompts), "attention", show_progress) as bar:
+            for batch in prompts.batches(batch_size):
+                run_hooked(loaded.bridge, batch.tokens, recorded.hooks(batch, layers))
+                bar.update(len(batch))
+    return {**recorded.result(heads), "explorer": explore_patterns(loaded, prompts, heads, query, explore, batch_size)}
+
+
+def explore_patterns(loaded, prompts, heads, query: ir.Position, explore: int, batch_size: int) -> dict:
+    """The explorer's examples, read in a forward pass over its first prompts only."""
     explorer = explorer_layout(prompts, [h.id for h in heads], query, explore)
     kept = set(explorer["heads"])
     kept_heads = [h for h in heads if h.id in kept]
+    layers = sorted({h.layer for h in kept_heads})
+    shown = prompts.select(range(explorer["prompts"]))
     seen = 0
-    layers = sorted({h.layer for h in heads})
-    by_layer = {layer: sorted({h.head for h in heads if h.layer == layer}) for layer in layers}
-    ids = {(h.layer, h.head): h.id for h in heads}
-    names = sorted(prompts.marks)
-    sums: dict[tuple[str, str, str], list] = {}  # (head id, "mass"|"spread", name) -> [total, prompts]
-    patterns = {}
-    with progress(len(prompts), "attention", show_progress) as bar:
-        for batch in prompts.batches(batch_size):
-            _, cache = run_cached(loaded.bridge, batch.tokens, [pattern_hook(layer) for layer in layers])
-            queries = batch.position_mask(query).float()
-            weights = queries / queries.sum(1, keepdim=True)  # [b, q]
-            rows = {}
-            for layer, indices in by_layer.items():  # every chosen head of a layer at once
-                pattern = cache[pattern_hook(layer)][:, indices].float()  # [b, h, q, k]
-                layer_rows = torch.einsum("bq,bhqk->bhk", weights.to(pattern.device), pattern)
-                for (kind, name), (totals, count) in _summaries(layer_rows, pattern, weights, batch, names).items():
-                    for index, total in zip(indices, totals):
-                        entry = sums.setdefault((ids[layer, index], kind, name), [0.0, 0])
-                        entry[0] += total
-                        entry[1] += count
-                rows.update({(layer, index): layer_rows[:, slot] for slot, index in enumerate(indices)})
-            for head in heads:
-                if head.id not in patterns:
-                    length = int(batch.lengths[0])
-                    patterns[head.id] = {
-                        "tokens": loaded.tokenizer.convert_ids_to_tokens(batch.tokens[0, :length].tolist()),
-                        "weights": rows[head.layer, head.head][0, :length].tolist(),
-                    }
-            for row in range(max(0, min(len(batch), len(explorer["examples"]) - seen))):
-                _keep_example(explorer["examples"][seen + row], loaded, cache, batch, row, kept_heads)
-            seen += len(batch)
-            bar.update(len(batch))
-    result = {"values": {h.id: {} for h in heads}, "spread": {h.id: {} for h in heads}}
-    for (head_id, kind, name), (total, count) in sorted(sums.items()):
-        if count:
-            result["values" if kind == "mass" else "spread"][head_id][name] = total / count
-    return {**result, "patterns": patterns, "explorer": explorer, "query": str(query)}
+    for batch in shown.batches(batch_size) if explorer["prompts"] and layers else ():
+        _, cache = run_cached(loaded.bridge, batch.tokens, [pattern_hook(layer) for layer in layers])
+        for row in range(len(batch)):
+            _keep_example(explorer["examples"][seen + row], loaded, cache, batch, row, kept_heads)
+        seen += len(batch)
+    return explorer
+
+
+class AttentionSums:
+    """Running sums of the attention summaries of every head of the layers it is fed,
+    for one query position of one dataset, gathered by read-only hooks on
+    `hook_pattern` during any forward pass over the dataset's batches in order."""
+
+    def __init__(self, query: ir.Position, prompts, tokenizer):
+        self.query = query
+        self.names = sorted(prompts.marks)
+        self.tokenizer = tokenizer
+        self.sums: dict[tuple[int, str, str], list] = {}  # (layer, "mass"|"spread", name) -> [per head totals, prompts]
+        self.first: dict[int, torch.Tensor] = {}  # layer -> the first prompt's rows [h, k]
+        self.first_tokens: list[str] | None = None
+
+    def hooks(self, batch, layers) -> list:
+        """Hooks that add `batch`'s patterns of `layers` to the sums and change nothing."""
+        queries = batch.position_mask(self.query).float()
+        weights = queries / queries.sum(1, keepdim=True)  # [b, q]
+        if self.first_tokens is None:
+            length = int(batch.lengths[0])
+            self.first_tokens = self.tokenizer.convert_ids_to_tokens(batch.tokens[0, :length].tolist())
+
+        def record(layer):
+            def hook(pattern, hook):
+                self._add(layer, pattern.detach().float(), weights, batch)
+                return pattern
+            return hook
+
+        return [(pattern_hook(layer), record(layer)) for layer in layers]
+
+    def _add(self, layer: int, pattern: torch.Tensor, weights: torch.Tensor, batch) -> None:
+        rows = torch.einsum("bq,bhqk->bhk", weights.to(pattern.device), pattern)
+        for (kind, name), (totals, count) in _summaries(rows, pattern, weights, batch, self.names).items():
+            entry = self.sums.setdefault((layer, kind, name), [[0.0] * len(totals), 0])
+            entry[0] = [a + b for a, b in zip(entry[0], totals)]
+            entry[1] += count
+        if layer not in self.first:
+            self.first[layer] = rows[0, :, :int(batch.lengths[0])]
+
+    def result(self, heads) -> dict:
+        result = {"values": {h.id: {} for h in heads}, "spread": {h.id: {} for h in heads}}
+        for head in heads:
+            for (layer, kind, name), (totals, count) in sorted(self.sums.items()):
+                if layer == head.layer and count:
+                    result["values" if kind == "mass" else "spread"][head.id][name] = totals[head.head] / count
+        patterns = {h.id: {"tokens": self.first_tokens, "weights": self.first[h.layer][h.head].tolist()}
+                    for h in heads}
+        return {**result, "patterns": patterns, "query": str(self.query)}
 
 
 def explorer_layout(prompts, head_ids: list[str], query: ir.Position, explore: int) -> dict:

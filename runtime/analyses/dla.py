@@ -2,7 +2,8 @@
 
 The residual stream entering the unembedding is a sum of parts: EMBED (the input
 to block 0: token and positional embeddings), each head's output z_h @ W_O[h], each
-MLP's output (its bias included), and the attention output biases b_O. With the
+MLP's output (its bias included), and the attention output biases b_O (none on
+bias-free models such as the Llama family). With the
 final LayerNorm's scale taken from the clean run, the norm is an affine map, so the
 logit difference at a position splits exactly into one term per part:
 
@@ -70,14 +71,21 @@ class _Weights:
         with readable_weights(bridge), torch.no_grad():
             self.W_U = bridge.W_U.detach()
             self.b_U = bridge.b_U.detach()
-            self.W_O, self.b_O = bridge.W_O.detach(), bridge.b_O.detach()
+            self.W_O = bridge.W_O.detach()
             self.device = self.W_U.device
+            self.b_O = _output_biases(bridge, self.device)
             ones, zeros = torch.ones(bridge.cfg.d_model), torch.zeros(bridge.cfg.d_model)
             # the module's own weight and bias: tl_parameters' ln_final.w/.b alias the
             # placeholders of offloaded weights
             norm = bridge.ln_final
             self.w = (_tensor(norm, "weight", ones) if self.scaled else ones).detach().to(self.device)
             self.b = (_tensor(norm, "bias", zeros) if self.scaled else zeros).detach().to(self.device)
+
+
+def _output_biases(bridge, device) -> torch.Tensor:
+    """b_O [n_layers, d_model], zero for layers whose attention output has no bias."""
+    zeros = torch.zeros(bridge.cfg.d_model, device=device)
+    return torch.stack([_tensor(block.attn, "b_O", zeros).detach().to(device) for block in bridge.blocks])
 
 
 def _tensor(module, name: str, default: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,9 @@ Generators:
       per prompt, never in alphabetical order) or `numbers` ("1", "2", ... per option).
   induction(n, length=12, seed=0)
       repeated random word sequences (see induction.py).
+  repeated_tokens(n, length=12, seed=0)
+      repeated random sequences of the model's own tokens, as token ids (see
+      repeated_tokens.py); needs the model's tokenizer.
 Derivations of a multiple-choice dataset, applied item by item:
   move_answer(seed=0)      the correct text moves under another label; the
                            original prompt becomes the corrupted prompt
@@ -16,7 +19,9 @@ A derivation's `base` is the dataset it derives from: either one step
 ("mcq", params) or the whole chain of steps, root first, as a list such as
 [("mcq", {...}), ("move_answer", {"seed": 3})].
 
-Everything is pure Python and deterministic for its seeds. Bad parameters raise
+Everything is pure Python and deterministic for its seeds. Generators that build
+prompts for the model's tokenizer take it as a `TokenVocabulary` (`vocabulary`);
+without one, induction() counts every word as one token. Bad parameters raise
 ValueError with a message naming the parameter.
 """
 from __future__ import annotations
@@ -26,19 +31,25 @@ import random
 from circ.runtime.data import mcq as gen_mcq
 from circ.runtime.data.examples import Example
 from circ.runtime.data.generator_params import check_names, int_param
-from circ.runtime.data.induction import MIN_LENGTH, induction_examples, max_length
+from circ.runtime.data.induction import MIN_LENGTH, induction_examples, induction_words, max_length
+from circ.runtime.data.repeated_tokens import repeated_token_examples
+from circ.runtime.data.token_vocabulary import TokenVocabulary
 from circ.runtime.data.vocab import MAX_OPTIONS
 
-GENERATORS = ("mcq", "induction")
+GENERATORS = ("mcq", "induction", "repeated_tokens")
 DERIVATIONS = ("move_answer", "shuffle_answers", "relabel")
 KINDS = GENERATORS + DERIVATIONS
 
 
-def build(kind: str, params: dict, base: tuple[str, dict] | list | None = None) -> list[Example]:
+def build(kind: str, params: dict, base: tuple[str, dict] | list | None = None,
+          vocabulary: TokenVocabulary | None = None) -> list[Example]:
     """The examples of a generator, or of a derivation applied to `base`."""
     if kind == "induction":
         _no_base(kind, base)
-        return _induction(params)
+        return _induction(params, vocabulary)
+    if kind == "repeated_tokens":
+        _no_base(kind, base)
+        return _repeated_tokens(params, vocabulary)
     if kind == "mcq":
         _no_base(kind, base)
         return [gen_mcq.render(item) for item in _mcq_items(params)]
@@ -53,12 +64,26 @@ def _no_base(kind: str, base) -> None:
         raise ValueError(f"{kind} is a generator and takes no base dataset")
 
 
-def _induction(params: dict) -> list[Example]:
+def _induction(params: dict, vocabulary: TokenVocabulary | None) -> list[Example]:
     check_names("induction", params, ("n", "length", "seed"), required=("n",))
     n = int_param("induction", params, "n", minimum=1)
-    length = int_param("induction", params, "length", 12, minimum=MIN_LENGTH, maximum=max_length())
+    words = induction_words(vocabulary)
+    if len(words) < MIN_LENGTH // 2 + 2:
+        raise ValueError(f"induction: only {len(words)} of the generator's words are single tokens "
+                         "for this tokenizer; use repeated_tokens() or a jsonl dataset")
+    length = int_param("induction", params, "length", 12, minimum=MIN_LENGTH, maximum=max_length(words))
     seed = int_param("induction", params, "seed", 0)
-    return induction_examples(n, length, seed)
+    return induction_examples(n, length, seed, vocabulary)
+
+
+def _repeated_tokens(params: dict, vocabulary: TokenVocabulary | None) -> list[Example]:
+    check_names("repeated_tokens", params, ("n", "length", "seed"), required=("n",))
+    n = int_param("repeated_tokens", params, "n", minimum=1)
+    length = int_param("repeated_tokens", params, "length", 12, minimum=MIN_LENGTH)
+    seed = int_param("repeated_tokens", params, "seed", 0)
+    if vocabulary is None:
+        raise ValueError("repeated_tokens draws tokens from the model's tokenizer, and none is available here")
+    return repeated_token_examples(n, length, seed, vocabulary)
 
 
 def _mcq_items(params: dict) -> list[gen_mcq.McqItem]:

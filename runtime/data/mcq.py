@@ -2,7 +2,9 @@
 
     question : which animal says moo ? A : cow B : dog C : owl D : fish answer : cow label :
 
-The model must continue with the label of the correct option ("A"). A prompt is
+The model must continue with the label of the correct option: "A" after a space,
+which the model's tokenizer reads in place (" A" for a byte-level BPE tokenizer, see
+`Example.answer_separator`). A prompt is
 first drawn as an `McqItem` (question, option texts, labels, which option is
 correct) so that derivations can move answers or change labels on the same items;
 `render` turns an item into an `Example` with its corrupted prompt and named
@@ -153,7 +155,7 @@ def render(item: McqItem) -> Example:
     corrupt_texts = item.swapped(item.correct, item.corrupt_swap)
     corrupt, _ = join_with_offsets(prompt_words(item, corrupt_texts))
     wrong = tuple(label for i, label in enumerate(item.labels) if i != item.correct)
-    return Example(prompt, item.labels[item.correct], wrong, corrupt, marks)
+    return Example(prompt, item.labels[item.correct], wrong, corrupt, marks, answer_separator=" ")
 
 
 def move_answer(item: McqItem, rng: random.Random) -> McqItem:

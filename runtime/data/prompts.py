@@ -5,9 +5,12 @@ model expects one (`cfg.default_prepend_bos`), the BOS token is put in front, so
 token `i + 1` is the i-th token of the text. Prompts are right-padded: in a causal
 model the padding after the last real token changes no earlier position.
 
-Answers are tokenised exactly as written (write " A" for a token with a leading
-space) and must be exactly one token. Named positions (`Example.marks`, character
-offsets) become the indices of the tokens containing those characters.
+Prompts given as token ids (`Example.tokens`) are used exactly as given. Answers are
+token ids, text tokenised exactly as written (write " A" for a token with a leading
+space), or, from the generators, text tokenised in place after the prompt (see
+`Example`); each must be exactly one token of the model's vocabulary. Named
+positions (`Example.marks`, character offsets) become the indices of the tokens
+containing those characters.
 """
 from __future__ import annotations
 
@@ -126,27 +129,34 @@ class Prompts:
 def tokenize(loaded, examples: Sequence[Example], *, source_name: str) -> Prompts:
     """Tokenise `examples` for `loaded.bridge`; `source_name` names the dataset in errors."""
     tokenizer = loaded.tokenizer
-    cfg = loaded.bridge.cfg
-    has_bos = bool(getattr(cfg, "default_prepend_bos", True)) and tokenizer.bos_token_id is not None
+    has_bos = prepends_bos(loaded)
     if not examples:
         raise DatasetError(source_name, None, "the dataset holds no examples")
-    n_ctx = loaded.shape.n_ctx
+    n_ctx, n_vocab = loaded.shape.n_ctx, loaded.shape.d_vocab
     rows, corrupt_rows, answers, wrongs, marks = [], [], [], [], {}
     for number, example in enumerate(examples):
-        ids, offsets = _encode(tokenizer, example.prompt, has_bos)
+        where = _Where(source_name, example.line, n_vocab)
+        if example.tokens is not None:
+            ids, offsets = where.ids(example.tokens, "tokens"), None
+        else:
+            ids, offsets = _encode(tokenizer, example.prompt, has_bos)
         if len(ids) > n_ctx:
             raise DatasetError(source_name, example.line, f"the prompt is {len(ids)} tokens, longer than the model's context of {n_ctx}")
         rows.append(ids)
         if example.corrupt is not None:
-            corrupt_ids, _ = _encode(tokenizer, example.corrupt, has_bos)
+            corrupt_ids = (_encode(tokenizer, example.corrupt, has_bos)[0] if isinstance(example.corrupt, str)
+                           else where.ids(example.corrupt, "corrupt"))
             if len(corrupt_ids) != len(ids):
                 raise DatasetError(source_name, example.line,
                                    f"the corrupted prompt is {len(corrupt_ids)} tokens but the prompt is {len(ids)}; they must match")
             corrupt_rows.append(corrupt_ids)
-        answers.append(_single_token(tokenizer, example.answer, source_name, example.line))
-        wrongs.append([_single_token(tokenizer, w, source_name, example.line) for w in example.wrong])
+        text_ids = ids[1:] if has_bos and example.tokens is None else ids  # the prompt's own tokens
+        answers.append(_answer_id(tokenizer, example, text_ids, example.answer, "answer", where))
+        wrongs.append([_answer_id(tokenizer, example, text_ids, w, "wrong", where) for w in example.wrong])
         for name, chars in example.marks:
-            marks.setdefault(name, {})[number] = _token_indices(offsets, chars, source_name, example)
+            found = (_checked_indices(chars, len(ids), name, where) if example.tokens is not None
+                     else _token_indices(offsets, chars, source_name, example))
+            marks.setdefault(name, {})[number] = found
     lacking = [e for e in examples if e.corrupt is None]
     if 0 < len(lacking) < len(examples):
         raise DatasetError(source_name, lacking[0].line,
@@ -167,6 +177,54 @@ def tokenize(loaded, examples: Sequence[Example], *, source_name: str) -> Prompt
     )
 
 
+def prepends_bos(loaded) -> bool:
+    """Whether the runtime puts the BOS token in front of every text prompt."""
+    return (bool(getattr(loaded.bridge.cfg, "default_prepend_bos", True))
+            and loaded.tokenizer.bos_token_id is not None)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The dataset and line an example came from, and the model's vocabulary size."""
+
+    source: str
+    line: int | None
+    n_vocab: int
+
+    def fail(self, message: str):
+        raise DatasetError(self.source, self.line, message)
+
+    def ids(self, values: Sequence[int], field: str) -> list[int]:
+        """Token ids given as such, checked against the model's vocabulary."""
+        for value in values:
+            self.id(value, field)
+        return list(values)
+
+    def id(self, value: int, field: str) -> int:
+        if not 0 <= value < self.n_vocab:
+            self.fail(f'"{field}": token id {value} is outside the model\'s vocabulary of {self.n_vocab}')
+        return value
+
+
+def _answer_id(tokenizer, example: Example, before: list[int], answer: str | int, field: str, where: _Where) -> int:
+    """The one token id of an answer given as an id, as text, or as text continuing the
+    prompt (whose own tokens are `before`)."""
+    if isinstance(answer, int):
+        return where.id(answer, field)
+    if example.answer_separator is None or example.tokens is not None:
+        return _single_token(tokenizer, answer, where)
+    after = tokenizer(example.prompt + example.answer_separator + answer, add_special_tokens=False)["input_ids"]
+    added = after[len(before):]
+    if after[:len(before)] != before:
+        pieces = tokenizer.convert_ids_to_tokens(after[max(0, len(before) - 1):])
+        where.fail(f"answer {answer!r} merges with the end of the prompt into {pieces}; "
+                   "use labels and answers that the model's tokenizer reads as tokens of their own")
+    if len(added) != 1:
+        where.fail(f"answer {answer!r} is {len(added)} tokens {tokenizer.convert_ids_to_tokens(added)} after the "
+                   "prompt, not exactly one; use labels and answers that the model's tokenizer keeps whole")
+    return _known(tokenizer, int(added[0]), answer.strip(), where)
+
+
 def _encode(tokenizer, text: str, has_bos: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
     if getattr(tokenizer, "is_fast", False):
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -179,15 +237,27 @@ def _encode(tokenizer, text: str, has_bos: bool) -> tuple[list[int], list[tuple[
     return ids, offsets
 
 
-def _single_token(tokenizer, text: str, source_name: str, line: int | None) -> int:
+def _single_token(tokenizer, text: str, where: _Where) -> int:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         pieces = tokenizer.convert_ids_to_tokens(ids)
-        raise DatasetError(source_name, line, f"answer {text!r} is {len(ids)} tokens {pieces}, not exactly one")
+        where.fail(f"answer {text!r} is {len(ids)} tokens {pieces}, not exactly one")
+    return _known(tokenizer, int(ids[0]), text.strip(), where)
+
+
+def _known(tokenizer, token: int, text: str, where: _Where) -> int:
     unknown = tokenizer.unk_token_id
-    if unknown is not None and ids[0] == unknown and text.strip() != tokenizer.unk_token:
-        raise DatasetError(source_name, line, f"answer {text!r} is not in the model's vocabulary")
-    return int(ids[0])
+    if unknown is not None and token == unknown and text != tokenizer.unk_token:
+        where.fail(f"answer {text!r} is not in the model's vocabulary")
+    return token
+
+
+def _checked_indices(indices: Sequence[int], length: int, name: str, where: _Where) -> list[int]:
+    """Named positions given as token indices into a prompt of `length` tokens."""
+    bad = [i for i in indices if not 0 <= i < length]
+    if bad:
+        where.fail(f'mark "{name}": token index {bad[0]} is outside the prompt of {length} tokens')
+    return list(dict.fromkeys(indices))
 
 
 def _token_indices(offsets, chars: Sequence[int], source_name: str, example: Example) -> list[int]:

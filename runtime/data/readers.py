@@ -2,13 +2,18 @@
 
 JSONL: one object per line (blank lines are skipped) with the fields
 
-    prompt   the text the model reads (required)
-    answer   the correct next token as text, e.g. " A" (required)
-    wrong    the wrong answers: a list of strings, or one string (required)
-    corrupt  a corrupted prompt of the same token length (optional)
+    prompt   the text the model reads (required unless `tokens` is given)
+    tokens   the prompt as token ids, used exactly as given (BOS included when the
+             model should read one), to reproduce another tool's token sequence;
+             `prompt` is then optional text for display
+    answer   the correct next token as text, e.g. " A", or as a token id (required)
+    wrong    the wrong answers: a list of strings or token ids, or one (required)
+    corrupt  a corrupted prompt of the same token length (optional): text, or token
+             ids when `tokens` is given
     marks    named positions (optional): {name: [char offsets]} or {name: "substring"}.
              A substring marks every character of its first occurrence, so the
-             name covers each token the substring touches.
+             name covers each token the substring touches. With `tokens`, marks
+             are token indices: {name: [indices]}.
 
 auto-circuit JSON: {"prompts": [{"clean": ..., "corrupt": ..., "answers": [...],
 "wrong_answers": [...]}, ...]}; circ takes exactly one answer per prompt.
@@ -110,21 +115,59 @@ def _parse_json(text: str, path, line: int | None):
 
 
 def _example_from_record(record: dict, path, line: int | None, names=_JSONL_NAMES) -> Example:
-    for key in ("prompt", "answer", "wrong"):
+    tokens = _token_ids(record, "tokens", path, line) if record.get("tokens") is not None else None
+    required = ("answer", "wrong") if tokens is not None else ("prompt", "answer", "wrong")
+    for key in required:
         if record.get(key) is None:
             raise DatasetError(path, line, f'missing field "{names[key]}"')
-    prompt = _string(record, "prompt", names, path, line)
-    answer = _string(record, "answer", names, path, line)
+    prompt = _string(record, "prompt", names, path, line) if record.get("prompt") is not None else ""
+    answer = _answer(record["answer"], names["answer"], path, line)
     wrong = record["wrong"]
-    if isinstance(wrong, str):
+    if not isinstance(wrong, list):
         wrong = [wrong]
-    if not isinstance(wrong, list) or not wrong or not all(isinstance(w, str) for w in wrong):
-        raise DatasetError(path, line, f'"{names["wrong"]}" must be a string or a non-empty list of strings')
+    if not wrong:
+        raise DatasetError(path, line, f'"{names["wrong"]}" must be a string or token id, or a non-empty list of them')
+    wrong = [_answer(w, names["wrong"], path, line) for w in wrong]
     corrupt = record.get("corrupt")
-    if corrupt is not None and not isinstance(corrupt, str):
-        raise DatasetError(path, line, f'"{names["corrupt"]}" must be a string')
-    marks = _marks(record.get("marks"), prompt, path, line)
-    return Example(prompt=prompt, answer=answer, wrong=tuple(wrong), corrupt=corrupt, marks=marks, line=line)
+    if tokens is not None:
+        corrupt = None if corrupt is None else tuple(_token_ids(record, "corrupt", path, line))
+        marks = _token_marks(record.get("marks"), path, line)
+    else:
+        if corrupt is not None and not isinstance(corrupt, str):
+            raise DatasetError(path, line, f'"{names["corrupt"]}" must be a string (token ids need "tokens")')
+        marks = _marks(record.get("marks"), prompt, path, line)
+    return Example(prompt=prompt, answer=answer, wrong=tuple(wrong), corrupt=corrupt, marks=marks, line=line,
+                   tokens=None if tokens is None else tuple(tokens))
+
+
+def _is_id(value) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _answer(value, field: str, path, line) -> str | int:
+    if (isinstance(value, str) and value) or _is_id(value):
+        return value
+    raise DatasetError(path, line, f'"{field}" must be a non-empty string or a token id (an integer from 0), got {value!r}')
+
+
+def _token_ids(record: dict, key: str, path, line) -> list[int]:
+    value = record[key]
+    if not isinstance(value, list) or not value or not all(_is_id(v) for v in value):
+        raise DatasetError(path, line, f'"{key}" must be a non-empty list of token ids (integers from 0)')
+    return value
+
+
+def _token_marks(raw, path, line) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise DatasetError(path, line, '"marks" must be an object of name: token indices')
+    marks = []
+    for name, value in raw.items():
+        if not isinstance(value, list) or not value or not all(type(v) is int for v in value):
+            raise DatasetError(path, line, f'mark "{name}" must be a non-empty list of token indices (with "tokens")')
+        marks.append((name, tuple(value)))
+    return tuple(marks)
 
 
 def _string(record: dict, key: str, names: dict, path, line) -> str:

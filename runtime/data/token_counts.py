@@ -48,8 +48,13 @@ def measure_prompts(spec: ir.Spec) -> tuple[dict[str, list[int]], dict[tuple[str
     from circ.runtime.data.datasets import build_examples
 
     encode = token_encoder(spec.model)
-    examples = {dataset.name: build_examples(dataset, spec) for dataset in spec.datasets}
-    tokens = {name: [encode(example.prompt) for example in found] for name, found in examples.items()}
+    vocabulary = token_vocabulary(spec.model)
+    examples = {dataset.name: build_examples(dataset, spec, vocabulary) for dataset in spec.datasets}
+
+    def ids(text_or_ids):
+        return list(text_or_ids) if isinstance(text_or_ids, tuple) else encode(text_or_ids)
+
+    tokens = {name: [ids(example.tokens or example.prompt) for example in found] for name, found in examples.items()}
     starts = {}
     for analysis in spec.analyses:
         source = analysis.source
@@ -57,7 +62,7 @@ def measure_prompts(spec: ir.Spec) -> tuple[dict[str, list[int]], dict[tuple[str
             continue
         if source.kind == "corrupt":
             key = (analysis.dataset, "corrupt")
-            others = [encode(example.corrupt or "") for example in examples[analysis.dataset]]
+            others = [ids(example.corrupt or "") for example in examples[analysis.dataset]]
         else:
             key, others = (analysis.dataset, source.dataset), tokens[source.dataset]
         starts[key] = [_first_difference(mine, other) for mine, other in zip(tokens[analysis.dataset], others)]
@@ -68,12 +73,25 @@ def _first_difference(a: list, b: list) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def token_encoder(model: ir.Model):
-    """A function from a prompt to its tokens for `model` (BOS included, as None)."""
+def _tokenizer_folder(model: ir.Model) -> Path | None:
     folder = Path(model.tokenizer) if model.tokenizer else model_folder(model)
     if folder is not None and folder.suffix == ".json":
         folder = folder.parent
-    if folder is not None and (folder / "tokenizer.json").is_file():
+    return folder if folder is not None and (folder / "tokenizer.json").is_file() else None
+
+
+def token_vocabulary(model: ir.Model):
+    """The model's tokenizer for the generators (a `TokenVocabulary`), or None without a tokenizer.json."""
+    from circ.runtime.data.token_vocabulary import TokenVocabulary
+
+    folder = _tokenizer_folder(model)
+    return None if folder is None else TokenVocabulary.from_tokenizer_file(folder / "tokenizer.json", _bos_token(folder))
+
+
+def token_encoder(model: ir.Model):
+    """A function from a prompt to its tokens for `model` (BOS included, as None)."""
+    folder = _tokenizer_folder(model)
+    if folder is not None:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -83,11 +101,18 @@ def token_encoder(model: ir.Model):
 
 
 def _has_bos(folder: Path) -> bool:
+    return _bos_token(folder) is not None
+
+
+def _bos_token(folder: Path) -> str | None:
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         try:
             config = json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
             continue
-        if isinstance(config, dict) and config.get("bos_token"):
-            return True
-    return False
+        token = config.get("bos_token") if isinstance(config, dict) else None
+        if isinstance(token, dict):  # an AddedToken written out
+            token = token.get("content")
+        if isinstance(token, str) and token:
+            return token
+    return None

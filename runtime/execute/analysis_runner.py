@@ -20,6 +20,7 @@ class AnalysisContext:
     nodes_of: Callable        # NodeSet -> list[ir.Node]
     batch_size: int
     show_progress: bool
+    recorded_attention: Callable = lambda dataset, query: None  # (dataset, Position) -> AttentionSums or None
 
 
 def _source_entry(source: ir.PatchSource | None) -> dict | None:
@@ -75,9 +76,10 @@ def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     if a.option("score") is not None:
         return attention_scores(ctx.loaded, ctx.datasets[a.dataset], heads, score=a.option("score"),
                                 batch_size=ctx.batch_size, show_progress=ctx.show_progress)
-    return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
-                     explore=a.option("explore", 8), batch_size=ctx.batch_size,
-                     show_progress=ctx.show_progress)
+    query = a.option("query", ir.LAST)
+    return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=query, explore=a.option("explore", 8),
+                     batch_size=ctx.batch_size, show_progress=ctx.show_progress,
+                     recorded=ctx.recorded_attention(a.dataset, query))
 
 
 def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:

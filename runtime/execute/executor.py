@@ -44,10 +44,12 @@ class Settings:
 
 @dataclass
 class DatasetRun:
-    """A dataset's tokens and the mean of every spec metric on its clean run."""
+    """A dataset's tokens, the mean of every spec metric on its clean run, and the
+    attention summaries read from that run ({str(query): AttentionSums})."""
 
     prompts: object
     metrics: dict
+    attention: dict = field(default_factory=dict)
 
 
 class Executor:
@@ -108,24 +110,30 @@ class Executor:
         return self.loaded
 
     def _dataset(self, op):
-        from circ.runtime.data.prompts import tokenize
+        from circ.runtime.data.prompts import prepends_bos, tokenize
+        from circ.runtime.data.token_vocabulary import TokenVocabulary
 
         dataset = self.spec.dataset(op.arg("name"))
-        examples = build_examples(dataset, self.spec)
-        self.dataset_entries[dataset.name] = dataset_entry(dataset, examples)
-        return tokenize(self.loaded, examples, source_name=_source_name(dataset))
+        tokenizer = self.loaded.tokenizer
+        examples = build_examples(dataset, self.spec, TokenVocabulary.from_hf(tokenizer, prepends_bos(self.loaded)))
+        prompts = tokenize(self.loaded, examples, source_name=_source_name(dataset))
+        self.dataset_entries[dataset.name] = dataset_entry(dataset, examples, prompts, tokenizer)
+        return prompts
 
     def _cache_run(self, op):
-        from circ.runtime.execute.baselines import metric_means
+        from circ.runtime.execute.baselines import clean_run
 
         name = op.arg("dataset")
         prompts = self.values[f"data:{name}"]
+        queries = tuple(dict.fromkeys(a.option("query", ir.LAST) for a in self.spec.analyses
+                                      if a.kind == "attention" and a.dataset == name
+                                      and a.option("score") is None))
         metrics = self.spec.metrics + ((ACCURACY,) if op.arg("accuracy") else ())
-        means = metric_means(self.loaded, prompts, metrics, self.settings.batch_size)
+        means, attention = clean_run(self.loaded, prompts, metrics, self.settings.batch_size, queries)
         if op.arg("accuracy"):
             self.dataset_entries[name]["accuracy"] = means.pop(ACCURACY.name)
         self.dataset_entries[name]["metrics"] = means
-        return DatasetRun(prompts, means)
+        return DatasetRun(prompts, means, attention)
 
     def _mean(self, op):
         from circ.runtime.analyses.patch_sources import make_source
@@ -138,7 +146,8 @@ class Executor:
     def _analysis(self, op):
         analysis = self.spec.analysis(op.arg("name"))
         ctx = AnalysisContext(self.loaded, self.spec, _LazyDatasets(self), self._source_for,
-                              self._nodes_of, self.settings.batch_size, self.settings.show_progress)
+                              self._nodes_of, self.settings.batch_size, self.settings.show_progress,
+                              self._recorded_attention)
         self.analyses[analysis.name] = run_analysis(analysis, ctx)
         return self.analyses[analysis.name]
 
@@ -184,6 +193,11 @@ class Executor:
         return None
 
     # ------------------------------------------------------------------ helpers
+    def _recorded_attention(self, dataset: str, query: ir.Position):
+        """The attention sums the dataset's clean run gathered for `query`, if any."""
+        run = self.values.get(f"run:{dataset}")
+        return run.attention.get(str(query)) if run is not None else None
+
     def _prompts(self, name: str):
         run = self.values.get(f"run:{name}")
         return run.prompts if run is not None else self.values[f"data:{name}"]
