@@ -54,6 +54,7 @@ CODES = {
     "E320": "dataset not evaluated by the analysis",
     "E321": "unknown position name",
     "E322": "position missing from a dataset it is read on",
+    "E375": "`each` position where one position is needed",
     "E401": "layer out of range",
     "E402": "head out of range",
     "E403": "position out of range",

@@ -120,9 +120,10 @@ class PatchSource:
 @dataclass(frozen=True)
 class Position:
     """Token positions: "last", "all", a named position of the dataset such as
-    "answer_label", or a fixed integer index (negative counts from the end)."""
+    "answer_label", a fixed integer index (negative counts from the end), or "each":
+    every position on its own (patch(at=each) only: one value per node and position)."""
 
-    kind: str  # "last" | "all" | "named" | "index"
+    kind: str  # "last" | "all" | "named" | "index" | "each"
     name: str | None = None
     index: int | None = None
     span: Span = _span()
@@ -137,6 +138,7 @@ class Position:
 
 LAST = Position("last")
 ALL = Position("all")
+EACH = Position("each")
 
 
 @dataclass(frozen=True, order=True)

@@ -135,6 +135,19 @@ def _source(ctx, e, param, use):
 
 
 def _position(ctx, e, param, use):
+    if isinstance(e, s.Name) and e.name == "each":
+        ctx.fail("E375", "`each` patches every position on its own: only patch() takes `at=each`", e.span,
+                 "use last, all, a named position or an index")
+    return _single_position(ctx, e)
+
+
+def _patch_position(ctx, e, param, use):
+    if isinstance(e, s.Name) and e.name == "each":
+        return ir.Position("each", span=e.span)
+    return _single_position(ctx, e)
+
+
+def _single_position(ctx, e):
     if isinstance(e, s.Name):
         if e.name in ("last", "all"):
             return ir.Position(e.name, span=e.span)
@@ -200,5 +213,6 @@ CONVERTERS = {
     **PRIMITIVES, "path": _path, "path_or_name": _path_or_name, "choice": _choice, "device": _device,
     "labels": _labels, "dataset": _dataset, "dataset_name": _dataset, "datasets": _datasets,
     "metric": _metric, "nodes": _nodes, "source": _source, "position": _position,
+    "patch_position": _patch_position,
     "parts": _parts, "ranks": _ranks, "rank_bound": _rank_bound,
 }

@@ -118,6 +118,9 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
                  _arg_span(call, "steps"))
     if options["method"] == "attribution":
         options.setdefault("verify", 0)
+        if options["position"].kind == "each":
+            ctx.fail("E375", "`at=each` patches every position exactly; it needs method=exact",
+                     _arg_span(call, "at"), "leave out method, or patch at one position")
 
 
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
