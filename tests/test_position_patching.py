@@ -1,0 +1,92 @@
+"""patch(at=each): one value per node and token position, checked against
+TransformerLens's own patching functions on the demo model."""
+import pytest
+import torch
+from circ.compiler import ir
+from circ.runtime.analyses.common import AnalysisError
+from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.patch_sources import make_source
+from circ.runtime.analyses.patching import patch
+from circ.runtime.data.induction import induction_examples
+from circ.runtime.data.prompts import tokenize
+from circ.runtime.models.loading import load_model
+from conftest import mcq_examples
+from transformer_lens import patching as tl_patching
+
+LP = ir.Metric("lp", "logprob")
+LENGTH = 6
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return load_model(ir.Model(source="demo"), spec_dir=tmp_path_factory.mktemp("spec"))
+
+
+@pytest.fixture(scope="module")
+def run(demo):
+    """Each-position patching of every resid, head and MLP node from `other` into `seqs`."""
+    seqs = tokenize(demo, induction_examples(5, LENGTH, 0), source_name="seqs")
+    other = tokenize(demo, induction_examples(5, LENGTH, 1), source_name="other")
+    source = make_source(demo, seqs, ir.PatchSource("dataset", "other"), {"seqs": seqs, "other": other})
+    nodes = ([ir.Node(layer, "resid") for layer in range(2)] + [ir.Node(layer, "mlp") for layer in range(2)]
+             + [ir.Node(layer, "head", head) for layer in range(2) for head in range(4)])
+    result = patch(demo, seqs, nodes, LP, source, position=ir.EACH, batch_size=2, show_progress=False)
+    with torch.no_grad():
+        clean_logits = demo.bridge(seqs.tokens)
+        _, other_cache = demo.bridge.run_with_cache(other.tokens)
+
+    def metric(logits):
+        return metric_values(logits, seqs, LP, clean_logits=clean_logits).mean()
+
+    return result, seqs, other_cache, metric, float(metric(clean_logits))
+
+
+def _grid(result, ids):
+    width = LENGTH + 1  # the BOS token first
+    return torch.tensor([[result["positions"][node_id][str(p)] for p in range(width)] for node_id in ids])
+
+
+def test_resid_pre_equals_transformer_lens(demo, run):
+    result, seqs, other_cache, metric, clean = run
+    with torch.no_grad():
+        expected = tl_patching.get_act_patch_resid_pre(demo.bridge, seqs.tokens, other_cache, metric) - clean
+    got = _grid(result, ["L0.RESID", "L1.RESID"])
+    assert expected.shape == got.shape == (2, LENGTH + 1)
+    assert torch.allclose(got, expected.cpu().float(), atol=1e-5)
+    assert got.abs().max() > 0.05  # the comparison is not between zeros
+
+
+def test_mlp_out_equals_transformer_lens(demo, run):
+    result, seqs, other_cache, metric, clean = run
+    with torch.no_grad():
+        expected = tl_patching.get_act_patch_mlp_out(demo.bridge, seqs.tokens, other_cache, metric) - clean
+    assert torch.allclose(_grid(result, ["L0.MLP", "L1.MLP"]), expected.cpu().float(), atol=1e-5)
+
+
+def test_head_outputs_by_position_equal_transformer_lens(demo, run):
+    result, seqs, other_cache, metric, clean = run
+    with torch.no_grad():
+        expected = tl_patching.get_act_patch_attn_head_out_by_pos(demo.bridge, seqs.tokens, other_cache, metric)
+    expected = expected.cpu().float() - clean  # [layer, position, head]
+    for layer in range(2):
+        got = _grid(result, [f"L{layer}.H{head}" for head in range(4)])
+        assert torch.allclose(got, expected[layer].T, atol=1e-5)
+
+
+def test_values_are_the_sum_over_positions_and_tokens_are_the_first_prompt(demo, run):
+    result, seqs, *_ = run
+    for node_id, by_position in result["positions"].items():
+        assert result["values"][node_id] == pytest.approx(sum(by_position.values()), abs=1e-6)
+    assert result["tokens"] == demo.tokenizer.convert_ids_to_tokens(seqs.tokens[0].tolist())
+    assert len(result["tokens"]) == LENGTH + 1
+
+
+def test_prompts_of_different_lengths_are_refused(demo):
+    clean = tokenize(demo, mcq_examples(4, ragged=True), source_name="dataset `clean`")
+    source = make_source(demo, clean, ir.PatchSource("corrupt"), {})
+    with pytest.raises(AnalysisError, match="one token length.*dataset `clean` has prompts of"):
+        patch(demo, clean, [ir.Node(0, "resid")], ir.Metric("ld", "logit_diff"), source,
+              position=ir.EACH, show_progress=False)
+    with pytest.raises(AnalysisError, match="needs method=exact"):
+        patch(demo, clean, [ir.Node(0, "resid")], ir.Metric("ld", "logit_diff"), source,
+              position=ir.EACH, method="attribution", show_progress=False)
