@@ -61,9 +61,20 @@ class AnalysisResult:
     def n(self) -> int | None:
         return self.entry.get("n")
 
+    @property
+    def positions(self) -> dict:
+        """For patch(at=each): node id to {position index: value}; empty otherwise."""
+        return {node: {int(p): v for p, v in by_position.items()}
+                for node, by_position in (self.entry.get("positions") or {}).items()}
+
     def rows(self) -> list[dict]:
         """One flat row per value: node (and position, dataset or rank for nested
-        values), value, stderr, n."""
+        values), value, stderr, n. For patch(at=each), one row per node and token
+        position: node, position (the index), token (of the first prompt), value."""
+        if self.positions:
+            tokens = list(self.entry.get("tokens") or [])
+            return [{"node": node, "position": p, "token": tokens[p] if p < len(tokens) else None, "value": v}
+                    for node, by_position in self.positions.items() for p, v in sorted(by_position.items())]
         stderr, n = self.stderr, self.n
         levels = _NESTED_LEVELS.get(self.kind, ("key", "subkey"))
         rows = []

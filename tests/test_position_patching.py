@@ -90,3 +90,16 @@ def test_prompts_of_different_lengths_are_refused(demo):
     with pytest.raises(AnalysisError, match="needs method=exact"):
         patch(demo, clean, [ir.Node(0, "resid")], ir.Metric("ld", "logit_diff"), source,
               position=ir.EACH, method="attribution", show_progress=False)
+
+
+def test_python_api_rows_have_a_position_and_token_column(run):
+    from circ.results import AnalysisResult
+
+    result = run[0]
+    analysis = AnalysisResult("p", {"kind": "patch", "position": "each", **result})
+    rows = analysis.rows()
+    assert len(rows) == len(result["positions"]) * (LENGTH + 1)
+    row = next(r for r in rows if r["node"] == "L1.RESID" and r["position"] == 3)
+    assert row == {"node": "L1.RESID", "position": 3, "token": result["tokens"][3],
+                   "value": result["positions"]["L1.RESID"]["3"]}
+    assert analysis.positions["L0.MLP"][0] == result["positions"]["L0.MLP"]["0"]
