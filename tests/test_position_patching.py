@@ -103,3 +103,15 @@ def test_python_api_rows_have_a_position_and_token_column(run):
     assert row == {"node": "L1.RESID", "position": 3, "token": result["tokens"][3],
                    "value": result["positions"]["L1.RESID"]["3"]}
     assert analysis.positions["L0.MLP"][0] == result["positions"]["L0.MLP"]["0"]
+
+
+def test_at_each_compiles_prints_back_and_reaches_the_results_entry():
+    from circ.compiler.api import compile_source
+    from circ.compiler.syntax.fmt import format_source
+
+    text = ("data seqs = induction(n=4, length=6, seed=0)\ndata other = induction(n=4, length=6, seed=1)\n"
+            "metric lp = logprob(answer) at last\n"
+            "analysis p = patch(resid, source=other, target=seqs, metric=lp, at=each)\n")
+    spec = compile_source(text)
+    assert spec.analyses[0].option("position") == ir.EACH
+    assert "at=each" in format_source(text)
