@@ -205,10 +205,10 @@ RULE_FUNCTIONS = ("abs", "attends", "spread")
 
 # Accessors an expectation may read, per analysis kind.
 ACCESSORS = {
-    "attribute": ("node", "total"),
-    "patch": ("node",),
-    "path_patch": (),
-    "attention": (),
+    "attribute": ("node", "total", "rank"),
+    "patch": ("node", "rank"),
+    "path_patch": ("edge",),
+    "attention": ("attention",),
     "faithfulness": ("value",),
     "subspace": ("recovered",),
 }
@@ -217,3 +217,17 @@ RECOVERED = Signature("recovered", (
     Param("dataset", "dataset_name", True, positional=True),
     Param("rank", "rank_bound", True),
 ), "best fraction recovered among the ranks that satisfy the bound")
+
+# Numbers an expectation may compute that are no analysis accessor.
+QUANTITIES = {
+    "count": Signature("count", (Param("nodes", "expr", True, positional=True),),
+                       "the number of nodes in a node set"),
+    "accuracy": Signature("accuracy", (Param("on", "dataset", True, positional=True),),
+                          "share of prompts whose answer has the top logit among the options"),
+    "metric": Signature("metric", (Param("metric", "metric", True, positional=True),
+                                   Param("on", "dataset", True)),
+                        "the metric's mean over the dataset's clean run"),
+    "rank": Signature("rank", (Param("analysis", "expr", True, positional=True),
+                               Param("node", "expr", True, positional=True)),
+                      "1-based rank of a node by |value| within an attribute or patch analysis"),
+}

@@ -170,6 +170,10 @@ class _TreeBuilder(Transformer):
         left, op, right = children
         return s.ExpectStmt(left, str(op), right, self._span(meta))
 
+    def expect_in(self, meta, children):
+        left, right = children
+        return s.ExpectStmt(left, "in", right, self._span(meta))
+
     def render_stmt(self, meta, children):
         name, path = children
         return s.RenderStmt(str(name), self._tok(name), self._str(path), self._span(meta))
@@ -200,6 +204,10 @@ class _TreeBuilder(Transformer):
 
     def index(self, meta, children):
         return s.Index(children[0], children[1], self._span(meta))
+
+    def edge_index(self, meta, children):
+        base, sender, receiver = children
+        return s.EdgeIndex(base, sender, receiver, self._span(meta))
 
     def call(self, meta, children):
         name, args = children

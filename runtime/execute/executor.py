@@ -16,7 +16,7 @@ from circ.runtime.data.datasets import build_examples, dataset_entry
 from circ.runtime.execute import circuits as circuit_rules
 from circ.runtime.execute import run_warnings
 from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
-from circ.runtime.execute.expectations import evaluate
+from circ.runtime.execute.expectations import Readings, evaluate
 from circ.runtime.execute.node_rules import NodeFacts
 
 
@@ -116,7 +116,10 @@ class Executor:
 
         name = op.arg("dataset")
         prompts = self.values[f"data:{name}"]
-        means = metric_means(self.loaded, prompts, self.spec.metrics, self.settings.batch_size)
+        metrics = self.spec.metrics + ((ACCURACY,) if op.arg("accuracy") else ())
+        means = metric_means(self.loaded, prompts, metrics, self.settings.batch_size)
+        if op.arg("accuracy"):
+            self.dataset_entries[name]["accuracy"] = means.pop(ACCURACY.name)
         self.dataset_entries[name]["metrics"] = means
         return DatasetRun(prompts, means)
 
@@ -155,9 +158,13 @@ class Executor:
     def _expect(self, op):
         expectation = self.spec.expectations[op.arg("index") - 1]
         line = _source_line(self.sources_text, expectation.span)
-        result = evaluate(expectation, self.analyses, line)
-        read = self.spec.analysis(expectation.left.analysis) \
-            if expectation.left.analysis in self.analyses else None
+        categories = {name: {m.id: m.category for m in members} for name, members in self.members.items()}
+        readings = Readings(self.analyses, self.dataset_entries,
+                            lambda nodes: [m.id for m in self._members(nodes)], categories)
+        result = evaluate(expectation, readings, line)
+        left = expectation.left
+        read = self.spec.analysis(left.analysis) \
+            if isinstance(left, ir.Quantity) and left.analysis in self.analyses else None
         if read is not None and not self._nodes_of(read.nodes):
             self.warnings.append(run_warnings.expectation_on_nothing(expectation, read))
         self.expectations.append(result)
@@ -202,6 +209,10 @@ class Executor:
                   if r["kind"] in ("attribute", "patch")}
         attn = self.analyses.get(attention, {}) if attention else {}
         return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}))
+
+
+# The accuracy an expectation reads (`accuracy(D)`); a user's names cannot start with `_`.
+ACCURACY = ir.Metric("_accuracy", "accuracy")
 
 
 class _LazyDatasets(dict):

@@ -124,8 +124,11 @@ def _expectations(results: dict):
     expectations = results.get("expectations") or []
     if not expectations:
         return None
-    rows = [[_link_line(e.get("line")), escape(str(e.get("text", ""))), _num(e.get("value")),
-             escape(f"{e.get('op', '')} {e.get('threshold', '')}"), _verdict_cell(e)]
+    rows = [[_link_line(e.get("line")), escape(str(e.get("text", ""))),
+             escape(str(e.get("detail") or e.get("reason"))) if e.get("detail") or e.get("reason")
+             else _num(e.get("value")),
+             escape(f"{e.get('op', '')} {e.get('threshold', '')}" if e.get("threshold") is not None
+                    else "to hold"), _verdict_cell(e)]
             for e in expectations]
     return _section("expectations", "Expectations",
                     _table(["line", "expectation", "value", "needs", "result"], rows))
@@ -133,7 +136,8 @@ def _expectations(results: dict):
 
 def _warnings(results: dict):
     """Statements that ran but said nothing (an empty circuit, an unmatched category)."""
-    warnings = [w for w in results.get("warnings") or [] if isinstance(w, dict)]
+    listed = results.get("warnings")
+    warnings = [w for w in listed if isinstance(w, dict)] if isinstance(listed, list) else []
     if not warnings:
         return None
     rows = [[_link_line(w.get("line")), escape(_plain(w.get("code"))), escape(_plain(w.get("message")))]

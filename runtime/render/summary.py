@@ -74,7 +74,8 @@ def summarize(results: dict) -> str:
         lines.append("expectations")
         for exp in expectations:
             mark = "PASS" if exp["passed"] else "FAIL"
-            lines.append(f"  {mark}  {exp['text']}  (value {_fmt(exp.get('value'))}, line {exp['line']})")
+            observed = exp["detail"] if exp.get("detail") else f"value {_fmt(exp.get('value'))}"
+            lines.append(f"  {mark}  {exp['text']}  ({observed}, line {exp['line']})")
             if exp.get("reason"):
                 lines.append(f"        cannot be computed: {exp['reason']}")
     warnings = results.get("warnings") or []
