@@ -121,11 +121,13 @@ class PatchSource:
 class Position:
     """Token positions: "last", "all", a named position of the dataset such as
     "answer_label", a fixed integer index (negative counts from the end), or "each":
-    every position on its own (patch(at=each) only: one value per node and position)."""
+    every position on its own, or each of `items` when they are given (patch(at=each)
+    and patch(at=[...]) only: one value per node and position)."""
 
     kind: str  # "last" | "all" | "named" | "index" | "each"
     name: str | None = None
     index: int | None = None
+    items: tuple["Position", ...] = ()
     span: Span = _span()
 
     def __str__(self) -> str:
@@ -133,6 +135,8 @@ class Position:
             return str(self.name)
         if self.kind == "index":
             return str(self.index)
+        if self.items:
+            return "[" + ", ".join(str(item) for item in self.items) + "]"
         return self.kind
 
 

@@ -115,3 +115,36 @@ def test_at_each_compiles_prints_back_and_reaches_the_results_entry():
     spec = compile_source(text)
     assert spec.analyses[0].option("position") == ir.EACH
     assert "at=each" in format_source(text)
+
+
+def test_listed_positions_each_equal_a_hand_written_patch_there(demo):
+    from test_patching import hand_patch
+
+    clean = tokenize(demo, mcq_examples(4, ragged=True), source_name="clean")  # lengths differ: names still apply
+    source = make_source(demo, clean, ir.PatchSource("corrupt"), {})
+    listed = ir.Position("each", items=(ir.Position("named", name="labels"), ir.LAST))
+    nodes = [ir.Node(1, "resid"), ir.Node(0, "head", 2)]
+    result = patch(demo, clean, nodes, ir.Metric("ld", "logit_diff"), source, position=listed, show_progress=False)
+    assert result["tokens"] is None
+    for node in nodes:
+        for key, position in (("labels", listed.items[0]), ("last", ir.LAST)):
+            expected = hand_patch(demo, clean, node, clean.corrupt, position_mask=clean.position_mask(position))
+            assert result["positions"][node.id][key] == pytest.approx(expected, abs=1e-5), (node.id, key)
+        assert result["values"][node.id] == pytest.approx(sum(result["positions"][node.id].values()), abs=1e-6)
+    assert abs(result["positions"]["L1.RESID"]["last"]) > 0.01
+
+
+def test_listed_positions_in_the_language_and_the_python_api():
+    from circ.compiler.api import compile_source
+    from circ.results import AnalysisResult
+
+    text = ("data clean = mcq(n=4)\nmetric ld = logit_diff(answer, wrong) at last\n"
+            "analysis p = patch(resid, source=corrupt, target=clean, metric=ld, at=[answer_label, last, -2])\n")
+    position = compile_source(text).analyses[0].option("position")
+    assert position == ir.Position("each", items=(ir.Position("named", name="answer_label"), ir.LAST,
+                                                  ir.Position("index", index=-2)))
+    assert str(position) == "[answer_label, last, -2]"
+    rows = AnalysisResult("p", {"kind": "patch", "tokens": None, "positions": {
+        "L0.RESID": {"answer_label": 0.5, "last": 1.5, "-2": 0.25}}}).rows()
+    assert [(r["position"], r["token"], r["value"]) for r in rows] == [
+        (-2, None, 0.25), ("answer_label", None, 0.5), ("last", None, 1.5)]

@@ -57,3 +57,10 @@ def test_the_report_draws_the_heatmap_for_a_patch_at_each():
     page = report_html(results, "", diagram_svg=None)
     assert "p: effect by position" in page
     assert "sum over positions" in page
+
+
+def test_listed_positions_are_columns_by_name(drawn):
+    svg = charts.position_heatmap({"L0.RESID": {"answer_label": 0.5, "last": -1.0}}, [], title="p")
+    (grid, _), = drawn
+    assert grid == [[-0.5, 1.0]]
+    assert "answer_label" in svg

@@ -144,7 +144,24 @@ def _position(ctx, e, param, use):
 def _patch_position(ctx, e, param, use):
     if isinstance(e, s.Name) and e.name == "each":
         return ir.Position("each", span=e.span)
+    if isinstance(e, s.ListLit):
+        return ir.Position("each", items=_listed_positions(ctx, e), span=e.span)
     return _single_position(ctx, e)
+
+
+def _listed_positions(ctx, e) -> tuple:
+    if not e.items:
+        ctx.fail("E375", "a list of positions names at least one", e.span)
+    items = []
+    for item in e.items:
+        if isinstance(item, s.Name) and item.name in ("all", "each"):
+            ctx.fail("E375", f"`{item.name}` is no single position; a list of positions takes last, "
+                     "named positions and indices", item.span)
+        position = _single_position(ctx, item)
+        if position in items:
+            ctx.fail("E375", f"position `{position}` is listed twice", item.span)
+        items.append(position)
+    return tuple(items)
 
 
 def _single_position(ctx, e):

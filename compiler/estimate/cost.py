@@ -15,7 +15,7 @@ slices of `batch_size` prompts, padded to their longest prompt):
   patch attrib.  K gradient runs + s source + `verify`       and resample sources, which
                  exact, and K backwards per prompt          run the model; 0 for mean, zero;
                  (K = steps, the first the clean run)       K = 1 without steps)
-  patch at=each  a patch exact, once per position of the longest prompt
+  patch at=each  a patch exact, once per position of the longest prompt (or listed)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
   subspace       1 fit forward per fit prompt, then per head, per part group and per
@@ -309,10 +309,11 @@ class _Costs:
 
     def _each_position(self, op_id: str, a: ir.Analysis, runs: int) -> OpCost:
         """patch(at=each): one patch at a single position per token of the longest
-        prompt, each costed as a patch at all positions (an upper bound)."""
+        prompt (or per listed position), each costed as a patch at all positions (an
+        upper bound)."""
         one = self._patch(op_id, replace(a, options=tuple((k, ir.ALL if k == "position" else v)
                                                           for k, v in a.options)), runs)
-        width = max(self.lengths[a.dataset], default=1)
+        width = len(a.option("position").items) or max(self.lengths[a.dataset], default=1)
         return replace(one, what=f"{one.what} at each of {width} positions", forwards=one.forwards * width,
                        backwards=one.backwards * width, calls=one.calls * width, flops=one.flops * width,
                        resumed=one.resumed * width)

@@ -45,7 +45,7 @@ def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "t
     if position.kind == "each":
         from circ.runtime.analyses.position_patching import patch_each_position
 
-        return patch_each_position(loaded, prompts, nodes, metric, source, effect=effect, batch_size=batch_size,
-                                   show_progress=show_progress, kernel=kernel)
+        return patch_each_position(loaded, prompts, nodes, metric, source, position=position, effect=effect,
+                                   batch_size=batch_size, show_progress=show_progress, kernel=kernel)
     return exact_patch(loaded, prompts, nodes, metric, source, effect=effect, position=position,
                        batch_size=batch_size, show_progress=show_progress, kernel=kernel)

@@ -10,6 +10,10 @@ positions[node id][str(p)] = metric(patched at p) - metric(clean), averaged over
 prompts (normalised as in exact_patching.py for a normalised metric);
 values[node id] = the sum over positions, so that node selections and rules that
 read one number per node still have one; tokens = the first prompt's tokens.
+
+With listed positions (`at=[answer_label, last]`) each of them is patched on its own
+instead, keyed by its name (or index); the prompts may then differ in length, a name
+picks its own token(s) in each prompt, and tokens is None.
 """
 from __future__ import annotations
 
@@ -18,22 +22,25 @@ from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.analyses.exact_patching import exact_patch
 
 
-def patch_each_position(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str, batch_size: int,
-                        show_progress: bool, kernel: str = "auto") -> dict:
-    """{"values": {node: sum}, "positions": {node: {"p": value}}, "tokens": [...], "baseline": {...}}."""
-    width = _common_length(prompts)
+def patch_each_position(loaded, prompts, nodes, metric: ir.Metric, source, *, position: ir.Position = ir.EACH,
+                        effect: str, batch_size: int, show_progress: bool, kernel: str = "auto") -> dict:
+    """{"values": {node: sum}, "positions": {node: {"p": value}}, "tokens": [...] or None, "baseline": {...}}."""
+    if position.items:
+        chosen, tokens = position.items, None
+    else:
+        width = _common_length(prompts)
+        chosen = tuple(ir.Position("index", index=index) for index in range(width))
+        tokens = [str(t) for t in loaded.tokenizer.convert_ids_to_tokens(prompts.tokens[0, :width].tolist())]
     positions: dict[str, dict[str, float]] = {node.id: {} for node in nodes}
     baseline = None
-    for index in range(width):
-        out = exact_patch(loaded, prompts, nodes, metric, source, effect=effect,
-                          position=ir.Position("index", index=index), batch_size=batch_size,
-                          show_progress=show_progress, kernel=kernel)
+    for one in chosen:
+        out = exact_patch(loaded, prompts, nodes, metric, source, effect=effect, position=one,
+                          batch_size=batch_size, show_progress=show_progress, kernel=kernel)
         baseline = baseline or out["baseline"]
         for node_id, value in out["values"].items():
-            positions[node_id][str(index)] = value
-    tokens = loaded.tokenizer.convert_ids_to_tokens(prompts.tokens[0, :width].tolist())
+            positions[node_id][str(one)] = value
     return {"values": {node_id: sum(by_position.values()) for node_id, by_position in positions.items()},
-            "positions": positions, "tokens": [str(t) for t in tokens], "baseline": baseline}
+            "positions": positions, "tokens": tokens, "baseline": baseline}
 
 
 def _common_length(prompts) -> int:

@@ -85,10 +85,11 @@ def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str) -> s
 
 def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = MAX_GRID_ROWS) -> str:
     """patch(at=each): a row per node (layer 0 at the bottom) and a column per token
-    position, labelled with the first prompt's tokens. Cells show clean - patched, so
+    position, labelled with the first prompt's tokens (or per listed position, by
+    name). Cells show clean - patched, so
     blue marks a position where the node helps and red where it hurts; only the
     `limit` nodes with the largest effect at any position when there are more."""
-    grid_rows = {node: {int(p): -_number_or_nan(v, node) for p, v in by_position.items()}
+    grid_rows = {node: {str(p): -_number_or_nan(v, node) for p, v in by_position.items()}
                  for node, by_position in positions.items()}
     if not grid_rows:
         raise RenderError(f"{title}: there are no per-position values to draw")
@@ -97,8 +98,14 @@ def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = 
         strongest = sorted(grid_rows, key=lambda n: (-max(_finite_abs(grid_rows[n].values())), n))[:limit]
         grid_rows = {n: grid_rows[n] for n in strongest}
     nodes = sorted(grid_rows, key=lambda n: parse_node_id(n) + (n,))
-    width = max(1 + max(row, default=0) for row in grid_rows.values())
-    grid = [[grid_rows[n].get(p, math.nan) for p in range(width)] for n in nodes]
+    keys = list(dict.fromkeys(key for row in grid_rows.values() for key in row))
+    if all(key.isdigit() for key in keys):  # every token position: 0 .. width - 1
+        keys = [str(p) for p in range(1 + max(int(key) for key in keys))]
+        names = [f"{_token(tokens[p]) if p < len(tokens) else ''} {p}" for p in range(len(keys))]
+    else:  # listed positions, by name or index
+        names = [_text(key) for key in keys]
+    width = len(keys)
+    grid = [[grid_rows[n].get(key, math.nan) for key in keys] for n in nodes]
     limit_value = max((abs(v) for row in grid for v in row if not math.isnan(v)), default=0.0) or 1.0
     fig = _figure(max(6.0, 2.4 + 0.3 * min(width, 2 * MAX_TICK_LABELS)), min(1.6 + 0.3 * len(nodes), 30.0))
     ax = fig.add_subplot()
@@ -106,8 +113,7 @@ def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = 
     image = ax.imshow(grid, cmap=cmap, vmin=-limit_value, vmax=limit_value, origin="lower", aspect="auto",
                       interpolation="nearest")
     columns = _thinned(range(width))
-    labels = [_token(tokens[c]) if c < len(tokens) else str(c) for c in columns]
-    ax.set_xticks(columns, [f"{label} {c}" for label, c in zip(labels, columns)], rotation=90, fontsize=7)
+    ax.set_xticks(columns, [names[c] for c in columns], rotation=90, fontsize=7)
     rows = _thinned(range(len(nodes)))
     ax.set_yticks(rows, [_text(nodes[r]) for r in rows], fontsize=7)
     if len(nodes) * width <= MAX_ANNOTATED_CELLS:
