@@ -148,3 +148,23 @@ def test_listed_positions_in_the_language_and_the_python_api():
         "L0.RESID": {"answer_label": 0.5, "last": 1.5, "-2": 0.25}}}).rows()
     assert [(r["position"], r["token"], r["value"]) for r in rows] == [
         (-2, None, 0.25), ("answer_label", None, 0.5), ("last", None, 1.5)]
+
+
+def test_a_run_keeps_positions_through_results_json_the_report_and_to_pandas(tmp_path):
+    import json
+
+    import circ
+
+    spec = ("model demo\ndata seqs = induction(n=4, length=4, seed=0)\n"
+            "data other = induction(n=4, length=4, seed=1)\nmetric lp = logprob(answer) at last\n"
+            "analysis by_position = patch(resid, source=other, target=seqs, metric=lp, at=each)\n"
+            "circuit strongest = top(by_position, 1)\n")
+    results = circ.run(spec, progress=False, out=tmp_path)
+    entry = json.loads((tmp_path / "results.json").read_text())["analyses"]["by_position"]
+    assert entry["position"] == "each" and len(entry["tokens"]) == 5
+    assert set(entry["positions"]) == set(entry["values"]) == {"L0.RESID", "L1.RESID"}
+    table = results.analysis("by_position").to_pandas()
+    assert list(table.columns) == ["node", "position", "value", "token"] and len(table) == 2 * 5
+    strongest = max(entry["values"], key=lambda n: abs(entry["values"][n]))  # top: the largest |score|
+    assert results.circuit("strongest").members == [strongest]
+    assert "by_position: effect by position" in (tmp_path / "report.html").read_text()
