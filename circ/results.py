@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,24 @@ class AnalysisResult:
     def n(self) -> int | None:
         return self.entry.get("n")
 
+    @property
+    def positions(self) -> dict:
+        """For patch(at=each): node id to {position index: value} (or {name: value}
+        for listed positions such as `at=[answer_label, last]`); empty otherwise."""
+        return {node: {_position_key(p): v for p, v in by_position.items()}
+                for node, by_position in (self.entry.get("positions") or {}).items()}
+
     def rows(self) -> list[dict]:
         """One flat row per value: node (and position, dataset or rank for nested
-        values), value, stderr, n."""
+        values), value, stderr, n. For patch(at=each), one row per node and token
+        position: node, position (the index, or the name of a listed position), token
+        (of the first prompt, for indices), value."""
+        if self.positions:
+            tokens = list(self.entry.get("tokens") or [])
+            return [{"node": node, "position": p, "value": v,
+                     "token": tokens[p] if isinstance(p, int) and 0 <= p < len(tokens) else None}
+                    for node, by_position in self.positions.items()
+                    for p, v in sorted(by_position.items(), key=lambda kv: _position_order(kv[0]))]
         stderr, n = self.stderr, self.n
         levels = _NESTED_LEVELS.get(self.kind, ("key", "subkey"))
         rows = []
@@ -210,6 +226,14 @@ def load_results(path: str | Path) -> Results:
     if not isinstance(data, dict) or "analyses" not in data:
         raise ValueError(f"{path} is not a circ results.json")
     return Results(data)
+
+
+def _position_key(position: str) -> int | str:
+    return int(position) if re.fullmatch(r"-?\d+", position) else position
+
+
+def _position_order(position: int | str) -> tuple:
+    return (0, position, "") if isinstance(position, int) else (1, 0, position)
 
 
 _NESTED_LEVELS = {"attention": ("position",), "subspace": ("dataset", "rank")}

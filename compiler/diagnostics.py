@@ -62,6 +62,7 @@ CODES = {
     "E332": "invalid attention target",
     "E333": "value not defined on the dataset's clean run",
     "E360": "attention score at one query position",
+    "E375": "`each` position where one position is needed",
     "E401": "layer out of range",
     "E402": "head out of range",
     "E403": "position out of range",

@@ -138,11 +138,14 @@ class PatchSource:
 @dataclass(frozen=True)
 class Position:
     """Token positions: "last", "all", a named position of the dataset such as
-    "answer_label", or a fixed integer index (negative counts from the end)."""
+    "answer_label", a fixed integer index (negative counts from the end), or "each":
+    every position on its own, or each of `items` when they are given (patch(at=each)
+    and patch(at=[...]) only: one value per node and position)."""
 
-    kind: str  # "last" | "all" | "named" | "index"
+    kind: str  # "last" | "all" | "named" | "index" | "each"
     name: str | None = None
     index: int | None = None
+    items: tuple["Position", ...] = ()
     span: Span = _span()
 
     def __str__(self) -> str:
@@ -150,11 +153,14 @@ class Position:
             return str(self.name)
         if self.kind == "index":
             return str(self.index)
+        if self.items:
+            return "[" + ", ".join(str(item) for item in self.items) + "]"
         return self.kind
 
 
 LAST = Position("last")
 ALL = Position("all")
+EACH = Position("each")
 
 
 @dataclass(frozen=True, order=True)

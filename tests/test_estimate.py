@@ -347,3 +347,17 @@ def test_the_estimate_command_never_imports_torch():
     assert result.returncode == 0, result.stderr
     assert "estimate of mcq-correct-letter on llama-7b" in result.stdout
     assert "total" in result.stdout
+
+
+def test_patch_at_each_position_costs_one_patch_per_position_of_the_longest_prompt():
+    text = ("model demo\ndata clean = mcq(n=3)\ndata moved = clean.move_answer(seed=1)\n"
+            "metric ld = logit_diff(answer, wrong) at last\n"
+            "analysis every = patch(resid, source=moved, target=clean, metric=ld, at=all)\n"
+            "analysis each = patch(resid, source=moved, target=clean, metric=ld, at=each)\n")
+    spec = compile_source(text, str(ROOT / "specs" / "each.circ"))
+    lengths = {"clean": [9, 9, 9], "moved": [9, 9, 9]}
+    result = {op.op: op for op in estimate_plan(spec, plan(spec), from_ir_shape(spec.shape, "demo"), lengths,
+                                                batch_size=2).ops}
+    every, each = result["analysis:every"], result["analysis:each"]
+    assert (each.forwards, each.flops, each.peak_bytes) == (9 * every.forwards, 9 * every.flops, every.peak_bytes)
+    assert "at each of 9 positions" in each.what

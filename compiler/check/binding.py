@@ -139,6 +139,36 @@ def _source(ctx, e, param, use):
 
 
 def _position(ctx, e, param, use):
+    if isinstance(e, s.Name) and e.name == "each":
+        ctx.fail("E375", "`each` patches every position on its own: only patch() takes `at=each`", e.span,
+                 "use last, all, a named position or an index")
+    return _single_position(ctx, e)
+
+
+def _patch_position(ctx, e, param, use):
+    if isinstance(e, s.Name) and e.name == "each":
+        return ir.Position("each", span=e.span)
+    if isinstance(e, s.ListLit):
+        return ir.Position("each", items=_listed_positions(ctx, e), span=e.span)
+    return _single_position(ctx, e)
+
+
+def _listed_positions(ctx, e) -> tuple:
+    if not e.items:
+        ctx.fail("E375", "a list of positions names at least one", e.span)
+    items = []
+    for item in e.items:
+        if isinstance(item, s.Name) and item.name in ("all", "each"):
+            ctx.fail("E375", f"`{item.name}` is no single position; a list of positions takes last, "
+                     "named positions and indices", item.span)
+        position = _single_position(ctx, item)
+        if position in items:
+            ctx.fail("E375", f"position `{position}` is listed twice", item.span)
+        items.append(position)
+    return tuple(items)
+
+
+def _single_position(ctx, e):
     if isinstance(e, s.Name):
         if e.name in ("last", "all"):
             return ir.Position(e.name, span=e.span)
@@ -204,5 +234,6 @@ CONVERTERS = {
     **PRIMITIVES, "path": _path, "path_or_name": _path_or_name, "choice": _choice, "device": _device,
     "labels": _labels, "dataset": _dataset, "dataset_name": _dataset, "datasets": _datasets,
     "metric": _metric, "nodes": _nodes, "source": _source, "position": _position,
+    "patch_position": _patch_position,
     "parts": _parts, "ranks": _ranks, "rank_bound": _rank_bound,
 }

@@ -126,6 +126,9 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
                      f"({metric.kind}) has none", _arg_span(call, "metric"),
                      "patch exactly (leave out method=attribution), or use e.g. logit_diff or prob")
         options.setdefault("verify", 0)
+        if options["position"].kind == "each":
+            ctx.fail("E375", "`at=each` patches every position exactly; it needs method=exact",
+                     _arg_span(call, "at"), "leave out method, or patch at one position")
 
 
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:

@@ -1,6 +1,7 @@
 """Check every named position a spec reads against the datasets it is read on.
 
-Positions are read by a metric's `at`, by patch() and path_patch()'s `at=`, by
+Positions are read by a metric's `at`, by patch() and path_patch()'s `at=` (each name
+of a list too), by
 attention()'s `query=` and by attends()/spread() in categories. A metric is read on
 the dataset of every analysis that uses it (and on a subspace's `eval` datasets);
 an attention term on the dataset of the attention analysis its categories read.
@@ -71,9 +72,10 @@ def _reads(ctx: Context):
     for analysis in ctx.analyses.values():
         for option in ("position", "query"):
             position = analysis.option(option)
-            if isinstance(position, ir.Position) and position.kind == "named":
-                yield _Read(position.name, position.span, (analysis.dataset,), BUILTIN_POSITIONS,
-                            _what(ctx, analysis), position.span)
+            for read in (position.items or (position,)) if isinstance(position, ir.Position) else ():
+                if read.kind == "named":
+                    yield _Read(read.name, read.span, (analysis.dataset,), BUILTIN_POSITIONS,
+                                _what(ctx, analysis), read.span)
     for category in ctx.category_list:
         attention = ctx.analyses.get(category.attention) if category.attention else None
         datasets = (attention.dataset,) if attention is not None else ()

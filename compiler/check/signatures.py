@@ -160,7 +160,8 @@ ANALYSES = {
         Param("method", "choice", default="exact", choices=("exact", "attribution")),
         Param("verify", "int", doc="with method=attribution: re-run the k strongest exactly"),
         Param("steps", "posint", doc="with method=attribution: integrate gradients over k points toward the source"),
-        Param("at", "position", default=ALL, key="position"),
+        Param("at", "patch_position", default=ALL, key="position",
+              doc="each: one value per node and token position"),
     ), "activation patching", dataset_param="target"),
     "path_patch": Signature("path_patch", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),

@@ -19,6 +19,7 @@ slices of `batch_size` prompts, padded to their longest prompt):
   patch attrib.  K gradient runs + s source + `verify`       and resample sources, which
                  exact, and K backwards per prompt          run the model; 0 for mean, zero;
                  (K = steps, the first the clean run)       K = 1 without steps)
+  patch at=each  a patch exact, once per position of the longest prompt (or listed)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
   ablate         1 clean + s source + 1 run with the nodes ablated together
@@ -41,7 +42,7 @@ and the op is marked as an upper bound.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from circ.compiler import ir
@@ -290,6 +291,8 @@ class _Costs:
             return self._cost(op_id, f"attribution of {count} nodes", a.dataset, 1, extra=extra, logits=1,
                               bounded=bounded,
                               per_prompt=lambda width: self.shape.attribution_flops(reads or width))
+        if a.kind == "patch" and a.option("position", ir.ALL).kind == "each":
+            return self._each_position(op_id, a, runs)
         if a.kind == "patch":
             return self._patch(op_id, a, runs)
         if a.kind == "path_patch":
@@ -339,6 +342,17 @@ class _Costs:
         return self._cost(op_id, f"patch {count} nodes ({effect}, resumed)", a.dataset, 1 + runs,
                           extra=held + resume_cache, logits=2 + runs, bounded=bounded, resumed=entries,
                           reads=reads, starts=starts, columns=columns, per_prompt=changes)
+
+    def _each_position(self, op_id: str, a: ir.Analysis, runs: int) -> OpCost:
+        """patch(at=each): one patch at a single position per token of the longest
+        prompt (or per listed position), each costed as a patch at all positions (an
+        upper bound)."""
+        one = self._patch(op_id, replace(a, options=tuple((k, ir.ALL if k == "position" else v)
+                                                          for k, v in a.options)), runs)
+        width = len(a.option("position").items) or max(self.lengths[a.dataset], default=1)
+        return replace(one, what=f"{one.what} at each of {width} positions", forwards=one.forwards * width,
+                       backwards=one.backwards * width, calls=one.calls * width, flops=one.flops * width,
+                       resumed=one.resumed * width)
 
     def _patch_starts(self, a: ir.Analysis) -> tuple[int, ...]:
         """Per prompt, the first position a patch can change: where a dataset or

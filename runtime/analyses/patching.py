@@ -6,7 +6,8 @@ clean and source runs for a normalised metric); see exact_patching.py for which
 activation each node patches and what effect="total" and effect="direct" hold.
 method="attribution" estimates the value to first order from one backward pass;
 verify=k re-runs the k largest estimates exactly, steps=K integrates gradients over
-K points between the clean and source inputs.
+K points between the clean and source inputs. position "each" patches every token
+position on its own (`position_patching.py`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "t
           position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True,
           method: str = "exact", verify: int = 0, kernel: str = "auto", steps: int = 1) -> dict:
     """{"values": {node id: mean effect}, "baseline": {"clean": m, "patched_source": m or None}};
-    method="attribution" adds "exact": {node id: exact effect} for the verified nodes."""
+    method="attribution" adds "exact": {node id: exact effect} for the verified nodes; position "each"
+    adds "positions": {node id: {position: effect}} and "tokens"."""
     if effect not in EFFECTS:
         raise AnalysisError(f"unknown effect {effect!r}; use total or direct")
     if method not in METHODS:
@@ -30,6 +32,8 @@ def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "t
         raise AnalysisError(f'the normalised metric "{metric.name}" needs a patch source that runs the model '
                             "(dataset, corrupt or resample), not mean or zero")
     nodes = check_nodes(nodes, loaded.shape, PATCHABLE, "patch")
+    if method == "attribution" and position.kind == "each":
+        raise AnalysisError("patching at each position needs method=exact")
     if method == "attribution":
         from circ.runtime.analyses.attribution import attribution_patch
 
@@ -38,5 +42,10 @@ def patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effect: str = "t
                                  steps=steps)
     if verify or steps != 1:
         raise AnalysisError("verify and steps apply to attribution estimates; they need method=attribution")
+    if position.kind == "each":
+        from circ.runtime.analyses.position_patching import patch_each_position
+
+        return patch_each_position(loaded, prompts, nodes, metric, source, position=position, effect=effect,
+                                   batch_size=batch_size, show_progress=show_progress, kernel=kernel)
     return exact_patch(loaded, prompts, nodes, metric, source, effect=effect, position=position,
                        batch_size=batch_size, show_progress=show_progress, kernel=kernel)

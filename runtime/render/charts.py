@@ -93,6 +93,54 @@ def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str,
     return _svg(fig, title)
 
 
+def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = MAX_GRID_ROWS) -> str:
+    """patch(at=each): a row per node (layer 0 at the bottom) and a column per token
+    position, labelled with the first prompt's tokens (or per listed position, by
+    name). Cells show clean - patched, so
+    blue marks a position where the node helps and red where it hurts; only the
+    `limit` nodes with the largest effect at any position when there are more."""
+    grid_rows = {node: {str(p): -_number_or_nan(v, node) for p, v in by_position.items()}
+                 for node, by_position in positions.items()}
+    if not grid_rows:
+        raise RenderError(f"{title}: there are no per-position values to draw")
+    if len(grid_rows) > limit:
+        title = f"{title} (the {limit} strongest of {len(grid_rows)} nodes)"
+        strongest = sorted(grid_rows, key=lambda n: (-max(_finite_abs(grid_rows[n].values())), n))[:limit]
+        grid_rows = {n: grid_rows[n] for n in strongest}
+    nodes = sorted(grid_rows, key=lambda n: parse_node_id(n) + (n,))
+    keys = list(dict.fromkeys(key for row in grid_rows.values() for key in row))
+    if all(key.isdigit() for key in keys):  # every token position: 0 .. width - 1
+        keys = [str(p) for p in range(1 + max(int(key) for key in keys))]
+        names = [f"{_token(tokens[p]) if p < len(tokens) else ''} {p}" for p in range(len(keys))]
+    else:  # listed positions, by name or index
+        names = [_text(key) for key in keys]
+    width = len(keys)
+    grid = [[grid_rows[n].get(key, math.nan) for key in keys] for n in nodes]
+    limit_value = max((abs(v) for row in grid for v in row if not math.isnan(v)), default=0.0) or 1.0
+    fig = _figure(max(6.0, 2.4 + 0.3 * min(width, 2 * MAX_TICK_LABELS)), min(1.6 + 0.3 * len(nodes), 30.0))
+    ax = fig.add_subplot()
+    cmap = colormaps["RdBu"].with_extremes(bad="#f2f2f2")
+    image = ax.imshow(grid, cmap=cmap, vmin=-limit_value, vmax=limit_value, origin="lower", aspect="auto",
+                      interpolation="nearest")
+    columns = _thinned(range(width))
+    ax.set_xticks(columns, [names[c] for c in columns], rotation=90, fontsize=7)
+    rows = _thinned(range(len(nodes)))
+    ax.set_yticks(rows, [_text(nodes[r]) for r in rows], fontsize=7)
+    if len(nodes) * width <= MAX_ANNOTATED_CELLS:
+        for r, row in enumerate(grid):
+            for c, value in enumerate(row):
+                if not math.isnan(value):
+                    ax.text(c, r, f"{value:+.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(value) > 0.6 * limit_value else "black")
+    fig.colorbar(image, ax=ax, label="clean - patched (+ helps)", shrink=0.8)
+    _finish(ax, title, xlabel="token (first prompt) and position", ylabel="node", grid=False)
+    return _svg(fig, title)
+
+
+def _finite_abs(values) -> list[float]:
+    return [abs(v) for v in values if not math.isnan(v)] or [0.0]
+
+
 def attention_strips(patterns: dict, *, title: str) -> str:
     """One strip per head: its attention from the query position over the prompt's
     tokens, with the tokens written under the strip."""

@@ -282,6 +282,11 @@ def _patch_body(name: str, analysis: dict, results: dict) -> str:
     text = ", ".join(f"{escape(str(k))} {_num(v)}" for k, v in sorted(baseline.items()))
     others = {i: v for (_, kind, i), v in zip(ids, values.values()) if kind not in ("head", "mlp")}
     body = f"<p>Baseline: {text}.</p>" if text else ""
+    if isinstance(analysis.get("positions"), dict) and analysis["positions"]:
+        body += ("<p>Patched at each token position on its own; a node's value below is the sum over "
+                 "positions.</p>")
+        body += _figure(charts.position_heatmap(analysis["positions"], list(analysis.get("tokens") or []),
+                                                title=f"{name}: effect by position"))
     if len(others) < len(values):
         cell_ids = {node: f"cell-{_anchor(name)}-{_anchor(node)}"
                     for node in _heatmap_cells(results).get(name, ())}
