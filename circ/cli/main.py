@@ -75,16 +75,19 @@ def plan(file, fmt, estimate, model_shape, batch_size):
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: run patching sweeps on a Ray cluster.")
 @click.option("--address", help="With --executor ray: the cluster to join [default: a local one].")
+@click.option("--per-prompt", is_flag=True,
+              help="Also write every prompt's node values to per_prompt.json in the output folder.")
 def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet, resume, device_map,
-        executor, address):
-    """Run a spec; exit 1 if an expectation fails."""
+        executor, address, per_prompt):
+    """Run a spec; exit 0 if every expectation holds, 1 if one fails, 2 if the spec,
+    its data or its model is broken or the run could not finish."""
     from circ.cli.run import run_spec
 
     if address and executor != "ray":
         raise click.UsageError("--address goes with --executor ray")
     sys.exit(run_spec(file, out_dir, model=model, device=device, batch_size=batch_size, seed=seed,
                       trust_remote_code=trust_remote_code, progress=not quiet, resume=resume,
-                      device_map=device_map, executor=executor, address=address))
+                      device_map=device_map, executor=executor, address=address, per_prompt=per_prompt))
 
 
 @main.command()

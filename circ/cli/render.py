@@ -1,5 +1,6 @@
 """`circ render`: a circuit diagram from results (a results.json or a run folder)
-or, for a hypothesis that has not run, from a spec. No torch is imported."""
+or, for a hypothesis that has not run, from a spec. Exit 0 written, 2 when the input
+is broken or the picture cannot be written. No torch is imported."""
 from __future__ import annotations
 
 import json
@@ -24,10 +25,10 @@ def render_path(source: str, output: str, circuit: str | None, stderr) -> int:
         written = render(dot, Path(output))
     except CircError as error:
         print(error.render(), file=stderr)
-        return 1
+        return 2
     except RenderError as error:
         print(f"circ: {error}", file=stderr)
-        return 1
+        return 2
     print(f"wrote {written}", file=stderr)
     return 0
 

@@ -1,6 +1,8 @@
 """`circ run`: compile a spec, load its model, execute the plan, write results.json,
-the diagrams the spec asks for and report.html, print a summary; exit 1 when an
-expectation fails. Errors from the spec, its datasets or its model are printed as
+the diagrams the spec asks for and report.html (and per_prompt.json with
+--per-prompt), print a summary. Exit codes: 0 every expectation holds, 1 one fails
+(the hypothesis is refuted), 2 the spec, its data or its model is broken or the run
+could not finish. Errors from the spec, its datasets or its model are printed as
 diagnostics at the spec line they concern, never as a traceback, and never leave a
 partial results file."""
 from __future__ import annotations
@@ -15,6 +17,7 @@ from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.runtime.execute.resume_store import CACHE_FOLDER, open_store
 
 RUN_ERROR = "E600"
+HOLDS, REFUTED, BROKEN = 0, 1, 2  # exit codes
 
 
 def model_from_option(text: str, base: ir.Model) -> ir.Model:
@@ -50,7 +53,7 @@ def _override(path: str, model: str | None, device: str | None, device_map: str 
 def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str | None,
              batch_size: int, seed: int, trust_remote_code: bool, progress: bool,
              resume: bool = False, device_map: str | None = None, executor: str = "local",
-             address: str | None = None, stdout=sys.stdout, stderr=sys.stderr) -> int:
+             address: str | None = None, per_prompt: bool = False, stdout=sys.stdout, stderr=sys.stderr) -> int:
     from circ.compiler.api import compile_file
 
     started = time.monotonic()
@@ -58,15 +61,15 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
         spec = compile_file(path, model_override=_override(path, model, device, device_map))
     except CircError as error:
         print(error.render(), file=stderr)
-        return 1
+        return BROKEN
     out = Path(out_dir) if out_dir else Path("out") / Path(path).stem
     try:
         _check_render_targets(spec)
         return _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume, started,
-                    stdout, stderr, executor, address)
+                    stdout, stderr, executor, address, per_prompt)
     except CircError as error:
         print(error.render(), file=stderr)
-        return 1
+        return BROKEN
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
               f"{out / CACHE_FOLDER}: `circ run --resume` reuses them)", file=stderr)
@@ -74,14 +77,14 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
 
 
 def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume, started,
-         stdout, stderr, executor_kind="local", address=None) -> int:
+         stdout, stderr, executor_kind="local", address=None, per_prompt=False) -> int:
     import torch
 
     from circ.compiler.api import compile_file, plan
     from circ.runtime.execute.executor import Executor, RunError, Settings
     from circ.runtime.models.loading import ModelError, load_model
     from circ.runtime.render.summary import summarize
-    from circ.runtime.results.assemble import assemble, spec_sources
+    from circ.runtime.results.assemble import assemble, per_prompt_table, spec_sources
     from circ.runtime.results.write import write_results
 
     sources = spec_sources(spec)
@@ -91,7 +94,7 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
                             trust_remote_code=trust_remote_code)
     except ModelError as error:
         print(_diagnostic(spec.model.span, str(error), sources), file=stderr)
-        return 1
+        return BROKEN
     if spec.shape != loaded.shape:
         spec = compile_file(path, model_override=spec.model, shape=loaded.shape)
     graph = plan(spec)
@@ -109,7 +112,7 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
         executor.run()
     except RunError as error:
         print(_diagnostic(error.span, error.message, sources), file=stderr)
-        return 1
+        return BROKEN
     if resume:
         print(f"circ: reused {len(store.reused)} finished analyses from {store.folder}", file=stderr)
     timing = {"started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -117,11 +120,13 @@ def _run(spec, path, out, batch_size, seed, trust_remote_code, progress, resume,
     results = assemble(executor, spec, loaded, settings, sources.get(spec.path, ""), timing)
     out.mkdir(parents=True, exist_ok=True)
     write_results(out / "results.json", results)
+    if per_prompt:
+        write_results(out / "per_prompt.json", per_prompt_table(executor.analyses))
     _write_pictures(spec, results, sources.get(spec.path, ""), out, stderr)
     print(summarize(results), file=stdout, end="")
     print(f"results: {out / 'results.json'}", file=stdout)
     failed = [e for e in results["expectations"] if not e["passed"]]
-    return 1 if failed else 0
+    return REFUTED if failed else HOLDS
 
 
 def _check_render_targets(spec: ir.Spec) -> None:
