@@ -71,7 +71,7 @@ def test_case_study_spec_lowers_as_written():
     assert spec.analysis("_expect4_faithfulness").source == ir.PatchSource("mean", "clean")
     assert quantities[4] == ir.Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 8)))
     assert [(e.op, e.right) for e in spec.expectations] == [
-        (">", 10.0), ("<", -2.0), ("<", 0.5), (">=", 0.8), (">=", 0.9), ("<", 0.9)]
+        (">", 10.0), (">", 2.0), ("<", 0.5), (">=", 0.8), (">=", 0.9), ("<", 0.9)]
     assert {c.attention for c in spec.categories} == {"_attn_output", "_attn_circuit"}
     assert spec.analysis("_attn_output") == ir.Analysis(
         "_attn_output", "attention", ir.Select("output"), "clean", options=(("query", ir.LAST),))
