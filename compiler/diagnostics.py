@@ -52,6 +52,8 @@ CODES = {
     "E318": "path receiver not downstream of any sender",
     "E319": "node not among the analysis's nodes",
     "E320": "dataset not evaluated by the analysis",
+    "E340": "`max` or `metric` in a rule without scores",
+    "E341": "normalized metric with a source that does not run the model",
     "E401": "layer out of range",
     "E402": "head out of range",
     "E403": "position out of range",
