@@ -4,10 +4,10 @@ A rule reads per-node numbers: the value of the analysis being selected from
 (`effect`), a node's value in another analysis (by name), and attention statistics
 (`attends(pos)`, `spread(pos)`), and two numbers relative to what `effect` reads:
 `max`, its largest |value| over nodes, and `metric`, the clean metric value of the
-analysis it comes from; terms combine with + - * /. A number that is missing for a node (a head that
-no attention analysis looked at, an MLP in a head-only analysis) makes the
-comparison false rather than failing the run, so a rule never silently picks a
-node it knows nothing about.
+analysis it comes from; terms combine with + - * /. A number that is missing for a
+node (a head that no attention analysis looked at, an MLP in a head-only analysis)
+makes the comparison false rather than failing the run, so a rule never silently
+picks a node it knows nothing about.
 """
 from __future__ import annotations
 
