@@ -12,17 +12,18 @@ from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.compiler.syntax.spec_files import load_sources
 
 
-def compile_file(path: str | Path, *, model_override: ir.Model | None = None,
+def compile_file(path: str | Path, *, model_override=None,
                  shape: ir.Shape | None = None) -> ir.Spec:
     """The checked Spec of the file at `path`; raises CircError with every
     diagnostic of the file (and of the files it includes).
 
-    model_override replaces the spec's model; shape replaces the shape read from the
+    model_override replaces the spec's model: an ir.Model, or a function from the
+    spec's own ir.Model to the one to use (keeping, say, its dtype); shape replaces the shape read from the
     model's configuration (for models measured only once loaded, such as GGUF)."""
     return _compile(str(path), None, model_override, shape)
 
 
-def compile_source(text: str, path: str = "<string>", *, model_override: ir.Model | None = None,
+def compile_source(text: str, path: str = "<string>", *, model_override=None,
                    shape: ir.Shape | None = None) -> ir.Spec:
     """Like compile_file, for text; relative paths are taken from `path`'s folder."""
     return _compile(path, text, model_override, shape)

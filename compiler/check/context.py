@@ -46,7 +46,7 @@ class Declaration:
 @dataclass
 class Context:
     root_path: str
-    model_override: ir.Model | None = None
+    model_override: object = None  # an ir.Model, or a function of the spec's own ir.Model
     shape_override: ir.Shape | None = None
     files: list[s.SourceFile] = field(default_factory=list)
     statements: list[tuple[int, s.Statement]] = field(default_factory=list)

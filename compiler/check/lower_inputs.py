@@ -31,7 +31,9 @@ def lower_model(ctx: Context) -> None:
             model = _model(ctx, statement, order)
         except Reported:
             model = None
-    if ctx.model_override is not None:
+    if callable(ctx.model_override):  # a change to the spec's own model, e.g. `--model DIR`
+        model = ctx.model_override(model or ir.Model(span=ir.Span(ctx.root_path, 1, 1, 1, 1)))
+    elif ctx.model_override is not None:
         model = ctx.model_override
     ctx.model = model
     if ctx.shape_override is not None:

@@ -35,6 +35,7 @@ class Settings:
     show_progress: bool = True
     log: object = field(default=sys.stderr, repr=False)
     store: object = field(default=None, repr=False)  # resume.ResultStore: finished ops on disk
+    report_op: object = field(default=None, repr=False)  # (number, total, op_id) -> None; default: a log line
 
 
 @dataclass
@@ -67,7 +68,9 @@ class Executor:
         waiting = {op_id: self.graph.out_degree(op_id) for op_id in order}
         for number, op_id in enumerate(order, 1):
             op = self.graph.nodes[op_id]["op"]
-            if self.settings.show_progress:
+            if self.settings.report_op is not None:
+                self.settings.report_op(number, len(order), op_id)
+            elif self.settings.show_progress:
                 print(f"[{number}/{len(order)}] {op_id}", file=self.settings.log, flush=True)
             try:
                 self.values[op_id] = self._execute(op)

@@ -31,7 +31,7 @@ import networkx as nx
 from circ.compiler import ir
 from circ.runtime.results.write import write_atomic
 
-import circ
+from circ.version import __version__
 
 CACHE_FOLDER = ".circ-cache"
 STORED_KINDS = ("analysis",)
@@ -94,7 +94,7 @@ def open_store(out: Path, spec: ir.Spec, graph: nx.DiGraph, loaded, *, seed: int
 
 def op_keys(spec: ir.Spec, graph: nx.DiGraph, loaded, *, seed: int, batch_size: int) -> dict[str, str]:
     """The content hash of every op of the plan (see the module docstring)."""
-    shared = {"circ": circ.__version__, "seed": seed, "batch_size": batch_size,
+    shared = {"circ": __version__, "seed": seed, "batch_size": batch_size,
               "model": model_identity(loaded)}
     keys: dict[str, str] = {}
     for op_id in nx.lexicographical_topological_sort(graph):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from circ.compiler import ir
 
-import circ
+from circ.version import __version__
 
 PER_PROMPT = "per_prompt"  # kernels' per-prompt values: kept out of results.json, in per_prompt.json
 
@@ -17,7 +17,7 @@ def _versions() -> dict:
     import torch
     import transformer_lens
 
-    return {"circ": circ.__version__, "torch": torch.__version__,
+    return {"circ": __version__, "torch": torch.__version__,
             "transformer_lens": getattr(transformer_lens, "__version__", None) or version("transformer-lens")}
 
 
@@ -56,7 +56,7 @@ def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: 
                 for name in (c.name for c in spec.circuits)}
     first = spec.circuits[0].name if spec.circuits else None
     return {
-        "circ_version": circ.__version__,
+        "circ_version": __version__,
         "spec": {"name": spec.name, "path": spec.path,
                  "sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest()},
         "model": _model_entry(loaded, spec),

@@ -1,0 +1,227 @@
+"""A run's results as Python objects: analyses as rows (and pandas tables), circuits
+with their members, categories and edges, expectations; saved as the files
+`circ run` writes, read back with `circ.load_results`, shown inline in Jupyter.
+
+The dictionary under `Results.data` is exactly results.json (docs/results.md)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One `expect` line and what the run found."""
+
+    text: str
+    line: int | None
+    value: object
+    op: str | None
+    threshold: object
+    passed: bool
+    reason: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> "Expectation":
+        return cls(str(entry.get("text", "")), entry.get("line"), entry.get("value"), entry.get("op"),
+                   entry.get("threshold"), bool(entry.get("passed")), entry.get("reason"))
+
+
+class AnalysisResult:
+    """One analysis of the run: its kind, dataset, metric and values by node id."""
+
+    def __init__(self, name: str, entry: dict):
+        self.name = name
+        self.entry = entry
+
+    @property
+    def kind(self) -> str:
+        return self.entry.get("kind", "")
+
+    @property
+    def dataset(self) -> str | None:
+        return self.entry.get("dataset")
+
+    @property
+    def metric(self) -> str | None:
+        return self.entry.get("metric")
+
+    @property
+    def values(self) -> dict:
+        """Node id (or `SRC->DST` edge) to value, as in results.json."""
+        return dict(self.entry.get("values") or {})
+
+    @property
+    def stderr(self) -> dict:
+        return dict(self.entry.get("stderr") or {})
+
+    @property
+    def n(self) -> int | None:
+        return self.entry.get("n")
+
+    def rows(self) -> list[dict]:
+        """One flat row per value: node (and position, dataset or rank for nested
+        values), value, stderr, n."""
+        stderr, n = self.stderr, self.n
+        levels = _NESTED_LEVELS.get(self.kind, ("key", "subkey"))
+        rows = []
+        for key, value in self.values.items():
+            for extra, leaf in _leaves(value, levels):
+                row = {"node": key, **extra, "value": leaf}
+                if not extra:
+                    row["stderr"] = stderr.get(key)
+                    row["n"] = n
+                rows.append(row)
+        return rows
+
+    def to_pandas(self):
+        """The rows as a pandas DataFrame (pandas is needed only here)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+        return pandas.DataFrame(self.rows())
+
+    def __repr__(self) -> str:
+        return f"<AnalysisResult {self.name}: {self.kind}, {len(self.values)} values>"
+
+
+class CircuitResult:
+    """A circuit the run chose: its members in order, their categories and scores, edges."""
+
+    def __init__(self, name: str, entry: dict):
+        self.name = name
+        self.nodes = list(entry.get("nodes") or [])
+        self.edges = list(entry.get("edges") or [])
+
+    @property
+    def members(self) -> list[str]:
+        return [node["id"] for node in self.nodes]
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for node in self.nodes:
+            if node.get("category"):
+                found.setdefault(node["category"], []).append(node["id"])
+        return found
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {node["id"]: node.get("score") for node in self.nodes}
+
+    def __contains__(self, node_id: str) -> bool:
+        return node_id in self.members
+
+    def __iter__(self):
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __repr__(self) -> str:
+        return f"<CircuitResult {self.name}: {', '.join(self.members) or 'empty'}>"
+
+
+class Results:
+    """What a run produced. `data` is results.json's dictionary; `spec_text` the spec."""
+
+    def __init__(self, data: dict, spec_text: str = "", *, renders: tuple = ()):
+        self.data = data
+        self.spec_text = spec_text
+        self.renders = tuple(renders)  # (circuit name, relative path) the spec asks for
+
+    @property
+    def name(self) -> str:
+        return str((self.data.get("spec") or {}).get("name", ""))
+
+    @property
+    def analyses(self) -> list[str]:
+        return list(self.data.get("analyses") or {})
+
+    def analysis(self, name: str) -> AnalysisResult:
+        entries = self.data.get("analyses") or {}
+        if name not in entries:
+            raise KeyError(f"no analysis {name!r}; the run has {', '.join(entries) or 'none'}")
+        return AnalysisResult(name, entries[name])
+
+    @property
+    def circuits(self) -> list[str]:
+        return list(self.data.get("circuits") or {})
+
+    def circuit(self, name: str | None = None) -> CircuitResult:
+        """The circuit `name`, or the spec's first circuit."""
+        entries = self.data.get("circuits") or {}
+        if name is None:
+            name = (self.data.get("circuit") or {}).get("name")
+        if name not in entries:
+            raise KeyError(f"no circuit {name!r}; the run has {', '.join(entries) or 'none'}")
+        return CircuitResult(name, entries[name])
+
+    @property
+    def expectations(self) -> list[Expectation]:
+        return [Expectation.from_entry(e) for e in self.data.get("expectations") or []]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every expectation holds (True when there are none)."""
+        return all(e.passed for e in self.expectations)
+
+    def summary(self) -> str:
+        """The text `circ run` prints."""
+        from circ.runtime.render.summary import summarize
+
+        return summarize(self.data)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write results.json, the diagrams the spec renders and report.html into
+        `folder`; return the path of results.json. A diagram that cannot be drawn
+        (Graphviz missing) is a warning; the other files are still written."""
+        import warnings
+
+        from circ.runtime.render.outputs import write_outputs
+
+        path, problems = write_outputs(self.data, self.spec_text, Path(folder), self.renders)
+        for problem in problems:
+            warnings.warn(problem, stacklevel=2)
+        return path
+
+    def _repr_html_(self) -> str:
+        from circ.runtime.render.notebook import compact_report
+
+        return compact_report(self.data)
+
+    def __repr__(self) -> str:
+        verdict = "all expectations hold" if self.passed else "an expectation fails"
+        return (f"<Results {self.name}: {len(self.analyses)} analyses, {len(self.circuits)} circuits, "
+                f"{len(self.expectations)} expectations, {verdict}>")
+
+
+def load_results(path: str | Path) -> Results:
+    """Results read from a results.json file, or from the folder holding one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "analyses" not in data:
+        raise ValueError(f"{path} is not a circ results.json")
+    return Results(data)
+
+
+_NESTED_LEVELS = {"attention": ("position",), "subspace": ("dataset", "rank")}
+
+
+def _leaves(value, levels: tuple, prefix: dict | None = None):
+    """(the keys of each nesting level by name, number) for a value that may nest."""
+    prefix = prefix or {}
+    if isinstance(value, dict):
+        level = levels[min(len(prefix), len(levels) - 1)]
+        for key, inner in value.items():
+            yield from _leaves(inner, levels, {**prefix, level: key})
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield prefix, float(value) if math.isfinite(value) else math.nan
+    else:
+        yield prefix, value
+
