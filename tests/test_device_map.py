@@ -56,7 +56,7 @@ def test_a_bad_map_in_a_spec_is_a_diagnostic_at_the_model_line(spec_folder):
     (spec_folder / "s.circ").write_text('model hf("model", device_map="nowhere.json")\n' + BODY)
     stderr = io.StringIO()
     assert run_spec(str(spec_folder / "s.circ"), str(spec_folder / "bad"), model=None, device=None, batch_size=4,
-                    seed=0, trust_remote_code=False, progress=False, stderr=stderr) == 1
+                    seed=0, trust_remote_code=False, progress=False, stderr=stderr) == 2
     error = stderr.getvalue()
     assert "s.circ:1:1: error[E600]: device map 'nowhere.json' is not auto" in error
     assert "Traceback" not in error
