@@ -41,17 +41,10 @@ def gpt2_small(seed: int = 0):
     """A LoadedModel around a random GPT-2-small-shaped model and a word-level tokenizer."""
     import torch
     from circ.runtime.models.loading import LoadedModel, shape_of
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformer_lens.model_bridge import TransformerBridge
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    vocab = {"<bos>": 0, "<pad>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, VOCAB)}}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    folder = tempfile.mkdtemp(prefix="circ-bench-tokenizer-")
-    PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<bos>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(folder)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    tokenizer = word_tokenizer(VOCAB)
     torch.manual_seed(seed)
     config = GPT2Config(n_layer=12, n_head=12, n_embd=768, vocab_size=VOCAB, n_positions=1024,
                         bos_token_id=0, eos_token_id=0, pad_token_id=1)
@@ -61,7 +54,21 @@ def gpt2_small(seed: int = 0):
                        tokenizer=bridge.tokenizer, source="memory", location=None, dtype="float32", device="cpu")
 
 
-def word_prompts(loaded, n: int, tokens: int, seed: int = 1):
+def word_tokenizer(size: int):
+    """A word-level tokenizer of `size` tokens: <bos>, <pad>, <unk>, then w3, w4, ..."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<bos>": 0, "<pad>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, size)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    folder = tempfile.mkdtemp(prefix="circ-bench-tokenizer-")
+    PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<bos>", pad_token="<pad>",
+                            unk_token="<unk>").save_pretrained(folder)
+    return PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def word_prompts(loaded, n: int, tokens: int, seed: int = 1, vocab: int = VOCAB):
     """(clean, corrupted) Prompts of `tokens` tokens (BOS + words); every corrupted word
     differs from the clean one at its position; answers and wrong answers shared."""
     import random
@@ -72,9 +79,9 @@ def word_prompts(loaded, n: int, tokens: int, seed: int = 1):
     rng = random.Random(seed)
     clean, corrupted = [], []
     for line in range(1, n + 1):
-        words = [rng.randrange(3, VOCAB) for _ in range(tokens - 1)]
-        other = [(w + rng.randrange(1, VOCAB - 3) - 3) % (VOCAB - 3) + 3 for w in words]
-        answer, wrong = rng.sample(range(3, VOCAB), 2)
+        words = [rng.randrange(3, vocab) for _ in range(tokens - 1)]
+        other = [(w + rng.randrange(1, vocab - 3) - 3) % (vocab - 3) + 3 for w in words]
+        answer, wrong = rng.sample(range(3, vocab), 2)
         for out, ids in ((clean, words), (corrupted, other)):
             out.append(Example(prompt=" ".join(f"w{i}" for i in ids), answer=f"w{answer}", wrong=(f"w{wrong}",), line=line))
     return (tokenize(loaded, clean, source_name="clean"), tokenize(loaded, corrupted, source_name="corrupted"))
@@ -176,7 +183,7 @@ def bench_exact(c: Context) -> dict:
         tl_values, tl_time = timed(lambda: get_act_patch_attn_head_out_all_pos(
             bridge, c.corrupted.tokens, clean_cache, tl_metric, index_axis_names=None, index_df=index))
     tl_all = tl_time.per(len(c.picked)).times(len(c.nodes))
-    print(f"  TransformerLens get_act_patch_attn_head_out_all_pos, {len(c.picked)} heads (one per layer): {tl_time}; "
+    print(f"  TransformerLens get_act_patch_attn_head_out_all_pos, {len(c.picked)} heads (spread over the layers): {tl_time}; "
           f"per node {tl_time.per(len(c.picked))}; clean cache {cache_time}")
     hand, hand_time = timed(lambda: hand_written_loop(c, clean_cache))
     hand_all = hand_time.per(len(c.few)).times(len(c.nodes))

@@ -22,11 +22,13 @@ class Expectation:
     threshold: object
     passed: bool
     reason: str | None = None
+    detail: str | None = None  # membership and set relations: what was found
 
     @classmethod
     def from_entry(cls, entry: dict) -> "Expectation":
         return cls(str(entry.get("text", "")), entry.get("line"), entry.get("value"), entry.get("op"),
-                   entry.get("threshold"), bool(entry.get("passed")), entry.get("reason"))
+                   entry.get("threshold"), bool(entry.get("passed")), entry.get("reason"),
+                   entry.get("detail"))
 
 
 class AnalysisResult:

@@ -52,6 +52,12 @@ CODES = {
     "E318": "path receiver not downstream of any sender",
     "E319": "node not among the analysis's nodes",
     "E320": "dataset not evaluated by the analysis",
+    "E321": "unknown position name",
+    "E322": "position missing from a dataset it is read on",
+    "E330": "expectation operands of the wrong form",
+    "E331": "edge not measured by the analysis",
+    "E332": "invalid attention target",
+    "E333": "value not defined on the dataset's clean run",
     "E340": "`max` or `metric` in a rule without scores",
     "E341": "normalized metric with a source that does not run the model",
     "E401": "layer out of range",
@@ -65,6 +71,8 @@ CODES = {
     "E504": "file is not UTF-8",
     "E505": "cannot read file",
     "E506": "model not found",
+    "E510": "render path leaves the output folder",
+    "E511": "model shape beyond what circ can check",
 }
 
 

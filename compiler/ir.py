@@ -125,6 +125,7 @@ class Position:
     kind: str  # "last" | "all" | "named" | "index"
     name: str | None = None
     index: int | None = None
+    span: Span = _span()
 
     def __str__(self) -> str:
         if self.kind == "named":
@@ -218,12 +219,14 @@ class Field:
 class Attends:
     position: str
     span: Span = _span()
+    position_span: Span = _span()
 
 
 @dataclass(frozen=True)
 class Spread:
     position: str
     span: Span = _span()
+    position_span: Span = _span()
 
 
 @dataclass(frozen=True)
@@ -352,10 +355,14 @@ class Category:
 # --------------------------------------------------------------------------- expectations
 @dataclass(frozen=True)
 class Quantity:
-    """A number read from results: `analysis` (an analysis name, including the
-    implicit analyses the checker creates for inline calls such as
+    """A number read from an analysis's results: `analysis` (an analysis name,
+    including the implicit analyses the checker creates for inline calls such as
     `faithfulness(...)`), then `accessor` with its arguments, e.g.
-    Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 4)))."""
+    Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 4))).
+
+    accessors: "value", "total", "node" (node), "recovered" (dataset, rank or
+    max_rank), "edge" (sender, receiver), "attention" (node, position), "rank" (node:
+    its 1-based place by |value| among the analysis's nodes)."""
 
     analysis: str
     accessor: str = "value"
@@ -364,15 +371,55 @@ class Quantity:
 
 
 @dataclass(frozen=True)
+class Count:
+    """The number of nodes in a node set (`count(output)`)."""
+
+    nodes: NodeSet
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """The share of a dataset's prompts whose answer has the highest logit among the
+    prompt's options, on the clean run (`accuracy(clean)`)."""
+
+    dataset: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class MetricMean:
+    """A metric's mean over a dataset's clean run (`metric(ld, on=letters)`)."""
+
+    metric: str
+    dataset: str
+    span: Span = _span()
+
+
+Number = Union[Quantity, Count, Accuracy, MetricMean]
+
+
+@dataclass(frozen=True)
 class Expectation:
-    left: Quantity
+    """One claim, in one of three forms:
+      a number:   left a `Number`, op a comparison, right a float;
+      membership: left a `Node`, op "in", right a `NodeSet`;
+      relation:   left and right `NodeSet`s, op a comparison read as a set relation
+                  (`==`, `!=`, `<=` subset, `<` proper subset, `>=`, `>`)."""
+
+    left: Union[Number, Node, NodeSet]
     op: str
-    right: float
+    right: Union[float, NodeSet]
     span: Span = _span()
 
     @property
-    def text(self) -> str:
-        return f"{self.left.analysis}.{self.left.accessor} {self.op} {self.right}"
+    def form(self) -> str:
+        """"number", "membership" or "relation"."""
+        if isinstance(self.left, Node):
+            return "membership"
+        if isinstance(self.left, (NodeList, Select)):
+            return "relation"
+        return "number"
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def run(folder, text):
 
 
 def assert_refused(folder, code, stderr, forwards, spec_line):
-    assert code == 2, stderr
+    assert code == 2, stderr  # a broken dataset or model: the run could not finish
     assert stderr.startswith(f"{folder / 'spec.circ'}:{spec_line}:1: error[E600]: "), stderr
     assert "Traceback" not in stderr
     assert not (folder / "out" / "results.json").exists()

@@ -65,13 +65,24 @@ def test_case_study_spec_lowers_as_written():
     assert lowrank.option("ranks") == (1, 2, 3, 4, 8, "full")
     assert lowrank.option("eval") == ("letters", "numbers")
     quantities = [e.left for e in spec.expectations]
-    assert quantities[0] == ir.Quantity("dla", "total")
-    assert quantities[2] == ir.Quantity("output_only", "value")
-    assert quantities[3] == ir.Quantity("_expect4_faithfulness", "value")
-    assert spec.analysis("_expect4_faithfulness").source == ir.PatchSource("mean", "clean")
-    assert quantities[4] == ir.Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 8)))
-    assert [(e.op, e.right) for e in spec.expectations] == [
-        (">", 10.0), (">", 2.0), ("<", 0.5), (">=", 0.8), (">=", 0.9), ("<", 0.9)]
+    assert quantities[:3] == [ir.Accuracy("clean"), ir.MetricMean("ld", "letters"),
+                              ir.MetricMean("ld", "numbers")]
+    assert quantities[3] == ir.Quantity("dla", "total")
+    assert quantities[5] == ir.Quantity("dla", "rank", (("node", "L1.H0"),))
+    assert quantities[6] == ir.Node(1, "head", 0)
+    assert spec.expectations[6].right == ir.Select("output", category="correct_letter")
+    assert quantities[7] == ir.Quantity("attn", "attention", (("node", "L1.H0"), ("position", "answer_text")))
+    assert quantities[8] == ir.Quantity("paths", "edge", (("sender", "L0.MLP"), ("receiver", "L1.H0.q")))
+    assert (quantities[9], spec.expectations[9].right) == (ir.Select("output"), ir.Select("circuit"))
+    assert quantities[10] == ir.Quantity("output_only", "value")
+    assert quantities[11] == ir.Quantity("_expect12_faithfulness", "value")
+    assert spec.analysis("_expect12_faithfulness").source == ir.PatchSource("mean", "clean")
+    assert quantities[12] == ir.Quantity("lowrank", "recovered", (("dataset", "clean"), ("max_rank", 8)))
+    assert [e.form for e in spec.expectations] == ["number"] * 6 + ["membership", "number", "number",
+                                                                     "relation"] + ["number"] * 4
+    assert [(e.op, e.right) for e in spec.expectations if e.form == "number"] == [
+        (">=", 0.98), (">", 5.0), (">", 5.0), (">", 10.0), (">", 2.0), ("<=", 2.0), (">", 0.9),
+        (">", 5.0), ("<", 0.5), (">=", 0.8), (">=", 0.9), ("<", 0.9)]
     assert {c.attention for c in spec.categories} == {"_attn_output", "_attn_circuit"}
     assert spec.analysis("_attn_output") == ir.Analysis(
         "_attn_output", "attention", ir.Select("output"), "clean", options=(("query", ir.LAST),))

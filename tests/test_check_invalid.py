@@ -2,12 +2,15 @@
 
 Each file in tests/fixtures/invalid/ starts with `# expect: CODE [FILE:]LINE:COL, ...`
 listing every diagnostic the file must produce (FILE when it is in another file).
+A second line `# check --model PATH` checks it as `circ check --model PATH` would
+(PATH relative to the fixture's folder).
 """
 from pathlib import Path
 
 import pytest
 from circ.compiler.api import compile_file
 from circ.compiler.diagnostics import CODES, CircError
+from circ.running import model_from_option
 
 INVALID = Path(__file__).parent / "fixtures" / "invalid"
 FIXTURES = sorted(INVALID.glob("*.circ"))
@@ -25,6 +28,15 @@ def expected_diagnostics(path: Path) -> set[tuple[str, str, int, int]]:
     return found
 
 
+def compile_fixture(path: Path):
+    lines = path.read_bytes().split(b"\n", 2)
+    option = lines[1].decode("ascii", "replace") if len(lines) > 1 else ""
+    if not option.startswith("# check --model "):
+        return compile_file(path)
+    model = str((path.parent / option[len("# check --model "):]).resolve())
+    return compile_file(path, model_override=lambda base: model_from_option(model, base))
+
+
 def test_there_are_at_least_thirty_invalid_fixtures():
     assert len(FIXTURES) >= 30
 
@@ -32,7 +44,7 @@ def test_there_are_at_least_thirty_invalid_fixtures():
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_invalid_fixture_reports_announced_diagnostics(path):
     with pytest.raises(CircError) as caught:
-        compile_file(path)
+        compile_fixture(path)
     got = {(d.code, Path(d.span.path).name, d.span.line, d.span.col)
            for d in caught.value.diagnostics}
     assert got == expected_diagnostics(path)
@@ -43,7 +55,7 @@ def test_invalid_fixture_reports_announced_diagnostics(path):
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_rendered_diagnostics_point_at_the_source(path):
     with pytest.raises(CircError) as caught:
-        compile_file(path)
+        compile_fixture(path)
     rendered = caught.value.render()
     first = caught.value.diagnostics[0]
     assert rendered.splitlines()[0] == (

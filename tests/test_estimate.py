@@ -49,6 +49,13 @@ def _tiny_gpt2_config():
 
 
 @pytest.mark.parametrize("make_config", [_tiny_llama_config, _tiny_gpt2_config])
+def test_patches_of_llama_and_gpt2_configs_are_counted_as_resumed(make_config):
+    """The fast engine runs both families (grouped keys and values included)."""
+    assert from_config(make_config().to_dict(), "tiny").resumable
+    assert NAMED_SHAPES["llama-7b"].resumable and not NAMED_SHAPES["chinchilla-70b"].resumable
+
+
+@pytest.mark.parametrize("make_config", [_tiny_llama_config, _tiny_gpt2_config])
 def test_config_shapes_count_the_parameters_of_the_real_model(make_config):
     from transformers import AutoModelForCausalLM
 

@@ -174,11 +174,11 @@ def test_direct_logit_difference_is_read_along_one_direction(deep, prompts, monk
 
 
 def test_models_the_engine_cannot_run_fall_back_to_hooks(deep, prompts, monkeypatch):
-    class Rotary:
-        positional_embedding_type = "rotary"
+    class Alibi:
+        positional_embedding_type = "alibi"
 
     assert unsupported_reason(deep.bridge.cfg) is None
-    assert unsupported_reason(Rotary()) == "positions are not absolute embeddings"
+    assert unsupported_reason(Alibi()) == "positions are neither absolute nor rotary embeddings"
     monkeypatch.setattr(Resumer, "reproduces", lambda self, tokens: False)
     assert resumer_for(deep, prompts, "auto") is None
     with pytest.raises(AnalysisError, match="fast kernel cannot run this model"):

@@ -71,6 +71,25 @@ def test_png_is_a_real_image(tmp_path, results):
     assert width > 300 and height > 300
 
 
+@needs_dot
+def test_pdf_is_a_real_document(tmp_path, results):
+    data = render(circuit_dot(results), tmp_path / "circuit.pdf").read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+
+
+@needs_dot
+def test_circ_render_writes_a_pdf(tmp_path):
+    from click.testing import CliRunner
+
+    from circ.cli.main import main
+
+    out = tmp_path / "hypothesis.pdf"
+    spec = Path(__file__).parent.parent / "specs" / "mcq_correct_letter.circ"
+    done = CliRunner().invoke(main, ["render", str(spec), "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    assert out.read_bytes().startswith(b"%PDF-")
+
+
 def test_dot_suffix_writes_the_text(tmp_path, results):
     text = circuit_dot(results)
     assert render(text, tmp_path / "c.dot").read_text() == text
@@ -108,8 +127,8 @@ def test_missing_graphviz_writes_dot_and_says_how_to_install(tmp_path, monkeypat
 
 
 def test_unknown_suffix_is_refused(tmp_path, results):
-    with pytest.raises(RenderError, match=r"must end in \.svg, \.png, \.dot"):
-        render(circuit_dot(results), tmp_path / "circuit.pdf")
+    with pytest.raises(RenderError, match=r"must end in \.svg, \.png, \.pdf, \.dot"):
+        render(circuit_dot(results), tmp_path / "circuit.jpg")
     assert not list(tmp_path.iterdir())
 
 

@@ -118,7 +118,7 @@ def test_a_path_outside_the_spec_folder_is_only_read_as_data(nested, tmp_path, t
                                    'metric ld = logit_diff at last\n'
                                    'analysis a = attribute(heads, on=clean, metric=ld)\n')
     code, stderr = run(nested / "s.circ", tmp_path / "out")
-    assert code == 2
+    assert code == 2  # a broken dataset
     assert f"{tmp_path / 'etc' / 'passwd'}:1: not valid JSON" in stderr
     assert "SECRET-VALUE" not in stderr and "Traceback" not in stderr
     assert not marker.exists()
@@ -128,7 +128,7 @@ def test_a_path_outside_the_spec_folder_is_only_read_as_data(nested, tmp_path, t
 def test_diagrams_are_never_written_outside_the_output_folder(tmp_path, tiny_dir, target):
     (tmp_path / "s.circ").write_text(f'model hf("{tiny_dir}")\ncircuit c = [L0.H1]\nrender c to "{target}"\n')
     code, stderr = run(tmp_path / "s.circ", tmp_path / "out")
-    assert code == 2 and "s.circ:3:1: error[E600]: cannot render to" in stderr
+    assert code == 2 and "s.circ:3:13: error[E510]: cannot render to" in stderr
     assert not (tmp_path / "escape.dot").exists() and not (tmp_path / "escape.svg").exists()
     assert not (tmp_path / "out").exists()
 
@@ -194,7 +194,7 @@ def test_only_the_flag_lets_remote_code_run(tmp_path, tiny_dir, monkeypatch, arg
     monkeypatch.setattr(models, "load_model", refuse)
     (tmp_path / "s.circ").write_text(f'model hf("{tiny_dir}")\n')
     result = CliRunner().invoke(main, ["run", str(tmp_path / "s.circ"), "--out", str(tmp_path / "out"), *argv])
-    assert result.exit_code == 2
+    assert result.exit_code == 2  # the model could not load
     assert seen == [expected]
 
 

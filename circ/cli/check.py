@@ -1,16 +1,19 @@
-"""`circ check`: compile each file and print its diagnostics, or `PATH: ok`."""
+"""`circ check`: compile each file and print its diagnostics, or `PATH: ok`.
+With `--model M`, ranges are checked against the model `circ run --model M` uses."""
 from __future__ import annotations
 
 from circ.compiler.api import compile_file
 from circ.compiler.diagnostics import CircError
+from circ.running import model_from_option
 
 
-def check_paths(paths, err) -> int:
+def check_paths(paths, err, model: str | None = None) -> int:
     """Check every file; print diagnostics (or `PATH: ok`) to `err`; 1 if any failed."""
+    override = (lambda base: model_from_option(model, base)) if model is not None else None
     status = 0
     for path in paths:
         try:
-            compile_file(path)
+            compile_file(path, model_override=override)
         except CircError as error:
             print(error.render(), file=err)
             status = 1

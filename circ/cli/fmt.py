@@ -1,12 +1,14 @@
-"""`circ fmt`: rewrite specs in canonical layout, or list those that would change."""
+"""`circ fmt`: rewrite specs in canonical layout, or list those that would change.
+A spec is rewritten atomically with its own permissions, never through a symbolic
+link (`safe_write`)."""
 from __future__ import annotations
 
 import os
-import tempfile
 
 from circ.compiler.diagnostics import CircError
 from circ.compiler.syntax.fmt import format_source
 from circ.compiler.syntax.spec_files import read_text
+from circ.runtime.results.safe_write import write_inside
 
 
 def fmt_paths(paths, check: bool, out, err) -> int:
@@ -30,16 +32,17 @@ def fmt_paths(paths, check: bool, out, err) -> int:
             print(f"would reformat {path}", file=out)
             status = 1
         else:
-            _write_atomically(path, formatted)
+            try:
+                _rewrite(path, formatted)
+            except OSError as error:
+                print(f"circ: cannot rewrite {path}: {error.strerror or error}", file=err)
+                status = 1
+                continue
             print(f"reformatted {path}", file=err)
     return status
 
 
-def _write_atomically(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".circ-fmt-")
-    with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-        stream.write(text)
-    mode = os.stat(path).st_mode & 0o777
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+def _rewrite(path: str, text: str) -> None:
+    full = os.path.abspath(path)
+    mode = os.stat(full, follow_symlinks=False).st_mode & 0o7777
+    write_inside(os.path.dirname(full), os.path.basename(full), text, mode=mode)

@@ -13,11 +13,13 @@ def main():
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def check(files):
+@click.option("--model", help="Check against this model instead of the spec's, as `run --model` "
+              "would run it: demo, a local directory, a .gguf file or a cached model name.")
+def check(files, model):
     """Check specs: names, argument types, node ranges against the model."""
     from circ.cli.check import check_paths
 
-    sys.exit(check_paths(files, sys.stderr))
+    sys.exit(check_paths(files, sys.stderr, model))
 
 
 @main.command()
@@ -117,7 +119,7 @@ def diff(operands, fmt, threshold, results, git_driver):
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=True, exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Output file: .svg, .png or .dot.")
+              help="Output file: .svg, .png, .pdf or .dot.")
 @click.option("--circuit", help="Which circuit to draw [default: the spec's first].")
 def render(source, output, circuit):
     """Draw a circuit from a results.json (or folder) or, before a run, from a spec."""

@@ -4,20 +4,26 @@ the diagrams the spec asks for and report.html (and per_prompt.json with
 (the hypothesis is refuted), 2 the spec, its data or its model is broken or the run
 could not finish. Errors from the spec, its datasets or its model are printed as
 diagnostics at the spec line they concern, never as a traceback, and never leave a
-partial results file. The run itself goes through `circ.running`, as `circ.run` does."""
+partial results file. The run itself goes through `circ.running`, as `circ.run` does.
+The output folder is tried with a probe write before anything runs; when writing
+there fails after the run, the results are kept in a fresh temporary folder and
+the run says where (exit 2)."""
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from circ.compiler import ir
-from circ.compiler.diagnostics import CircError, Diagnostic
-from circ.running import RUN_ERROR, RunOptions, load, model_from_option, run_loaded
+from circ.compiler.diagnostics import CircError
+from circ.running import RunOptions, load, model_from_option, run_loaded
 from circ.runtime.execute.resume_store import CACHE_FOLDER
+from circ.runtime.results.safe_write import probe_folder
 
 HOLDS, REFUTED, BROKEN = 0, 1, 2  # exit codes
+NOT_WRITTEN = BROKEN  # the output folder cannot hold the results: the run could not finish
 
 
 def _override(model: str | None, device: str | None, device_map: str | None = None):
@@ -55,10 +61,17 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
                          resume=resume, executor=executor, address=address,
                          trust_remote_code=trust_remote_code, started=started)
     try:
-        _check_render_targets(spec)
+        probe_folder(out)
+    except OSError as error:
+        print(f"circ: cannot write to the output folder {out}: {error.strerror or error}; "
+              "nothing was run", file=stderr)
+        return NOT_WRITTEN
+    try:
         return _run(spec, out, options, stdout, stderr, per_prompt)
     except CircError as error:
         print(error.render(), file=stderr)
+        # E600: the model or a dataset is broken and the run could not finish; any other
+        # code is the spec's own error, found once a shapeless model has loaded: broken too
         return BROKEN
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
@@ -67,7 +80,6 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
 
 
 def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr, per_prompt: bool = False) -> int:
-    from circ.runtime.render.outputs import write_outputs
     from circ.runtime.render.summary import summarize
     from circ.runtime.results.assemble import spec_sources
     from circ.runtime.results.write import write_results
@@ -79,23 +91,35 @@ def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr, per_prom
         print(f"circ: reused {finished.reused} finished analyses from {out / CACHE_FOLDER}", file=stderr)
     results = finished.results
     renders = tuple((r.circuit, r.path) for r in finished.spec.renders)
-    written, problems = write_outputs(results, sources.get(spec.path, ""), out, renders)
-    for problem in problems:
-        print(f"circ: {problem}", file=stderr)
-    if per_prompt:
-        write_results(out / "per_prompt.json", finished.per_prompt)
+    written = _keep(results, sources.get(spec.path, ""), out, renders, stderr)
     print(summarize(results), file=stdout, end="")
+    if written is None:
+        return NOT_WRITTEN
+    if per_prompt:
+        write_results(written.parent / "per_prompt.json", finished.per_prompt)
     print(f"results: {written}", file=stdout)
+    if written.parent != out:
+        return NOT_WRITTEN
     failed = [e for e in results["expectations"] if not e["passed"]]
     return REFUTED if failed else HOLDS
 
 
-def _check_render_targets(spec: ir.Spec) -> None:
-    """Diagrams are written inside the output folder, never elsewhere."""
-    from circ.runtime.results.assemble import spec_sources
+def _keep(results: dict, spec_text: str, out: Path, renders: tuple, stderr) -> Path | None:
+    """Write the run's files into `out`, or, when results.json cannot be written
+    there, into a fresh temporary folder; the path of results.json (None when
+    neither folder could hold it)."""
+    from circ.runtime.render.outputs import write_outputs
 
-    outside = [r for r in spec.renders if Path(r.path).is_absolute() or ".." in Path(r.path).parts]
-    if outside:
-        raise CircError([Diagnostic(RUN_ERROR, f"cannot render to `{r.path}`: diagrams are written inside "
-                                    "the output folder; give a relative path without `..`", r.span)
-                         for r in outside], spec_sources(spec))
+    for folder in (out, None):
+        folder = folder or Path(tempfile.mkdtemp(prefix="circ-results-"))
+        try:
+            written, problems = write_outputs(results, spec_text, folder, renders)
+        except OSError as error:
+            print(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}", file=stderr)
+            continue
+        for problem in problems:
+            print(f"circ: {problem}", file=stderr)
+        if folder != out:
+            print(f"circ: the results are kept in {folder} instead of {out}", file=stderr)
+        return written
+    return None

@@ -137,14 +137,14 @@ def _source(ctx, e, param, use):
 def _position(ctx, e, param, use):
     if isinstance(e, s.Name):
         if e.name in ("last", "all"):
-            return ir.Position(e.name)
-        return ir.Position("named", name=e.name)
+            return ir.Position(e.name, span=e.span)
+        return ir.Position("named", name=e.name, span=e.span)
     if isinstance(e, s.Num) and isinstance(e.value, int):
         shape = ctx.shape
         if shape is not None and not -shape.n_ctx <= e.value < shape.n_ctx:
             ctx.fail("E403", f"position {e.value} is outside the model's context of "
                      f"{shape.n_ctx} tokens", e.span)
-        return ir.Position("index", index=e.value)
+        return ir.Position("index", index=e.value, span=e.span)
     expect_kind(ctx, e, "a position (last, all, a named position or an integer index)")
 
 

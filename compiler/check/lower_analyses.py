@@ -137,13 +137,13 @@ def _check_path_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -
     if not isinstance(senders, ir.NodeList) or not isinstance(receivers, ir.NodeList):
         return
     for node in receivers.nodes:
-        if senders.nodes and not any(_upstream(sender, node) for sender in senders.nodes):
+        if senders.nodes and not any(upstream(sender, node) for sender in senders.nodes):
             ctx.fail("E318", f"no sender is upstream of {node.id}", receivers.span,
                      "receivers must sit after some sender: a later layer, or the MLP of a "
                      "sender head's layer")
 
 
-def _upstream(sender: ir.Node, receiver: ir.Node) -> bool:
+def upstream(sender: ir.Node, receiver: ir.Node) -> bool:
     if sender.kind == "embed" or sender.layer < receiver.layer:
         return True
     return sender.layer == receiver.layer and sender.kind == "head" and receiver.kind == "mlp"

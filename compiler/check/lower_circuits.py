@@ -1,6 +1,8 @@
 """Lower circuits, their categories and what to render."""
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
 from circ.compiler.check import nodesets
@@ -48,6 +50,9 @@ def _categories(ctx: Context, statement: s.CategoriesStmt, use) -> None:
 def _render(ctx: Context, statement: s.RenderStmt, use) -> ir.Render:
     ctx.lookup(statement.circuit, statement.circuit_span, use, ("circuit",))
     path = statement.path.value
+    if PurePath(path).is_absolute() or path.startswith(("/", "\\")) or ".." in PurePath(path).parts:
+        ctx.fail("E510", f"cannot render to `{path}`: it leaves the output folder", statement.path.span,
+                 "diagrams are written inside the output folder; give a relative path without `..`")
     extension = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if extension not in RENDER_FORMATS:
         ctx.fail("E316", f"cannot render to `{path}`: unknown format", statement.path.span,

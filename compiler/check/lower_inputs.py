@@ -7,7 +7,7 @@ from pathlib import Path
 from circ.compiler import ir
 from circ.compiler.check.binding import CONVERTERS, bind
 from circ.compiler.check.context import Context, Reported
-from circ.compiler.check.model_shape import ShapeError, shape_for
+from circ.compiler.check.model_shape import ShapeError, ShapeTooLarge, shape_for
 from circ.compiler.check.signatures import (
     DERIVATIONS,
     GENERATORS,
@@ -43,6 +43,8 @@ def lower_model(ctx: Context) -> None:
         return
     try:
         ctx.shape = shape_for(model, Path.cwd())
+    except ShapeTooLarge as error:
+        ctx.error("E511", str(error), model.span)
     except ShapeError as error:
         ctx.error("E506", str(error), model.span,
                   "models: demo, hf(\"DIR\"), cache(\"ORG/NAME\") or gguf(\"FILE\")")
@@ -126,8 +128,24 @@ def _derivation(ctx: Context, statement: s.Definition, value: s.MethodCall, use)
     if root is not None and root != "mcq":
         ctx.fail("E307", f"{value.method}() needs multiple-choice prompts, but `{base}` is made "
                  f"by {root}()", value.method_span, "derive from a dataset built with mcq(...)")
+    labels, options = values.get("labels"), _option_count(ctx, base)
+    if isinstance(labels, (str, tuple)) and options is not None and len(labels) != options:
+        span = next(a.value.span for a in value.args if a.name in (None, "labels"))
+        ctx.fail("E304", f"{len(labels)} labels given for the {options} options of `{base}`", span,
+                 "give one label per option, or labels=random_letters or numbers")
     return ir.Dataset(statement.name, value.method, _params(sig.params, values), base=base,
                       span=statement.span)
+
+
+def _option_count(ctx: Context, name: str) -> int | None:
+    """The options per prompt of the mcq dataset at the root of `name`'s derivations."""
+    dataset = ctx.datasets.get(name)
+    while dataset is not None and dataset.base is not None:
+        dataset = ctx.datasets.get(dataset.base)
+    if dataset is None or dataset.kind != "mcq":
+        return None
+    labels = dataset.param("labels", "ABCD")
+    return dataset.param("options") or (len(labels) if isinstance(labels, (str, tuple)) else 4)
 
 
 def _root_kind(ctx: Context, name: str) -> str | None:

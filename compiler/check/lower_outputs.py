@@ -1,20 +1,44 @@
-"""Lower expectations: `QUANTITY OP NUMBER`, where the quantity reads one number
-from an analysis (`A`, `A.value`, `A.total`, `A[NODE]`, `A.recovered(D, rank <= 4)`)
-or from an analysis written inline, which becomes an implicit analysis named
-`_expect{N}_{kind}` (N: the expectation's 1-based position in the spec)."""
+"""Lower expectations. Three forms, told apart by their operands:
+
+  `NUMBER OP N`   NUMBER reads one number: from an analysis (`A`, `A.value`,
+                  `A.total`, `A[NODE]`, `A[SENDER -> RECEIVER]`, `A[HEAD].to(POS)`,
+                  `A.recovered(D, rank <= 4)`, `rank(A, NODE)`), possibly written
+                  inline, which becomes an implicit analysis named `_expect{N}_{kind}`
+                  (N: the expectation's 1-based position in the spec); from a node
+                  set (`count(NODES)`); or from a dataset's clean run
+                  (`accuracy(D)`, `metric(M, on=D)`).
+  `NODE in NODES` membership.
+  `NODES OP NODES` a set relation (`==`, `!=`, `<=` subset, `<`, `>=`, `>`).
+"""
 from __future__ import annotations
 
 from circ.compiler import ir
 from circ.compiler.check import nodesets
 from circ.compiler.check.binding import bind
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.lower_analyses import analysis_call, lower_analysis
-from circ.compiler.check.signatures import ACCESSORS, RECOVERED
+from circ.compiler.check.dataset_positions import dataset_positions
+from circ.compiler.check.lower_analyses import analysis_call, lower_analysis, upstream
+from circ.compiler.check.signatures import (
+    ACCESSORS,
+    ANALYSES,
+    ATTENTION_POSITIONS,
+    QUANTITIES,
+    RECOVERED,
+    SELECTABLE_KINDS,
+)
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
 
 _ATTRIBUTES = ("value", "total")
+_METHODS = ("recovered", "to")
+_NODE_KINDS = ("embed", "head", "mlp", "resid", "head_input")
+_NO_OPTIONS = ("induction",)  # generators whose prompts have no answer options
+_SHOWN = {"node": "[NODE]", "total": ".total", "value": ".value",
+          "recovered": ".recovered(DATASET, rank <= N)", "edge": "[SENDER -> RECEIVER]",
+          "attention": "[HEAD].to(POSITION)", "rank": "a rank (rank(A, NODE))"}
+_EDGE_HINT = "write `A[SENDER -> RECEIVER]`, e.g. paths[L0.H0 -> L1.H0.v]"
+_LISTED = 16  # valid nodes named in a hint
 
 
 def lower_expectations(ctx: Context) -> None:
@@ -24,33 +48,174 @@ def lower_expectations(ctx: Context) -> None:
             continue
         number += 1
         try:
-            quantity = _quantity(ctx, statement.left, ctx.use(order, statement), number)
-            ctx.expectations.append(ir.Expectation(quantity, statement.op,
-                                                   float(statement.right.value), statement.span))
+            ctx.expectations.append(_expectation(ctx, statement, ctx.use(order, statement), number))
         except Reported:
             pass
 
 
-def _quantity(ctx: Context, left, use: Use, number: int) -> ir.Quantity:
+def _expectation(ctx: Context, statement: s.ExpectStmt, use: Use, number: int) -> ir.Expectation:
+    left, op, right = statement.left, statement.op, statement.right
+    if op == "in":
+        if not isinstance(left, s.NodeLit):
+            hint = (f"to compare two node sets write `{expr_text(left)} <= {expr_text(right)}`"
+                    if _is_node_set(left) else None)
+            ctx.fail("E330", f"`in` tests one node, such as L1.H0, not `{expr_text(left)}`",
+                     left.span, hint)
+        node = _one_node(ctx, left, f"for several nodes write `{expr_text(left)} <= {expr_text(right)}`")
+        return ir.Expectation(node, "in", _node_set(ctx, right, use), statement.span)
+    if isinstance(right, s.Num):
+        return ir.Expectation(_number(ctx, left, use, number), op, float(right.value), statement.span)
+    if _is_number(left):
+        ctx.fail("E330", f"`{expr_text(left)}` is a number: compare it with a number", right.span,
+                 "node sets are compared with node sets, e.g. `expect output <= circuit`")
+    if not _is_node_set(right):
+        ctx.fail("E330", f"expected a number or a node set after `{op}`, got `{expr_text(right)}`",
+                 right.span, "e.g. expect dla.total > 2, or expect output <= circuit")
+    sides = []
+    for side in (left, right):
+        try:
+            sides.append(_node_set(ctx, side, use))
+        except Reported:
+            pass
+    if len(sides) < 2:
+        raise Reported()
+    return ir.Expectation(sides[0], op, sides[1], statement.span)
+
+
+def _is_number(e) -> bool:
+    """Whether `e` is written like a number (an accessor, a call that is no node-set
+    selection), as opposed to a node set."""
+    if isinstance(e, s.Call):
+        return e.func in QUANTITIES or e.func in ANALYSES
+    if isinstance(e, s.Attr):
+        return e.attr in _ATTRIBUTES
+    return isinstance(e, (s.Index, s.EdgeIndex, s.MethodCall, s.Num))
+
+
+def _is_node_set(e) -> bool:
+    return isinstance(e, (s.Name, s.NodeLit, s.ListLit, s.SetOp, s.Paren, s.Where, s.Attr)) or (
+        isinstance(e, s.Call) and e.func in ("top", "best"))
+
+
+def _node_set(ctx: Context, e, use: Use) -> ir.NodeSet:
+    return nodesets.evaluate(ctx, e, use, _NODE_KINDS)
+
+
+# --------------------------------------------------------------------------- numbers
+def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
+    declared = ctx.declarations.get(left.name) if isinstance(left, s.Name) else None
+    if declared is not None and declared.kind == "circuit":
+        ctx.fail("E330", f"`{left.name}` is a circuit, not a number", left.span,
+                 f"compare count({left.name}) with a number, or `{left.name}` with another node set")
+    if isinstance(left, s.Call) and left.func in QUANTITIES:
+        return _function(ctx, left, use, number)
+    if isinstance(left, s.Call) and left.func not in ANALYSES:
+        ctx.fail("E205", f"unknown function `{left.func}`", left.func_span,
+                 did_you_mean(left.func, list(QUANTITIES) + list(ANALYSES))
+                 or "numbers: count(NODES), accuracy(D), metric(M, on=D), rank(A, NODE), "
+                    "or an analysis such as faithfulness(...)")
     if isinstance(left, s.Attr):
         if left.attr not in _ATTRIBUTES:
             ctx.fail("E308", f"unknown accessor `.{left.attr}`", left.attr_span,
-                     did_you_mean(left.attr, _ATTRIBUTES + ("recovered",)) or
-                     "accessors: .value, .total, [NODE], .recovered(DATASET, rank <= N)")
+                     did_you_mean(left.attr, _ATTRIBUTES + _METHODS) or
+                     "accessors: .value, .total, [NODE], [SENDER -> RECEIVER], [HEAD].to(POSITION), "
+                     ".recovered(DATASET, rank <= N)")
         analysis = _analysis(ctx, left.base, use, number)
         return _checked(ctx, analysis, left.attr, (), left)
     if isinstance(left, s.Index):
         analysis = _analysis(ctx, left.base, use, number)
-        return _checked(ctx, analysis, "node", (("node", _node(ctx, left.index, analysis)),), left)
+        if analysis.kind == "path_patch":
+            ctx.fail("E331", f"`{analysis.name}` is a path_patch analysis: its values are edges, "
+                     f"not nodes", left.index.span, _EDGE_HINT)
+        if analysis.kind == "attention":
+            ctx.fail("E308", f"`{analysis.name}` is an attention analysis: say where the head "
+                     f"looks", left.span, f"e.g. {expr_text(left)}.to(answer_text)")
+        _allowed(ctx, analysis, "node", left)
+        return ir.Quantity(analysis.name, "node", (("node", _node(ctx, left.index, analysis)),),
+                           span=left.span)
+    if isinstance(left, s.EdgeIndex):
+        analysis = _analysis(ctx, left.base, use, number)
+        _allowed(ctx, analysis, "edge", left)
+        return ir.Quantity(analysis.name, "edge", _edge(ctx, left, analysis), span=left.span)
     if isinstance(left, s.MethodCall) and left.method != "on":
-        if left.method != "recovered":
+        if left.method not in _METHODS:
             ctx.fail("E308", f"unknown accessor `.{left.method}(...)`", left.method_span,
-                     did_you_mean(left.method, ("recovered",)))
+                     did_you_mean(left.method, _METHODS))
+        if left.method == "to":
+            return _attention(ctx, left, use, number)
         analysis = _analysis(ctx, left.base, use, number)
         values = bind(ctx, RECOVERED, left.args, left.method_span, use, "recovered()")
         return _checked(ctx, analysis, "recovered", _recovered_args(ctx, analysis, values, left), left)
     analysis = _analysis(ctx, left, use, number)
     return _checked(ctx, analysis, "value", (), left)
+
+
+def _function(ctx: Context, call: s.Call, use: Use, number: int) -> ir.Number:
+    values = bind(ctx, QUANTITIES[call.func], call.args, call.func_span, use, f"{call.func}()")
+    if call.func == "count":
+        return ir.Count(_node_set(ctx, values["nodes"], use), span=call.span)
+    if call.func == "accuracy":
+        _check_options(ctx, values["on"], call.args[0].span)
+        return ir.Accuracy(values["on"], span=call.span)
+    if call.func == "metric":
+        metric = ctx.metrics.get(values["metric"])
+        if metric is not None and (metric.kind == "kl" or metric.normalized):
+            what = "KL divergence from the clean run" if metric.kind == "kl" else "a normalised metric"
+            ctx.fail("E333", f"`{metric.name}` is {what}: it has no value on a clean run alone",
+                     call.args[0].span, "use a logit_diff, prob, logprob, accuracy or loss metric")
+        return ir.MetricMean(values["metric"], values["on"], span=call.span)
+    analysis = _analysis(ctx, values["analysis"], use, number)
+    if analysis.kind not in SELECTABLE_KINDS:
+        ctx.fail("E310", f"`{analysis.name}` is {a_or_an(analysis.kind)} analysis: it has no "
+                 "per-node score to rank by", values["analysis"].span,
+                 "rank nodes of an attribute or patch analysis")
+    node = _node(ctx, values["node"], analysis)
+    return ir.Quantity(analysis.name, "rank", (("node", node),), span=call.span)
+
+
+def _check_options(ctx: Context, name: str, span: ir.Span) -> None:
+    """accuracy() needs prompts with answer options; generators known to have none fail."""
+    dataset = ctx.datasets.get(name)
+    while dataset is not None and dataset.base is not None:
+        dataset = ctx.datasets.get(dataset.base)
+    if dataset is not None and dataset.kind in _NO_OPTIONS:
+        ctx.fail("E333", f"`{name}` has no answer options ({dataset.kind} prompts): accuracy "
+                 "compares the answer with the other options", span,
+                 "use accuracy() on multiple-choice prompts, or metric(M, on=D)")
+
+
+def _attention(ctx: Context, left: s.MethodCall, use: Use, number: int) -> ir.Quantity:
+    if not isinstance(left.base, s.Index):
+        ctx.fail("E308", f"`.to()` reads one head of an attention analysis, not "
+                 f"`{expr_text(left.base)}`", left.base.span, "e.g. attn[L1.H0].to(answer_text)")
+    analysis = _analysis(ctx, left.base.base, use, number)
+    _allowed(ctx, analysis, "attention", left)
+    node = _node(ctx, left.base.index, analysis)
+    if len(left.args) != 1 or left.args[0].name is not None or not isinstance(left.args[0].value, s.Name):
+        span = left.args[0].span if left.args else left.method_span
+        ctx.fail("E332", "`.to()` takes one named position", span,
+                 "e.g. .to(answer_text), .to(answer_label), .to(labels), .to(bos) or .to(self)")
+    position = left.args[0].value
+    _check_position(ctx, position, analysis)
+    return ir.Quantity(analysis.name, "attention", (("node", node), ("position", position.name)),
+                       span=left.span)
+
+
+def _check_position(ctx: Context, position: s.Name, analysis: ir.Analysis) -> None:
+    """The position `.to()` names must be one the attention analysis's prompts have:
+    E321 when no dataset of the spec has it (a misspelling), E322 when others do."""
+    known = {name: dataset_positions(d) for name, d in ctx.datasets.items()}
+    mine = known.get(analysis.dataset)
+    if mine is None or position.name in mine or position.name in ATTENTION_POSITIONS:
+        return
+    valid = sorted(mine | set(ATTENTION_POSITIONS))
+    listed = f"positions of `{analysis.dataset}`: " + ", ".join(valid)
+    if any(position.name in p for p in known.values() if p is not None):
+        ctx.fail("E322", f"`{analysis.name}` reads attention on dataset `{analysis.dataset}`, which "
+                 f"has no position `{position.name}`", position.span, listed)
+    close = did_you_mean(position.name, valid)
+    ctx.fail("E321", f"unknown position `{position.name}`", position.span,
+             f"{close} {listed}" if close else listed)
 
 
 def _analysis(ctx: Context, base, use: Use, number: int) -> ir.Analysis:
@@ -73,28 +238,64 @@ def _analysis(ctx: Context, base, use: Use, number: int) -> ir.Analysis:
 
 
 def _checked(ctx: Context, analysis: ir.Analysis, accessor: str, args: tuple, left) -> ir.Quantity:
-    allowed = ACCESSORS[analysis.kind]
-    if accessor not in allowed:
-        shown = {"node": "[NODE]", "total": ".total", "value": ".value",
-                 "recovered": ".recovered(DATASET, rank <= N)"}
-        hint = (f"{analysis.kind} analyses give " + ", ".join(shown[a] for a in allowed)
-                if allowed else f"{analysis.kind} analyses give no single number to compare")
-        ctx.fail("E308", f"`{analysis.name}` is {a_or_an(analysis.kind)} analysis: it has no "
-                 f"{shown[accessor]}", left.span, hint)
+    _allowed(ctx, analysis, accessor, left)
     return ir.Quantity(analysis.name, accessor, args, span=left.span)
 
 
-def _node(ctx: Context, index, analysis: ir.Analysis) -> str:
+def _allowed(ctx: Context, analysis: ir.Analysis, accessor: str, left) -> None:
+    allowed = ACCESSORS[analysis.kind]
+    if accessor not in allowed:
+        hint = (f"{analysis.kind} analyses give " + ", ".join(_SHOWN[a] for a in allowed)
+                if allowed else f"{analysis.kind} analyses give no single number to compare")
+        ctx.fail("E308", f"`{analysis.name}` is {a_or_an(analysis.kind)} analysis: it has no "
+                 f"{_SHOWN[accessor]}", left.span, hint)
+
+
+def _one_node(ctx: Context, index, set_hint: str | None = None) -> ir.Node:
     if not isinstance(index, s.NodeLit):
         ctx.fail("E301", f"expected one node such as L1.H2, got `{expr_text(index)}`", index.span)
     nodes = nodesets.parse_node(ctx, index)
     if nodes is None or len(nodes) != 1:
-        ctx.fail("E301", f"expected one node, got the set `{index.text}`", index.span)
-    node = nodes[0]
+        ctx.fail("E301", f"expected one node, got the set `{index.text}`", index.span, set_hint)
+    return nodes[0]
+
+
+def _node(ctx: Context, index, analysis: ir.Analysis) -> str:
+    node = _one_node(ctx, index)
     listed = analysis.nodes
     if isinstance(listed, ir.NodeList) and listed.unexpanded is None and node not in listed.nodes:
-        ctx.fail("E319", f"{node.id} is not among the nodes of `{analysis.name}`", index.span)
+        ctx.fail("E319", f"{node.id} is not among the nodes of `{analysis.name}`", index.span,
+                 _valid("its nodes", listed.nodes))
     return node.id
+
+
+def _edge(ctx: Context, left: s.EdgeIndex, analysis: ir.Analysis) -> tuple:
+    """(("sender", id), ("receiver", id)) of an edge the path patching measures."""
+    found, failed = [], False
+    for expr, side, listed in ((left.sender, "senders", analysis.nodes),
+                               (left.receiver, "receivers", analysis.receivers)):
+        try:
+            node = _one_node(ctx, expr)
+            if isinstance(listed, ir.NodeList) and listed.unexpanded is None and node not in listed.nodes:
+                ctx.fail("E331", f"{node.id} is not among the {side} of `{analysis.name}`",
+                         expr.span, _valid(side, listed.nodes))
+            found.append(node)
+        except Reported:
+            failed = True
+    if failed:
+        raise Reported()
+    sender, receiver = found
+    if not upstream(sender, receiver):
+        ctx.fail("E331", f"{sender.id} does not come before {receiver.id}: `{analysis.name}` "
+                 "measures no such edge", left.span,
+                 "a sender reaches receivers in later layers, or the MLP of its own layer")
+    return (("sender", sender.id), ("receiver", receiver.id))
+
+
+def _valid(what: str, nodes) -> str:
+    ids = [n.id for n in sorted(nodes, key=nodesets.node_key)]
+    shown = ", ".join(ids[:_LISTED]) + (f", … ({len(ids)} in all)" if len(ids) > _LISTED else "")
+    return f"{what}: {shown}"
 
 
 def _recovered_args(ctx: Context, analysis: ir.Analysis, values: dict, left) -> tuple:

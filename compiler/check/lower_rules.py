@@ -78,7 +78,7 @@ def _term_or_fail(ctx: Context, t, scope: Scope, use: Use):
             ctx.fail("E312", f"{t.func}() takes a named position such as `answer_label`, "
                      "`labels`, `bos` or `self`", t.arg.span)
         node = ir.Attends if t.func == "attends" else ir.Spread
-        return node(t.arg.name, span=t.span)
+        return node(t.arg.name, span=t.span, position_span=t.arg.span)
     ctx.fail("E205", f"unknown rule function `{t.func}`", t.func_span,
              did_you_mean(t.func, RULE_FUNCTIONS) or "rule functions: abs, attends, spread")
 

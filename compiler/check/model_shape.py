@@ -3,10 +3,10 @@ constant, or a Hugging Face config.json read from a local directory or from the
 local Hugging Face cache. GGUF files are only measured when loaded (None here)."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from circ.compiler.bounded_read import read_json
 from circ.compiler.ir import Model, Shape
 
 DEMO_SHAPE = Shape(n_layers=2, n_heads=4, d_model=128, d_head=32, d_vocab=259, n_ctx=64, d_mlp=512)
@@ -23,8 +23,18 @@ _KEYS = {
 }
 
 
+# Beyond these a config describes no model circ can check: the checker enumerates every
+# head (the largest models have under 20,000), and no dimension comes near 2**40.
+MAX_HEADS = 100_000
+MAX_DIMENSION = 1 << 40
+
+
 class ShapeError(ValueError):
     """The model's configuration is missing or unreadable."""
+
+
+class ShapeTooLarge(ShapeError):
+    """A configuration whose sizes are beyond any model circ can check."""
 
 
 def shape_for(model: Model, spec_dir: Path) -> Shape | None:
@@ -81,15 +91,20 @@ def cached_config(name: str) -> Path | None:
 
 
 def shape_from_config_file(path: Path) -> Shape:
+    return shape_from_config(read_config(path), str(path))
+
+
+def read_config(path: Path) -> dict:
+    """The config.json at `path`, read with a size limit (`bounded_read`)."""
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        config = read_json(path)
     except FileNotFoundError:
         raise ShapeError(f"`{path}` not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:
         raise ShapeError(f"cannot read `{path}`: {error}") from None
     if not isinstance(config, dict):
         raise ShapeError(f"`{path}` is not a JSON object")
-    return shape_from_config(config, str(path))
+    return config
 
 
 def shape_from_config(config: dict, where: str = "config.json") -> Shape:
@@ -104,6 +119,13 @@ def shape_from_config(config: dict, where: str = "config.json") -> Shape:
         raise ShapeError(f"{where} lacks " + ", ".join(missing))
     if found["n_heads"] <= 0 or found["n_layers"] <= 0:
         raise ShapeError(f"{where} has no layers or no heads")
+    huge = [f for f, value in found.items() if value is not None and value > MAX_DIMENSION]
+    if huge:
+        raise ShapeTooLarge(f"{where}: {huge[0]} is larger than 2**40")
+    if found["n_layers"] * found["n_heads"] > MAX_HEADS:
+        raise ShapeTooLarge(f"{where} describes {found['n_layers'] * found['n_heads']:,} attention heads "
+                            f"({found['n_layers']:,} layers of {found['n_heads']:,}); circ checks models "
+                            f"of up to {MAX_HEADS:,}")
     d_model = found["d_model"]
     return Shape(
         n_layers=found["n_layers"],

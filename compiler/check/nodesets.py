@@ -20,6 +20,8 @@ from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
 
 _NODE_RE = re.compile(r"L(\d+)\.(?:(\*)|H(\d+)(?:\.([qkv]))?|(MLP)|(RESID))$")
+_LEADING_ZERO = re.compile(r"0\d+")
+_LEADING_ZEROS = re.compile(r"(?<=[LH])0+(\d)")
 _PART_ORDER = {None: 0, "q": 1, "k": 2, "v": 3}
 _KIND_ORDER = {"resid": 0, "head": 1, "head_input": 1, "mlp": 2}
 EMBED = ir.Node(0, "embed")
@@ -73,6 +75,10 @@ def parse_node(ctx: Context, lit: s.NodeLit) -> list[ir.Node] | None:
     match = _NODE_RE.match(lit.text)
     if match is None:
         ctx.fail("E107", f"invalid node `{lit.text}`", lit.span, _literal_hint(lit.text))
+    if any(_LEADING_ZERO.fullmatch(digits or "") for digits in (match.group(1), match.group(3))):
+        canonical = _LEADING_ZEROS.sub(r"\1", lit.text)
+        ctx.fail("E107", f"invalid node `{lit.text}`: an index with a leading zero", lit.span,
+                 f"did you mean `{canonical}`?")
     layer = _index(match.group(1))
     shape = ctx.shape
     if shape is not None and layer >= shape.n_layers:

@@ -10,6 +10,7 @@ from circ.compiler.check.lower_analyses import lower_analyses
 from circ.compiler.check.lower_circuits import lower_circuits
 from circ.compiler.check.lower_inputs import lower_datasets, lower_metrics, lower_model
 from circ.compiler.check.lower_outputs import lower_expectations
+from circ.compiler.check.positions import check_positions
 
 PASSES = (
     declare,                 # names: unique, not reserved; spec/model/categories given once
@@ -20,6 +21,7 @@ PASSES = (
     lower_circuits,          # circuits, category rules, renders
     lower_expectations,      # accessors per analysis kind; inline analyses made implicit
     add_attention_analyses,  # attention that categories' attends()/spread() read
+    check_positions,         # every position read exists on every dataset it is read on
 )
 
 

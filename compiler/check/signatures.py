@@ -41,6 +41,7 @@ class Signature:
     metric_kinds: tuple[str, ...] | None = None  # for analyses: allowed metric kinds
     allow_normalized: bool = True
     dataset_param: str | None = None  # for analyses: the argument naming the dataset
+    positions: tuple[str, ...] = ()  # for generators and derivations: the positions every prompt names
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -54,6 +55,16 @@ NODE_WORDS = ("heads", "mlps", "resid", "embed", "EMBED")
 SOURCE_WORDS = ("corrupt", "zero")
 RESERVED = frozenset(NODE_WORDS + SOURCE_WORDS + ("effect", "true", "false"))
 RENDER_FORMATS = ("svg", "png", "dot", "pdf")
+
+# Positions every dataset has, and those attends() reads besides a dataset's own
+# (see runtime/analyses/attention.py): the BOS token and the query itself.
+BUILTIN_POSITIONS = ("last", "all")
+ATTENTION_POSITIONS = ("bos", "self")
+
+# The named positions of each generator's prompts (runtime/data/mcq.py and
+# induction.py mark exactly these; tests/test_positions.py holds them to it).
+MCQ_POSITIONS = ("answer", "answer_label", "answer_text", "final", "labels", "options")
+INDUCTION_POSITIONS = ("final", "induction_target", "previous")
 
 _COMPONENTS = ("embed", "head", "mlp")
 
@@ -81,12 +92,12 @@ GENERATORS = {
         Param("labels", "labels", default="ABCD", doc="label characters or a label scheme"),
         Param("seed", "int", default=0),
         Param("options", "posint", doc="options per prompt (default: one per label, or 4)"),
-    ), "multiple-choice prompts"),
+    ), "multiple-choice prompts", positions=MCQ_POSITIONS),
     "induction": Signature("induction", (
         Param("n", "posint", True),
         Param("length", "posint", default=12, doc="tokens per sequence (half repeated)"),
         Param("seed", "int", default=0),
-    ), "repeated random token sequences"),
+    ), "repeated random token sequences", positions=INDUCTION_POSITIONS),
     "jsonl": Signature("jsonl", (
         Param("path", "path", True, positional=True),
         Param("n", "posint", doc="keep only the first n prompts"),
@@ -99,11 +110,13 @@ GENERATORS = {
 
 DERIVATIONS = {
     "move_answer": Signature("move_answer", (Param("seed", "int", default=0),),
-                             "the same questions with the answer under another label"),
+                             "the same questions with the answer under another label",
+                             positions=MCQ_POSITIONS),
     "shuffle_answers": Signature("shuffle_answers", (Param("seed", "int", default=0),),
-                                 "the same questions with the answer options shuffled"),
+                                 "the same questions with the answer options shuffled",
+                                 positions=MCQ_POSITIONS),
     "relabel": Signature("relabel", (Param("labels", "labels", True), Param("seed", "int", default=0)),
-                         "the same questions with other labels"),
+                         "the same questions with other labels", positions=MCQ_POSITIONS),
 }
 
 METRICS = {
@@ -191,10 +204,10 @@ RULE_FUNCTIONS = ("abs", "attends", "spread")
 
 # Accessors an expectation may read, per analysis kind.
 ACCESSORS = {
-    "attribute": ("node", "total"),
-    "patch": ("node",),
-    "path_patch": (),
-    "attention": (),
+    "attribute": ("node", "total", "rank"),
+    "patch": ("node", "rank"),
+    "path_patch": ("edge",),
+    "attention": ("attention",),
     "faithfulness": ("value",),
     "subspace": ("recovered",),
 }
@@ -203,3 +216,17 @@ RECOVERED = Signature("recovered", (
     Param("dataset", "dataset_name", True, positional=True),
     Param("rank", "rank_bound", True),
 ), "best fraction recovered among the ranks that satisfy the bound")
+
+# Numbers an expectation may compute that are no analysis accessor.
+QUANTITIES = {
+    "count": Signature("count", (Param("nodes", "expr", True, positional=True),),
+                       "the number of nodes in a node set"),
+    "accuracy": Signature("accuracy", (Param("on", "dataset", True, positional=True),),
+                          "share of prompts whose answer has the top logit among the options"),
+    "metric": Signature("metric", (Param("metric", "metric", True, positional=True),
+                                   Param("on", "dataset", True)),
+                        "the metric's mean over the dataset's clean run"),
+    "rank": Signature("rank", (Param("analysis", "expr", True, positional=True),
+                               Param("node", "expr", True, positional=True)),
+                      "1-based rank of a node by |value| within an attribute or patch analysis"),
+}

@@ -148,6 +148,12 @@ def _quantity(value: ir.Quantity) -> str:
         return f"{value.analysis}[{args['node']}]"
     if value.accessor == "recovered" and set(args) == {"dataset", "max_rank"}:
         return f"{value.analysis}.recovered({args['dataset']}, rank <= {args['max_rank']})"
+    if value.accessor == "edge":
+        return f"{value.analysis}[{args['sender']} -> {args['receiver']}]"
+    if value.accessor == "attention":
+        return f"{value.analysis}[{args['node']}].to({args['position']})"
+    if value.accessor == "rank":
+        return f"rank({value.analysis}, {args['node']})"
     text = f"{value.analysis}.{value.accessor}"
     return f"{text}({_arguments(value.args)})" if value.args else text
 
@@ -191,6 +197,9 @@ _DESCRIBERS = (
     (ir.Circuit, lambda value: describe(value.nodes)),
     (ir.Category, lambda value: describe(value.rule)),
     (ir.Quantity, _quantity),
+    (ir.Count, lambda value: f"count({describe(value.nodes)})"),
+    (ir.Accuracy, lambda value: f"accuracy({value.dataset})"),
+    (ir.MetricMean, lambda value: f"metric({value.metric}, on={value.dataset})"),
     (ir.Expectation, lambda value: f"{describe(value.left)} {value.op} {describe(value.right)}"),
     (ir.Render, lambda value: f"{value.circuit} to {json.dumps(value.path)}"),
     (ir.Model, _model),

@@ -5,7 +5,11 @@ then those reading the same quantity (whose threshold or comparison changed), th
 those reading an analysis with the same definition (an inline analysis given a
 name, or the reverse), then those reading the same analysis, accessor and node or
 dataset under another numeric bound (`rank <= 4` to `rank <= 2`), then inline
-analyses of the same kind over the same nodes. What is left was added or removed.
+analyses of the same kind over the same nodes. Numbers read from node sets or
+datasets (`count(output)`, `accuracy(clean)`), memberships (`L1.H0 in output`) and
+set relations (`output <= circuit`) pair when they read the same things (both sides
+of a membership or relation, read through renames), whatever their operator and
+threshold. What is left was added or removed.
 
 An expectation written with an inline analysis (`expect faithfulness(output, ...)
 >= 0.8`) reads an implicit analysis named after its position (`_expect1_...`); it is
@@ -58,16 +62,26 @@ class _Side:
         return self.renames.selectable(quantity.analysis)
 
     def quantity_key(self, expectation: ir.Expectation):
+        """What an expectation reads: for a number, the quantity; for membership and
+        relations, both sides (their operator is compared apart)."""
+        if not isinstance(expectation.left, ir.Quantity):
+            normal = normalize(expectation, self.renames)
+            sides = (normal.left,) if expectation.form == "number" else (normal.left, normal.right)
+            return (expectation.form,) + sides
         quantity = normalize(expectation.left, self.renames)
         return self.reference(expectation.left), quantity.accessor, quantity.args
 
     def definition_key(self, expectation: ir.Expectation):
+        if not isinstance(expectation.left, ir.Quantity):
+            return self.quantity_key(expectation)
         quantity = normalize(expectation.left, self.renames)
         return self.definition(expectation.left), quantity.accessor, quantity.args
 
     def bound_key(self, expectation: ir.Expectation):
         """The quantity without its numeric arguments (`rank <= 4`): the same read
         of the same analysis under another bound."""
+        if not isinstance(expectation.left, ir.Quantity):
+            return self.quantity_key(expectation)
         reference, accessor, args = self.quantity_key(expectation)
         return reference, accessor, tuple((key, value) for key, value in args
                                           if isinstance(value, (str, ir.Word, tuple)))
@@ -75,19 +89,24 @@ class _Side:
     def inline_target_key(self, expectation: ir.Expectation):
         """For an inline analysis: its kind, node set and accessor, so that changing
         its other arguments (`ablate=zero`) pairs it with the old one."""
+        if not isinstance(expectation.left, ir.Quantity):
+            return "other", self.quantity_key(expectation)
         analysis = _analysis(self.spec, expectation.left.analysis)
         if analysis is None or not is_implicit(analysis.name):
             return "named", self.bound_key(expectation)
         return ("inline", analysis.kind, normalize(analysis.nodes, self.renames),
                 expectation.left.accessor)
 
-    def text(self, quantity: ir.Quantity) -> str:
-        analysis = _analysis(self.spec, quantity.analysis)
-        if analysis is None or not is_implicit(quantity.analysis):
-            return describe(quantity)
-        if quantity.accessor == "value" and not quantity.args:
+    def text(self, left) -> str:
+        """The left side as a reviewer reads it."""
+        if not isinstance(left, ir.Quantity):
+            return describe(left)
+        analysis = _analysis(self.spec, left.analysis)
+        if analysis is None or not is_implicit(left.analysis):
+            return describe(left)
+        if left.accessor == "value" and not left.args:
             return describe(analysis)  # `expect faithfulness(...) >= 0.8`
-        return describe(replace(quantity, analysis=describe(analysis)))
+        return describe(replace(left, analysis=describe(analysis)))
 
 
 def diff_expectations(old_spec: ir.Spec, new_spec: ir.Spec, renames: Renames):
@@ -97,7 +116,8 @@ def diff_expectations(old_spec: ir.Spec, new_spec: ir.Spec, renames: Renames):
         return old if is_old else new
 
     keys = (
-        lambda e, is_old: (side(is_old).quantity_key(e), e.op, e.right),
+        lambda e, is_old: (side(is_old).quantity_key(e), e.op,
+                           e.right if e.form == "number" else None),
         lambda e, is_old: side(is_old).quantity_key(e),
         lambda e, is_old: side(is_old).definition_key(e),
         lambda e, is_old: side(is_old).bound_key(e),
@@ -120,7 +140,7 @@ def diff_expectations(old_spec: ir.Spec, new_spec: ir.Spec, renames: Renames):
         if old_item.op != new_item.op:
             yield Change("expectation_changed", "expectations", name, "comparison",
                          old_item.op, new_item.op, *spans)
-        if old_item.right != new_item.right:
+        if old_item.form == "number" and old_item.right != new_item.right:
             yield Change("expectation_changed", "expectations", name, "threshold",
                          old_item.right, new_item.right, *spans)
 

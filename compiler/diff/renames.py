@@ -115,8 +115,15 @@ def normalize(obj, renames: Renames = NO_RENAMES):
     if isinstance(obj, ir.Quantity):
         return replace(obj, analysis=renames.selectable(obj.analysis),
                        args=_pairs(obj.args, renames))
+    if isinstance(obj, ir.Count):
+        return replace(obj, nodes=normalize(obj.nodes, renames))
+    if isinstance(obj, ir.Accuracy):
+        return replace(obj, dataset=renames.get("datasets", obj.dataset))
+    if isinstance(obj, ir.MetricMean):
+        return replace(obj, metric=renames.get("metrics", obj.metric),
+                       dataset=renames.get("datasets", obj.dataset))
     if isinstance(obj, ir.Expectation):
-        return replace(obj, left=normalize(obj.left, renames))
+        return replace(obj, left=normalize(obj.left, renames), right=normalize(obj.right, renames))
     if isinstance(obj, ir.Render):
         return replace(obj, circuit=renames.get("circuits", obj.circuit))
     return obj

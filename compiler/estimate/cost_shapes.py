@@ -8,19 +8,18 @@ under 0.1% of any of these models and are left out).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from circ.compiler import ir
-from circ.compiler.check.model_shape import ShapeError, shape_from_config
+from circ.compiler.check.model_shape import ShapeError, read_config, shape_from_config
 
 GATED_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
                                "phi3", "olmo", "olmo2", "granite", "cohere"})
 GATED_ACTIVATIONS = frozenset({"silu", "swish", "swiglu", "geglu"})
 # Architectures whose patched runs circ resumes from the patch point (fast_patching.py):
-# absolute position embeddings, one key/value head per head, attention before the MLP.
-RESUMABLE_MODEL_TYPES = frozenset({"gpt2", "opt"})
+# absolute or rotary position embeddings, grouped or not, attention before the MLP.
+RESUMABLE_MODEL_TYPES = frozenset({"gpt2", "opt", "llama", "qwen2"})
 
 
 class EstimateError(ValueError):
@@ -127,7 +126,7 @@ NAMED_SHAPES = {
     "gpt2-small": CostShape("gpt2-small", n_layers=12, n_heads=12, d_model=768, d_head=64, d_vocab=50257,
                             n_ctx=1024, d_mlp=3072, n_kv_heads=12, tied_embeddings=True, resumable=True),
     "llama-7b": CostShape("llama-7b", n_layers=32, n_heads=32, d_model=4096, d_head=128, d_vocab=32000,
-                          n_ctx=4096, d_mlp=11008, n_kv_heads=32, gated_mlp=True),
+                          n_ctx=4096, d_mlp=11008, n_kv_heads=32, gated_mlp=True, resumable=True),
     "chinchilla-70b": CostShape("chinchilla-70b", n_layers=80, n_heads=64, d_model=8192, d_head=128,
                                 d_vocab=32000, n_ctx=2048, d_mlp=32768, n_kv_heads=64),
 }
@@ -153,7 +152,7 @@ def from_config(config: dict, name: str) -> CostShape:
                      d_head=shape.d_head, d_vocab=shape.d_vocab, n_ctx=shape.n_ctx, d_mlp=shape.d_mlp,
                      n_kv_heads=int(kv_heads), gated_mlp=gated, has_mlp=shape.has_mlp,
                      tied_embeddings=bool(config.get("tie_word_embeddings", True)),
-                     resumable=config.get("model_type") in RESUMABLE_MODEL_TYPES and int(kv_heads) == shape.n_heads)
+                     resumable=config.get("model_type") in RESUMABLE_MODEL_TYPES)
 
 
 def cost_shape(name_or_path: str) -> CostShape:
@@ -167,9 +166,7 @@ def cost_shape(name_or_path: str) -> CostShape:
         raise EstimateError(f"unknown model shape `{name_or_path}`: use {', '.join(NAMED_SHAPES)} "
                             "or the path of a config.json")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EstimateError(f"cannot read `{path}`: {error}") from None
-    if not isinstance(config, dict):
-        raise EstimateError(f"`{path}` is not a JSON object")
+        config = read_config(path)
+    except ShapeError as error:
+        raise EstimateError(str(error)) from None
     return from_config(config, str(path))

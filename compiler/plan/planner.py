@@ -8,12 +8,14 @@ same `mean:D`.
   model                the model                      (no dependencies)
   data:NAME            a dataset                      <- model, data:BASE for derivations
   run:NAME             one cached forward of a dataset <- data:NAME
+                       (with `accuracy` when an expectation reads it)
   mean:NAME            mean activations of a dataset  <- run:NAME
   analysis:NAME        an analysis                    <- runs/means it reads, analyses
                                                          and circuits its nodes come from
   circuit:NAME         a circuit                      <- analyses/circuits it selects from
   categories:CIRCUIT   a circuit's categories         <- circuit, analyses its rules read
-  expect:N             the N-th expectation           <- the analysis it reads
+  expect:N             the N-th expectation           <- the analysis, circuits or
+                                                         dataset run it reads
   render:PATH          a circuit diagram              <- circuit, categories
   results              results.json                   <- every op nothing else reads
 """
@@ -46,6 +48,7 @@ class _Planner:
         self.graph = nx.DiGraph(spec=spec.name, path=spec.path)
         self.circuits = {c.name for c in spec.circuits}
         self.categorised = {c.circuit for c in spec.categories}
+        self.accuracy_on = {e.left.dataset for e in spec.expectations if isinstance(e.left, ir.Accuracy)}
         self._add(Op("model", "model", (("source", spec.model.source),
                                         ("location", spec.model.location)), spec.model.span))
         for dataset in spec.datasets:
@@ -80,8 +83,8 @@ class _Planner:
     def _run(self, name: str) -> str:
         op_id = f"run:{name}"
         if op_id not in self.graph:
-            self._add(Op(op_id, "cache_run", (("dataset", name),), self.spec.dataset(name).span),
-                      [f"data:{name}"])
+            args = (("dataset", name),) + ((("accuracy", True),) if name in self.accuracy_on else ())
+            self._add(Op(op_id, "cache_run", args, self.spec.dataset(name).span), [f"data:{name}"])
         return op_id
 
     def _mean(self, name: str) -> str:
@@ -136,12 +139,24 @@ class _Planner:
                       ("attention", attention)), categories[0].span), dict.fromkeys(deps))
 
     def _expectation(self, number: int, expectation: ir.Expectation) -> None:
-        quantity = expectation.left
+        left = expectation.left
+        if isinstance(left, ir.Quantity):
+            args = (("analysis", left.analysis), ("accessor", left.accessor))
+            deps = [f"analysis:{left.analysis}"]
+        elif isinstance(left, (ir.Accuracy, ir.MetricMean)):
+            kind = "accuracy" if isinstance(left, ir.Accuracy) else "metric"
+            args = (("dataset", left.dataset), ("accessor", kind))
+            deps = [self._run(left.dataset)]
+        else:
+            sets = [left.nodes] if isinstance(left, ir.Count) else [expectation.right]
+            if expectation.form == "relation":
+                sets.insert(0, left)
+            args = (("accessor", "count" if isinstance(left, ir.Count) else expectation.form),)
+            deps = [dep for nodes in sets for dep in self._select(nodes)] or ["model"]
+        threshold = expectation.right if expectation.form == "number" else None
         self._add(Op(f"expect:{number}", "expect",
-                     (("index", number), ("analysis", quantity.analysis),
-                      ("accessor", quantity.accessor), ("op", expectation.op),
-                      ("threshold", expectation.right)), expectation.span),
-                  [f"analysis:{quantity.analysis}"])
+                     (("index", number),) + args + (("op", expectation.op), ("threshold", threshold)),
+                     expectation.span), dict.fromkeys(deps))
 
 
 def rule_fields(rule) -> list[str]:

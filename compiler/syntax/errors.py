@@ -74,7 +74,8 @@ def describe_syntax_error(error: UnexpectedInput, text: str, path: str, parse_fn
         return Diagnostic("E108", "unexpected end of file: a value is missing", span)
     if label == "E108":
         return Diagnostic("E108", f"missing value before `{token}`", span)
-    return Diagnostic("E100", f"unexpected `{token}`", span, _expected_hint(expected))
+    return Diagnostic("E100", f"unexpected `{token}`", span,
+                      _edge_hint(token, expected, text) or _expected_hint(expected))
 
 
 def scan_brackets(text: str, path: str) -> Diagnostic | None:
@@ -156,8 +157,21 @@ _TOKEN_WORDS = {
     "NAME": "a name", "NODE": "a node such as L0.H1", "STRING": "a string", "INT": "a number",
     "FLOAT": "a number", "CMP": "a comparison", "EQUAL": "`=`", "COMMA": "`,`", "RPAR": "`)`",
     "LPAR": "`(`", "RSQB": "`]`", "LSQB": "`[`", "LBRACE": "`{`", "RBRACE": "`}`",
-    "DOT": "`.`", "PLUS": "`+`", "MINUS": "`-`", "$END": "end of file",
+    "DOT": "`.`", "PLUS": "`+`", "MINUS": "`-`", "_ARROW": "`->`", "$END": "end of file",
 }
+
+_EDGE_EXAMPLE = "an edge is written `[SENDER -> RECEIVER]`, e.g. `paths[L0.H0 -> L1.H0.v]`"
+
+
+def _edge_hint(token, expected: set[str], text: str) -> str | None:
+    """A hint for an edge index written another way: `[A > B]`, `[A => B]`,
+    `[A to B]`, `[A, B]`, `[A - > B]`, `[A -> B -> C]`."""
+    before = text[:token.start_pos].rstrip()
+    if "_ARROW" in expected or (str(token) == ">" and before.endswith("-")):
+        return _EDGE_EXAMPLE
+    if "RSQB" in expected and str(token) == "->":
+        return "an edge has one sender and one receiver: " + _EDGE_EXAMPLE
+    return None
 
 
 def _expected_hint(expected: set[str]) -> str | None:

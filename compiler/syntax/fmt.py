@@ -145,7 +145,7 @@ def _pieces(statement, width: int):
 
 def _breakable(value):
     """The call at the start of `value` that may be laid out one argument per line."""
-    if isinstance(value, (s.Where, s.Attr, s.Index)):
+    if isinstance(value, (s.Where, s.Attr, s.Index, s.EdgeIndex)):
         return _breakable(value.base)
     if isinstance(value, s.MethodCall) and isinstance(value.base, s.Call):
         return _breakable(value.base)

@@ -2,6 +2,9 @@
 
 The Lark grammar lives in grammar/circ.lark. `parse_source` returns a `SourceFile`
 or raises `CircError` with the syntax diagnostic (syntax errors stop the file).
+The parser is built from the grammar in each process, never loaded from Lark's
+cache: that cache is a pickle in the shared temporary folder, which anyone could
+plant.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def lark_parser() -> Lark:
             propagate_positions=True,
             maybe_placeholders=True,
             lexer_callbacks={"COMMENT": _sink},
-            cache=True,
+            cache=False,
         )
     return _parser
 
@@ -167,6 +170,10 @@ class _TreeBuilder(Transformer):
         left, op, right = children
         return s.ExpectStmt(left, str(op), right, self._span(meta))
 
+    def expect_in(self, meta, children):
+        left, right = children
+        return s.ExpectStmt(left, "in", right, self._span(meta))
+
     def render_stmt(self, meta, children):
         name, path = children
         return s.RenderStmt(str(name), self._tok(name), self._str(path), self._span(meta))
@@ -197,6 +204,10 @@ class _TreeBuilder(Transformer):
 
     def index(self, meta, children):
         return s.Index(children[0], children[1], self._span(meta))
+
+    def edge_index(self, meta, children):
+        base, sender, receiver = children
+        return s.EdgeIndex(base, sender, receiver, self._span(meta))
 
     def call(self, meta, children):
         name, args = children

@@ -51,6 +51,8 @@ def expr_text(e) -> str:
         return f"{expr_text(e.base)}.{e.attr}"
     if isinstance(e, s.Index):
         return f"{expr_text(e.base)}[{expr_text(e.index)}]"
+    if isinstance(e, s.EdgeIndex):
+        return f"{expr_text(e.base)}[{expr_text(e.sender)} -> {expr_text(e.receiver)}]"
     if isinstance(e, s.SetOp):
         return f"{expr_text(e.left)} {e.op} {expr_text(e.right)}"
     if isinstance(e, s.Paren):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from circ.compiler.bounded_read import SPEC_LIMIT, read_limited
 from circ.compiler.check.context import Context
 from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.compiler.ir import Span
@@ -16,10 +17,7 @@ from circ.compiler.syntax.parser import parse_source
 def read_text(path: str) -> tuple[str | None, Diagnostic | None, str]:
     """(text, None, text) on success; (None, diagnostic, best-effort text) on failure."""
     try:
-        if os.path.exists(path) and not os.path.isfile(path):
-            raise IsADirectoryError(0, "not a regular file")
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_limited(path, SPEC_LIMIT)
     except OSError as error:
         reason = error.strerror or str(error)
         return None, Diagnostic("E505", f"cannot read `{path}`: {reason}", Span(path, 1, 1, 1, 1)), ""

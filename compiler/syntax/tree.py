@@ -89,6 +89,16 @@ class Index:
 
 
 @dataclass(frozen=True)
+class EdgeIndex:
+    """`base[SENDER -> RECEIVER]`: one edge of an analysis that measures edges."""
+
+    base: "Expr"
+    sender: "Expr"
+    receiver: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
 class SetOp:
     op: str  # "+" or "-"
     left: "Expr"
@@ -109,7 +119,8 @@ class Where:
     span: Span
 
 
-Expr = Union[Name, NodeLit, Str, Num, ListLit, Call, MethodCall, Attr, Index, SetOp, Paren, Where]
+Expr = Union[Name, NodeLit, Str, Num, ListLit, Call, MethodCall, Attr, Index, EdgeIndex, SetOp, Paren,
+             Where]
 
 
 # --------------------------------------------------------------------------- rules
@@ -214,9 +225,12 @@ class CategoriesStmt:
 
 @dataclass(frozen=True)
 class ExpectStmt:
+    """`expect LEFT OP RIGHT`: `op` is a comparison or "in"; `right` is a number for
+    a quantity, a node set for a set relation or membership."""
+
     left: Expr
     op: str
-    right: Num
+    right: Expr
     span: Span
 
 

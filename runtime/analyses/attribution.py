@@ -57,6 +57,8 @@ from circ.runtime.analyses.common import (
 )
 from circ.runtime.analyses.fast_patching import (
     clean_hooks,
+    head_part,
+    heads_reading,
     last_token_view,
     residual_change,
 )
@@ -182,18 +184,21 @@ def _linear_products(hook: str, run, fetched, mask, batch, shape: ir.Shape) -> t
 
 
 def _pattern_estimate(node, run, fetched, mask, resumer: Resumer, batch) -> torch.Tensor:
-    """AtP*: the head's attention pattern recomputed with the patched query or key."""
-    layer, head = node.layer, node.head
+    """AtP*: the attention pattern of each head reading the patched query or key (a
+    grouped key serves several) recomputed with it; the estimate per prompt [batch]."""
+    layer = node.layer
     names = {p: part_hook(layer, p) for p in ("q", "k")}
-    own = {p: run.activations[names[p]][:, :, head:head + 1] for p in names}
-    patched = dict(own)
-    _, moved = patched_at(run, names[node.part], fetched[names[node.part]], head, mask, batch, resumer.n_heads)
-    patched[node.part] = moved[:, :, head:head + 1]
+    _, moved = patched_at(run, names[node.part], fetched[names[node.part]], node.head, mask, batch, resumer.n_heads)
     query_positions = run.positions[names["q"]]
-    before = resumer.pattern(own["q"], own["k"], query_positions)[:, 0]
-    after = resumer.pattern(patched["q"], patched["k"], query_positions)[:, 0]
-    product = (after - before) * run.gradients[pattern_hook(layer)][:, head]
-    return product.reshape(product.shape[0], -1).sum(-1)
+    total = torch.zeros(len(batch), device=moved.device)
+    for head in heads_reading(node, resumer):
+        own = {p: head_part(run.activations[names[p]], head, resumer.n_heads) for p in names}
+        patched = {**own, node.part: head_part(moved, head, resumer.n_heads)}
+        before = resumer.pattern(own["q"], own["k"], query_positions)[:, 0]
+        after = resumer.pattern(patched["q"], patched["k"], query_positions)[:, 0]
+        product = (after - before) * run.gradients[pattern_hook(layer)][:, head]
+        total = total + product.reshape(product.shape[0], -1).sum(-1)
+    return total
 
 
 def _direct_batch(loaded, resumer: Resumer, batch, metric, nodes, fetched, mask):

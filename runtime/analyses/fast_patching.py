@@ -9,7 +9,8 @@ and runs each patched variant from the patch onward only:
   that point is the clean run: a head's z changes the stream entering its layer's MLP
   by (z' - z)[head] @ W_O[head] (the other heads' outputs and the attention pattern
   are untouched); a q/k/v input changes it by the same with z' recomputed from the
-  patched input for that head alone; an MLP, EMBED or a residual node change the
+  patched input for that head alone (for every head of its group, for a grouped key
+  or value: they share the slot the hook patches); an MLP, EMBED or a residual node change the
   stream entering the next block by their own change. The variant then resumes from
   the cached stream plus `delta` (`Resumer.run`);
 - positions before the first real token where `delta` is nonzero in any prompt of the
@@ -33,6 +34,7 @@ from dataclasses import dataclass, replace
 import torch
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
+    head_slot,
     mlp_out_hook,
     node_site,
     part_hook,
@@ -95,28 +97,51 @@ def residual_change(node: ir.Node, clean: dict, fetched: dict, mask, resumer: Re
                     shape: ir.Shape) -> ResidualChange:
     """Where and by how much patching `node` changes the residual stream."""
     layer, stage = resume_point(node)
-    if node.kind in ("head", "head_input"):
-        z_new, z_old = head_output(node, clean, fetched, mask, resumer)
+    if node.kind == "head":
+        z_new, z_old = head_output(node, node.head, clean, fetched, mask, resumer)
         return ResidualChange(node, layer, stage, (z_new - z_old) @ resumer.W_O[node.layer, node.head])
+    if node.kind == "head_input":
+        delta = 0
+        for head in heads_reading(node, resumer):
+            z_new, z_old = head_output(node, head, clean, fetched, mask, resumer)
+            delta = delta + (z_new - z_old) @ resumer.W_O[node.layer, head]
+        return ResidualChange(node, layer, stage, delta)
     old = clean[node_site(node, shape).hook]
     new = replaced(old, fetched[node_site(node, shape).hook], None, mask, resumer.n_heads)
     return ResidualChange(node, layer, stage, new - old)
 
 
-def head_output(node: ir.Node, clean: dict, fetched: dict, mask, resumer: Resumer):
-    """(patched z, clean z) of the node's head, [batch, seq, d_head]. For a q/k/v input
-    both are recomputed from the cached q, k and v, so that an unchanged input gives
-    an exactly unchanged z."""
-    layer, head = node.layer, node.head
+def heads_reading(node: ir.Node, resumer: Resumer) -> range:
+    """The heads whose output a patch of a q/k/v input changes: the node's own head for
+    a query, every head of its group for grouped keys or values (they share one slot,
+    as the hook at `hook_k` / `hook_v` holds it)."""
+    group = resumer.n_heads // resumer.n_kv_heads
+    if node.part == "q" or group == 1:
+        return range(node.head, node.head + 1)
+    first = node.head // group * group
+    return range(first, first + group)
+
+
+def head_output(node: ir.Node, head: int, clean: dict, fetched: dict, mask, resumer: Resumer):
+    """(patched z, clean z) of `head`, [batch, seq, d_head]. For a q/k/v input both are
+    recomputed from the cached q, k and v, so that an unchanged input gives an exactly
+    unchanged z."""
+    layer = node.layer
     if node.kind == "head":
         z = clean[z_hook(layer)]
         return replaced(z, fetched[z_hook(layer)], head, mask, resumer.n_heads)[:, :, head], z[:, :, head]
-    parts = {p: clean[part_hook(layer, p)][:, :, head:head + 1] for p in "qkv"}
+    parts = {p: head_part(clean[part_hook(layer, p)], head, resumer.n_heads) for p in "qkv"}
     patched = dict(parts)
-    source = fetched[part_hook(layer, node.part)]
-    source = source.expand_as(clean[part_hook(layer, node.part)])[:, :, head:head + 1]
+    full = clean[part_hook(layer, node.part)]
+    source = head_part(fetched[part_hook(layer, node.part)].expand_as(full), head, resumer.n_heads)
     patched[node.part] = replaced(parts[node.part], source, None, mask, 1)
     return _one_head(resumer, patched), _one_head(resumer, parts)
+
+
+def head_part(activation: torch.Tensor, head: int, n_heads: int) -> torch.Tensor:
+    """The slot [batch, seq, 1, d_head] of a q, k or v activation that `head` reads."""
+    slot = head_slot(activation, head, n_heads)
+    return activation[:, :, slot:slot + 1]
 
 
 def _one_head(resumer: Resumer, parts: dict) -> torch.Tensor:

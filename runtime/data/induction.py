@@ -37,7 +37,7 @@ def induction_example(rng: random.Random, length: int, words: tuple[str, ...]) -
     corrupted = list(sequence)
     corrupted[previous] = spare
     corrupt, _ = join_with_offsets([(w, "") for w in corrupted])
-    marks = (
+    marks = (  # the checker declares these names (signatures.INDUCTION_POSITIONS)
         ("previous", (offsets[previous],)),
         ("induction_target", (offsets[target],)),
         ("final", (offsets[-1],)),

@@ -14,8 +14,9 @@ import networkx as nx
 from circ.compiler import ir
 from circ.runtime.data.datasets import build_examples, dataset_entry
 from circ.runtime.execute import circuits as circuit_rules
+from circ.runtime.execute import run_warnings
 from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
-from circ.runtime.execute.expectations import evaluate
+from circ.runtime.execute.expectations import Readings, evaluate
 from circ.runtime.execute.node_rules import NodeFacts
 
 
@@ -54,6 +55,7 @@ class Executor:
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
         self.expectations: list[dict] = []
+        self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
         self._handlers = {
             "model": self._model, "dataset": self._dataset, "cache_run": self._cache_run,
@@ -114,7 +116,10 @@ class Executor:
 
         name = op.arg("dataset")
         prompts = self.values[f"data:{name}"]
-        means = metric_means(self.loaded, prompts, self.spec.metrics, self.settings.batch_size)
+        metrics = self.spec.metrics + ((ACCURACY,) if op.arg("accuracy") else ())
+        means = metric_means(self.loaded, prompts, metrics, self.settings.batch_size)
+        if op.arg("accuracy"):
+            self.dataset_entries[name]["accuracy"] = means.pop(ACCURACY.name)
         self.dataset_entries[name]["metrics"] = means
         return DatasetRun(prompts, means)
 
@@ -136,6 +141,8 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
+        if isinstance(circuit.nodes, ir.Select) and not self.members[circuit.name]:
+            self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
 
     def _categories(self, op):
@@ -145,12 +152,21 @@ class Executor:
         effect_from = circuit.nodes.analysis if isinstance(circuit.nodes, ir.Select) else None
         self.members[name] = circuit_rules.categorize(
             self.members[name], categories, self._facts(op.arg("attention")), effect_from)
+        self.warnings += run_warnings.empty_categories(categories, self.members[name])
         return self.members[name]
 
     def _expect(self, op):
         expectation = self.spec.expectations[op.arg("index") - 1]
         line = _source_line(self.sources_text, expectation.span)
-        result = evaluate(expectation, self.analyses, line)
+        categories = {name: {m.id: m.category for m in members} for name, members in self.members.items()}
+        readings = Readings(self.analyses, self.dataset_entries,
+                            lambda nodes: [m.id for m in self._members(nodes)], categories)
+        result = evaluate(expectation, readings, line)
+        left = expectation.left
+        read = self.spec.analysis(left.analysis) \
+            if isinstance(left, ir.Quantity) and left.analysis in self.analyses else None
+        if read is not None and not self._nodes_of(read.nodes):
+            self.warnings.append(run_warnings.expectation_on_nothing(expectation, read))
         self.expectations.append(result)
         return result
 
@@ -203,6 +219,10 @@ class Executor:
             if isinstance(source, ir.Select):
                 metrics[circuit.name] = metrics[source.analysis]
         return metrics
+
+
+# The accuracy an expectation reads (`accuracy(D)`); a user's names cannot start with `_`.
+ACCURACY = ir.Metric("_accuracy", "accuracy")
 
 
 class _LazyDatasets(dict):

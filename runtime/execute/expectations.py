@@ -1,18 +1,43 @@
-"""Evaluate the spec's expectations against the analyses' results.
+"""Evaluate the spec's expectations against the results of a run.
 
-Each expectation reads one number (`Quantity`) and compares it with a threshold.
-A number that cannot be computed (an empty circuit, a metric that did not move)
-fails the expectation with value null rather than passing by accident.
+A number (`ir.Number`) is read from an analysis's results, a node set's size or a
+dataset's clean run, and compared with a threshold. A number that cannot be
+computed (an empty circuit, a metric that did not move, a position the prompts do
+not have) fails the expectation with value null and a reason, rather
+than passing by accident. Membership (`NODE in NODES`) and relations between node
+sets (`A <= B`) hold or not; their entries name the nodes compared.
 """
 from __future__ import annotations
 
 import math
 import operator
+from dataclasses import dataclass, field
+from typing import Callable
 
 from circ.compiler import ir
+from circ.runtime.execute import uncomputable
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
             ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
+_BROKEN_RELATION = {"==": "the sets differ", "!=": "the sets are equal",
+                    "<=": "left is not a subset of right", "<": "left is not a proper subset of right",
+                    ">=": "left is not a superset of right", ">": "left is not a proper superset of right"}
+
+
+class Uncomputable(Exception):
+    """A number an expectation reads does not exist in the results; the message says why."""
+
+
+@dataclass
+class Readings:
+    """What expectations read: analysis results by name, dataset entries by name
+    (`metrics`, `accuracy`), the node ids of a node set in canonical order, and each
+    circuit's members with their categories ({circuit: {node id: category}})."""
+
+    analyses: dict
+    datasets: dict
+    node_ids: Callable[[ir.NodeSet], list[str]]
+    categories: dict = field(default_factory=dict)
 
 
 def quantity_value(quantity: ir.Quantity, analyses: dict) -> float | None:
@@ -24,6 +49,12 @@ def quantity_value(quantity: ir.Quantity, analyses: dict) -> float | None:
         return _number(result.get("values", {}).get(args["node"]))
     if quantity.accessor == "recovered":
         return _recovered(result, args)
+    if quantity.accessor == "edge":
+        return _edge(quantity.analysis, result, args)
+    if quantity.accessor == "attention":
+        return _attention(quantity.analysis, result, args)
+    if quantity.accessor == "rank":
+        return _rank(quantity.analysis, result, args["node"])
     raise ValueError(f"unknown accessor {quantity.accessor!r}")
 
 
@@ -48,14 +79,116 @@ def _admits(rank, args: dict) -> bool:
     return rank != "full" and rank <= args["max_rank"]
 
 
+def _edge(name: str, result: dict, args: dict) -> float | None:
+    key = f"{args['sender']}->{args['receiver']}"
+    values = result.get("values", {})
+    if key not in values:
+        raise Uncomputable(f"`{name}` measured no edge {args['sender']} -> {args['receiver']}")
+    return _number(values[key])
+
+
+def _attention(name: str, result: dict, args: dict) -> float | None:
+    per_head = result.get("values", {})
+    if args["node"] not in per_head:
+        raise Uncomputable(f"`{name}` did not read the attention of {args['node']}")
+    masses = per_head[args["node"]]
+    if args["position"] not in masses:
+        raise Uncomputable(f"the prompts of `{name}` have no position `{args['position']}`; "
+                           "positions: " + ", ".join(sorted(masses)))
+    return _number(masses[args["position"]])
+
+
+def _rank(name: str, result: dict, node: str) -> float | None:
+    """1-based place of `node` by |value| among the analysis's nodes (ties share the
+    better place)."""
+    values = {k: v for k, v in result.get("values", {}).items()
+              if k != "BIAS" and _number(v) is not None}
+    if node not in values:
+        raise Uncomputable(f"`{name}` has no value for {node}")
+    mine = abs(values[node])
+    return float(1 + sum(1 for v in values.values() if abs(v) > mine))
+
+
+def _dataset_value(number, datasets: dict) -> float | None:
+    entry = datasets.get(number.dataset, {})
+    if isinstance(number, ir.Accuracy):
+        if entry.get("accuracy") is None:
+            raise Uncomputable(f"no accuracy computed on `{number.dataset}`")
+        return _number(entry["accuracy"])
+    metrics = entry.get("metrics", {})
+    if number.metric not in metrics:
+        raise Uncomputable(f"`{number.metric}` was not computed on `{number.dataset}`")
+    return _number(metrics[number.metric])
+
+
+def _value(number: ir.Number, readings: Readings) -> float | None:
+    if isinstance(number, ir.Quantity):
+        return quantity_value(number, readings.analyses)
+    if isinstance(number, ir.Count):
+        return float(len(readings.node_ids(number.nodes)))
+    return _dataset_value(number, readings.datasets)
+
+
 def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
-def evaluate(expectation: ir.Expectation, analyses: dict, source_line: str) -> dict:
-    value = quantity_value(expectation.left, analyses)
+def evaluate(expectation: ir.Expectation, readings: Readings, source_line: str) -> dict:
+    entry = {"text": source_line.strip(), "line": expectation.span.line, "op": expectation.op}
+    if expectation.form == "membership":
+        return {**entry, **_membership(expectation, readings)}
+    if expectation.form == "relation":
+        return {**entry, **_relation(expectation, readings)}
+    reason = None
+    try:
+        value = _value(expectation.left, readings)
+    except Uncomputable as why:
+        value, reason = None, str(why)
     passed = value is not None and _COMPARE[expectation.op](value, expectation.right)
-    return {"text": source_line.strip(), "line": expectation.span.line, "value": value,
-            "op": expectation.op, "threshold": expectation.right, "passed": bool(passed)}
+    entry.update({"value": value, "threshold": expectation.right, "passed": bool(passed)})
+    if value is None:
+        entry["reason"] = reason or _reason(expectation.left, readings)
+    return entry
+
+
+def _reason(number: ir.Number, readings: Readings) -> str:
+    if isinstance(number, ir.Quantity):
+        return uncomputable.reason(number, readings.analyses)
+    return "the value read is not a finite number"
+
+
+def _membership(expectation: ir.Expectation, readings: Readings) -> dict:
+    node, members = expectation.left.id, readings.node_ids(expectation.right)
+    holds = node in members
+    detail = f"{node} is {'' if holds else 'not '}in the set: {_listed(members)}"
+    right = expectation.right
+    if not holds and isinstance(right, ir.Select) and right.category is not None:
+        circuit = readings.categories.get(right.analysis, {})
+        detail += (f" ({node} is in {right.analysis} as `{circuit[node]}`)" if circuit.get(node)
+                   else f" ({node} is in {right.analysis} without a category)" if node in circuit
+                   else f" ({node} is not in {right.analysis})")
+    return {"value": holds, "threshold": None, "passed": holds, "detail": detail,
+            "nodes": {"left": [node], "right": members}}
+
+
+def _relation(expectation: ir.Expectation, readings: Readings) -> dict:
+    left = readings.node_ids(expectation.left)
+    right = readings.node_ids(expectation.right)
+    holds = _COMPARE[expectation.op](set(left), set(right))
+    only_left = [n for n in left if n not in right]
+    only_right = [n for n in right if n not in left]
+    detail = (f"{len(left)} and {len(right)} nodes; only left: {_listed(only_left)}; "
+              f"only right: {_listed(only_right)}")
+    if not holds:
+        detail = f"{_BROKEN_RELATION[expectation.op]}: {detail}"
+    return {"value": holds, "threshold": None, "passed": holds, "detail": detail,
+            "nodes": {"left": left, "right": right}}
+
+
+def _listed(ids: list[str], shown: int = 8) -> str:
+    if not ids:
+        return "none"
+    more = f", … ({len(ids)} in all)" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more

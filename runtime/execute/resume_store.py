@@ -18,8 +18,12 @@ depends on:
   - the seed, the batch size (it sets the order of floating-point sums) and the
     circ version.
 
-A stored file is used only when it is well-formed JSON written under the same key;
-anything else counts as missing and the op runs again. Nothing is unpickled.
+Each entry also carries `digest`, a sha256 over its key, its op id and its value
+(as written); a stored file is used only when it is well-formed JSON written under
+the same key whose digest matches what it holds, so an entry edited by hand or
+damaged on disk is computed again, not trusted. Anything else counts as missing
+and the op runs again. Entries are read and written through `safe_write`: never
+through a symbolic link, never outside the output folder. Nothing is unpickled.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import networkx as nx
 from circ.compiler import ir
+from circ.runtime.results.safe_write import read_inside
 from circ.runtime.results.write import write_atomic
 
 from circ.version import __version__
@@ -36,16 +41,20 @@ from circ.version import __version__
 CACHE_FOLDER = ".circ-cache"
 STORED_KINDS = ("analysis",)
 _CHUNK = 1 << 24  # elements hashed at a time, to bound the memory a weight copy takes
+_ENTRY_LIMIT = 1 << 30  # bytes; a larger file is not an entry circ wrote
 
 
 class ResultStore:
     """Analysis results by op id, read from and written to `folder`.
 
     `keys` maps op ids to content hashes (`op_keys`); with `reuse` False, results
-    are written but never read (a fresh run that a later `--resume` may continue)."""
+    are written but never read (a fresh run that a later `--resume` may continue).
+    Entries stay inside `root` (the output folder; default `folder` itself)."""
 
-    def __init__(self, folder: Path, keys: dict[str, str], *, reuse: bool, log=None):
+    def __init__(self, folder: Path, keys: dict[str, str], *, reuse: bool, log=None,
+                 root: Path | None = None):
         self.folder = Path(folder)
+        self.root = self.folder if root is None else Path(root)
         self.keys = keys
         self.reuse = reuse
         self.log = log
@@ -60,11 +69,17 @@ class ResultStore:
         if not (self.reuse and self.stores(op)):
             return None
         key = self.keys[op.id]
+        entry = (self.folder / f"{key}.json").relative_to(self.root)
         try:
-            record = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
+            record = json.loads(read_inside(self.root, entry, _ENTRY_LIMIT).decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return None
         if not isinstance(record, dict) or record.get("key") != key or not isinstance(record.get("value"), dict):
+            return None
+        if record.get("digest") != entry_digest(key, op.id, record["value"]):
+            if self.log is not None:
+                print(f"circ: {self.folder / entry.name} does not match its digest; {op.id} runs again",
+                      file=self.log, flush=True)
             return None
         self.reused.append(op.id)
         if self.log is not None:
@@ -75,9 +90,10 @@ class ResultStore:
         if not self.stores(op):
             return
         key = self.keys[op.id]
-        text = json.dumps({"key": key, "op": op.id, "value": value}, sort_keys=True, allow_nan=True)
+        record = {"key": key, "op": op.id, "value": value, "digest": entry_digest(key, op.id, value)}
+        text = json.dumps(record, sort_keys=True, allow_nan=True)
         try:
-            write_atomic(self.folder / f"{key}.json", text)
+            write_atomic(self.folder / f"{key}.json", text, root=self.root)
         except OSError as error:  # a run never fails for want of its cache
             if self.log is not None and not self.failed:
                 print(f"circ: cannot keep finished results in {self.folder}: {error.strerror or error}",
@@ -89,7 +105,12 @@ def open_store(out: Path, spec: ir.Spec, graph: nx.DiGraph, loaded, *, seed: int
                reuse: bool, log=None) -> ResultStore:
     """The store of the run writing into `out`."""
     keys = op_keys(spec, graph, loaded, seed=seed, batch_size=batch_size)
-    return ResultStore(Path(out) / CACHE_FOLDER, keys, reuse=reuse, log=log)
+    return ResultStore(Path(out) / CACHE_FOLDER, keys, reuse=reuse, log=log, root=Path(out))
+
+
+def entry_digest(key: str, op_id: str, value: dict) -> str:
+    """sha256 over an entry's key, op id and value in its canonical JSON form."""
+    return _digest("\n".join((key, op_id, json.dumps(value, sort_keys=True, allow_nan=True))))
 
 
 def op_keys(spec: ir.Spec, graph: nx.DiGraph, loaded, *, seed: int, batch_size: int) -> dict[str, str]:

@@ -26,6 +26,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from circ.compiler.bounded_read import read_json
+
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 _PLACE = re.compile(r"(cpu|disk|mps|cuda(:\d+)?)$")
 
@@ -47,17 +49,19 @@ def parse_device_map(text: str, base_dir: Path | str = ".") -> str | dict[str, s
     if not path.is_file():
         raise DeviceMapError(f"device map {text!r} is not {', '.join(STRATEGIES)}, a JSON object or a file")
     try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        content = read_json(path)
+    except (OSError, ValueError) as error:
         raise DeviceMapError(f"cannot read the device map {path}: {error}") from None
-    return _checked(_json(content, str(path)), str(path))
+    return _checked(content, str(path))
 
 
 def _json(text: str, where: str):
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DeviceMapError(f"{where} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise DeviceMapError(f"{where} is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, or an integer over Python's digit limit
+        raise DeviceMapError(f"{where} is not valid JSON: {str(error).splitlines()[0][:200]}") from None
 
 
 def _checked(value, where: str) -> dict[str, str | int]:

@@ -10,7 +10,10 @@ Nothing is downloaded: cache names resolve with `local_files_only`, and
 HF_HUB_OFFLINE is set (unless the environment already sets it) before loading. Remote code runs
 only when the caller passes `trust_remote_code=True`. transformers prefers
 safetensors and reads `.bin` checkpoints with `weights_only=True`, so nothing is
-unpickled. Any failure raises `ModelError` with a one-line message.
+unpickled. config.json is read with a size limit before transformers reads it, and
+a model whose config needs more memory than the device has is refused before any
+weight is allocated (`memory_fit.py`). Any failure raises `ModelError` with a
+one-line message.
 """
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ def load_model(model: ir.Model, *, spec_dir: Path, trust_remote_code: bool = Fal
     else:
         folder, name = _model_folder(model, spec_dir)
         _check_folder(folder, need_tokenizer=tokenizer is None)
+        _check_config(folder / "config.json", model, dtype_name)
         bridge = _boot(str(folder), model, dtype_name, tokenizer, trust_remote_code, spec_dir)
     _check_vocabulary(bridge, name)
     if model.compat:
@@ -144,6 +148,27 @@ def _check_folder(folder: Path, *, need_tokenizer: bool) -> None:
         raise ModelError(f"model folder {folder} has no weights (model.safetensors or pytorch_model.bin)")
     if need_tokenizer and not any((folder / f).is_file() for f in _TOKENIZER_FILES):
         raise ModelError(f"model folder {folder} has no tokenizer files (tokenizer.json or tokenizer_config.json)")
+
+
+def _check_config(path: Path, model: ir.Model, dtype_name: str) -> None:
+    """config.json read with a size limit before transformers reads it, and the shape it
+    describes against the memory of the device (`memory_fit`)."""
+    from circ.compiler.check.model_shape import ShapeError, ShapeTooLarge, read_config, shape_from_config
+    from circ.runtime.models.memory_fit import shortfall
+
+    try:
+        config = read_config(path)
+    except ShapeError as error:
+        raise ModelError(str(error)) from None
+    try:
+        shape = shape_from_config(config, str(path))
+    except ShapeTooLarge as error:
+        raise ModelError(str(error)) from None
+    except ShapeError:
+        return  # sizes under names circ does not know: transformers reads them
+    reason = shortfall(shape, dtype_name, model.device) if model.device_map is None else None
+    if reason is not None:
+        raise ModelError(reason)
 
 
 def _device_kwargs(model: ir.Model, spec_dir: Path) -> dict:

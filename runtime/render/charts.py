@@ -3,7 +3,9 @@
 Each function takes the plain values of one analysis from results.json and returns an
 `<svg>` element without XML prolog, ready to paste into HTML. Colours follow the
 diagram: blue helps the correct answer, red hurts. Output is deterministic (fixed
-hash salt, no date in the metadata).
+hash salt, no date in the metadata). Charts stay small at any model size: cells of a
+heatmap or an attention grid are one raster image inside the SVG, and labels are
+thinned where one per row would not fit.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from matplotlib.patches import Patch
 PART_LINES = {"q": "-", "k": "--", "v": ":", None: "-"}
 MAX_ANNOTATED_CELLS = 160
 MAX_BARS = 30
+MAX_STRIPS = 16  # more attention patterns than this are drawn as grids, heads x tokens
+MAX_GRID_ROWS = 300  # heads in one attention grid; more are split by layer range
+MAX_TICK_LABELS = 64  # tick labels along one axis of a grid; more are thinned
 DATASET_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
 
 
@@ -106,6 +111,63 @@ def attention_strips(patterns: dict, *, title: str) -> str:
     fig.suptitle(_text(title), fontsize=11)
     fig.tight_layout()
     return _svg(fig, title)
+
+
+def attention_grids(patterns: dict, *, title: str) -> list[str]:
+    """Many heads' attention from the query position: one image per chart, a row per
+    head (layer by layer, a line between layers) and a column per token, at most
+    MAX_GRID_ROWS heads per chart (split between layers where a layer range fills one)."""
+    heads = sorted(patterns, key=lambda h: parse_node_id(h) + (h,))
+    if not heads:
+        raise RenderError(f"{title}: there are no attention patterns to draw")
+    charts, chunk = [], []
+    for head in heads:
+        if len(chunk) >= MAX_GRID_ROWS and parse_node_id(head)[0] != parse_node_id(chunk[-1])[0] \
+                or len(chunk) >= 2 * MAX_GRID_ROWS:
+            charts.append(chunk)
+            chunk = []
+        chunk.append(head)
+    charts.append(chunk)
+    if len(charts) == 1:
+        return [_attention_grid(patterns, heads, title)]
+    return [_attention_grid(patterns, part, f"{title}, layers {parse_node_id(part[0])[0]}"
+                                            f"\u2013{parse_node_id(part[-1])[0]}") for part in charts]
+
+
+def _attention_grid(patterns: dict, heads: list[str], title: str) -> str:
+    rows = [_pattern(head, patterns[head]) for head in heads]
+    width = max(len(weights) for _, weights in rows)
+    grid = [weights + [math.nan] * (width - len(weights)) for _, weights in rows]
+    same_tokens = all(tokens == rows[0][0] for tokens, _ in rows)
+    fig = _figure(max(6.0, 2.4 + 0.16 * min(width, 4 * MAX_TICK_LABELS)), min(1.8 + 0.06 * len(heads), 30.0))
+    ax = fig.add_subplot()
+    cmap = colormaps["Blues"].with_extremes(bad="#f2f2f2")
+    image = ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    columns = _thinned(range(width))
+    if same_tokens:
+        ax.set_xticks(columns, [_token(rows[0][0][c]) for c in columns], rotation=90, fontsize=7)
+    else:
+        ax.set_xticks(columns, [str(c) for c in columns], fontsize=7)
+    layers = [parse_node_id(head)[0] for head in heads]
+    if len(heads) <= MAX_TICK_LABELS:
+        ax.set_yticks(range(len(heads)), [_text(head) for head in heads], fontsize=7)
+    else:
+        firsts = [i for i, layer in enumerate(layers) if i == 0 or layer != layers[i - 1]]
+        firsts = _thinned(firsts)
+        ax.set_yticks(firsts, [f"L{layers[i]}" for i in firsts], fontsize=7)
+    for i in range(1, len(heads)):
+        if layers[i] != layers[i - 1]:
+            ax.axhline(i - 0.5, color="#666666", linewidth=0.4)
+    fig.colorbar(image, ax=ax, label="attention", shrink=0.8)
+    _finish(ax, title, xlabel="token" if same_tokens else "position", ylabel="head", grid=False)
+    return _svg(fig, title)
+
+
+def _thinned(ticks) -> list:
+    """At most MAX_TICK_LABELS of `ticks`, evenly spaced."""
+    ticks = list(ticks)
+    step = max(1, math.ceil(len(ticks) / MAX_TICK_LABELS))
+    return ticks[::step]
 
 
 def rank_sweep(values: dict, ranks: list | None, *, title: str) -> str:

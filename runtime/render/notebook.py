@@ -40,7 +40,8 @@ def _expectations(results: dict) -> str:
     rows = []
     for e in results.get("expectations") or []:
         verdict = "holds" if e.get("passed") else "fails"
-        reason = f" ({escape(str(e['reason']))})" if e.get("reason") else ""
+        found = e.get("reason") or e.get("detail")
+        reason = f" ({escape(str(found))})" if found else ""
         rows.append(f"<tr><td>{escape(str(e.get('line', '')))}</td><td><code>{escape(str(e.get('text', '')))}"
                     f"</code></td><td>{escape(_number(e.get('value')))}</td><td>{verdict}{reason}</td></tr>")
     if not rows:

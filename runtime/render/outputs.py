@@ -1,5 +1,7 @@
 """Everything a run leaves in its output folder: results.json, the diagrams the spec
-renders, and report.html (with the first rendered circuit, else the first circuit)."""
+renders, and report.html (with the first rendered circuit, else the first circuit).
+Each file is written through `safe_write`: inside the folder, never through a
+symbolic link, atomically."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +15,14 @@ from circ.runtime.results.write import write_results
 def write_outputs(results: dict, spec_text: str, folder: Path, renders: tuple = ()) -> tuple[Path, list[str]]:
     """Write the run's files into `folder`; `renders` holds (circuit, relative path)
     pairs. Returns results.json's path and the problems met drawing diagrams (a
-    missing Graphviz, say), which leave the other files written."""
+    missing Graphviz, say) or writing the report, which leave the other files
+    written. OSError when results.json cannot be written."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = write_results(folder / "results.json", results)
     problems = []
     for circuit, target in renders:
         try:
-            render(circuit_dot(results, circuit), folder / target)
+            render(circuit_dot(results, circuit), folder / target, root=folder)
         except RenderError as error:
             problems.append(str(error))
     diagram = None
@@ -29,5 +31,8 @@ def write_outputs(results: dict, spec_text: str, folder: Path, renders: tuple = 
             diagram = inline_svg(circuit_dot(results, renders[0][0] if renders else None))
         except RenderError as error:
             problems.append(f"report without a diagram: {error}")
-    write_report(results, spec_text, folder / "report.html", diagram_svg=diagram)
+    try:
+        write_report(results, spec_text, folder / "report.html", diagram_svg=diagram)
+    except OSError as error:
+        problems.append(f"cannot write {folder / 'report.html'}: {error.strerror or error}")
     return path, problems

@@ -15,6 +15,7 @@ from string import Template
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.graphviz import INSTALL_HINT
+from circ.runtime.results.safe_write import write_inside
 
 TABLED = 10  # patching nodes of the heatmap also listed with their standard error, largest first
 KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness")
@@ -66,19 +67,18 @@ $sections
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
                  diagram_svg: str | None) -> Path:
-    """Write the report of `results` to `out_path` (an .html file); return the path."""
+    """Write the report of `results` to `out_path` (an .html file) atomically, never
+    through a link (`safe_write`); return the path."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(report_html(results, spec_source, diagram_svg=diagram_svg),
-                        encoding="utf-8")
-    return out_path
+    page = report_html(results, spec_source, diagram_svg=diagram_svg)
+    return write_inside(out_path.parent, out_path.name, page)
 
 
 def report_html(results: dict, spec_source: str, *, diagram_svg: str | None) -> str:
     """The report page as one HTML string."""
     _check_structure(results)
     spec = _mapping(results, "spec")
-    sections = [_expectations(results), _circuit(results, diagram_svg),
+    sections = [_expectations(results), _warnings(results), _circuit(results, diagram_svg),
                 *_analyses(results), _source(spec_source, results),
                 _model_and_data(results), _settings(results)]
     sections = [s for s in sections if s]
@@ -125,11 +125,25 @@ def _expectations(results: dict):
     expectations = results.get("expectations") or []
     if not expectations:
         return None
-    rows = [[_link_line(e.get("line")), escape(str(e.get("text", ""))), _num(e.get("value")),
-             escape(f"{e.get('op', '')} {e.get('threshold', '')}"), _verdict_cell(e)]
+    rows = [[_link_line(e.get("line")), escape(str(e.get("text", ""))),
+             escape(str(e.get("detail") or e.get("reason"))) if e.get("detail") or e.get("reason")
+             else _num(e.get("value")),
+             escape(f"{e.get('op', '')} {e.get('threshold', '')}" if e.get("threshold") is not None
+                    else "to hold"), _verdict_cell(e)]
             for e in expectations]
     return _section("expectations", "Expectations",
                     _table(["line", "expectation", "value", "needs", "result"], rows))
+
+
+def _warnings(results: dict):
+    """Statements that ran but said nothing (an empty circuit, an unmatched category)."""
+    listed = results.get("warnings")
+    warnings = [w for w in listed if isinstance(w, dict)] if isinstance(listed, list) else []
+    if not warnings:
+        return None
+    rows = [[_link_line(w.get("line")), escape(_plain(w.get("code"))), escape(_plain(w.get("message")))]
+            for w in warnings]
+    return _section("warnings", "Warnings", _table(["line", "code", "warning"], rows))
 
 
 def _circuit(results: dict, diagram_svg: str | None):
@@ -274,9 +288,13 @@ def _attention_body(name: str, analysis: dict, results: dict) -> str:
     body = _table(["head"] + [escape(p) for p in positions], rows)
     patterns = analysis.get("patterns")
     if patterns:
-        body += _figure(charts.attention_strips(
-            patterns, title=f"{name}: attention from the {analysis.get('query', 'query')} "
-                            "position (first prompt)"))
+        title = f"{name}: attention from the {analysis.get('query', 'query')} position (first prompt)"
+        if not isinstance(patterns, dict):
+            raise RenderError("its 'patterns' must be an object keyed by head")
+        if len(patterns) <= charts.MAX_STRIPS:
+            body += _figure(charts.attention_strips(patterns, title=title))
+        else:
+            body += "".join(_figure(svg) for svg in charts.attention_grids(patterns, title=title))
     return body
 
 
@@ -359,8 +377,10 @@ def _num(value) -> str:
 
 
 def _verdict_cell(expectation: dict) -> str:
-    return ('<span class="pass">pass</span>' if expectation.get("passed")
-            else '<span class="fail">fail</span>')
+    if expectation.get("passed"):
+        return '<span class="pass">pass</span>'
+    why = expectation.get("reason")
+    return '<span class="fail">fail</span>' + (f": cannot be computed: {escape(_plain(why))}" if why else "")
 
 
 def _link_line(line) -> str:

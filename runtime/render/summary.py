@@ -1,5 +1,6 @@
 """The plain-text summary `circ run` prints: top nodes per analysis, circuits,
-expectations with pass/fail. Reads only the results dict."""
+expectations with pass/fail (and why a value could not be computed), warnings.
+Reads only the results dict."""
 from __future__ import annotations
 
 TOP = 5
@@ -83,5 +84,12 @@ def summarize(results: dict) -> str:
         lines.append("expectations")
         for exp in expectations:
             mark = "PASS" if exp["passed"] else "FAIL"
-            lines.append(f"  {mark}  {exp['text']}  (value {_fmt(exp.get('value'))}, line {exp['line']})")
+            observed = exp["detail"] if exp.get("detail") else f"value {_fmt(exp.get('value'))}"
+            lines.append(f"  {mark}  {exp['text']}  ({observed}, line {exp['line']})")
+            if exp.get("reason"):
+                lines.append(f"        cannot be computed: {exp['reason']}")
+    warnings = results.get("warnings") or []
+    if warnings:
+        lines.append("warnings")
+        lines += [f"  {w['code']}  line {w['line']}: {w['message']}" for w in warnings]
     return "\n".join(lines) + "\n"

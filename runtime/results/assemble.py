@@ -69,6 +69,7 @@ def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: 
         "circuits": circuits,
         "circuit": {"name": first, **circuits[first]} if first else None,
         "expectations": sorted(executor.expectations, key=lambda e: e["line"]),
+        "warnings": sorted(executor.warnings, key=lambda w: (w["line"], w["code"])),
     }
 
 
