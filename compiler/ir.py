@@ -9,8 +9,11 @@ layout or comments compare equal.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Union
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,21 @@ class Span:
 
 
 NO_SPAN = Span("<none>", 0, 0, 0, 0)
+
+
+def normalize_line_ends(text: str) -> str:
+    """`text` with every line end (`\\r\\n`, `\\r`) written as `\\n`."""
+    return _LINE_END.sub("\n", text) if "\r" in text else text
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines that a Span's line numbers count: only `\\n`, `\\r\\n` and `\\r` end a
+    line (a form feed, U+0085 or U+2028 is a character within its line). The parser,
+    diagnostics, the report and results.json all split text with this function."""
+    lines = _LINE_END.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def _span():
@@ -167,7 +185,8 @@ class Node:
 
 
 # Node-set expressions. Static sets are expanded against the model's Shape by the
-# checker into `NodeList`; sets chosen from analysis results stay as `Select`.
+# checker into `NodeList`; sets chosen from analysis results stay as `Select`, and
+# sets built from those with `+` and `-` as `Combine`.
 @dataclass(frozen=True)
 class NodeList:
     """A fixed node set in canonical order. When the model's shape is unknown (a GGUF
@@ -195,7 +214,19 @@ class Select:
     category: str | None = None  # CIRCUIT.CATEGORY: only the circuit's nodes of that category
 
 
-NodeSet = Union[NodeList, Select]
+@dataclass(frozen=True)
+class Combine:
+    """A node set computed when the spec runs from two others, at least one of them
+    chosen from results: `op` "+" (union) or "-" (`left` without `right`). A node of
+    the union keeps its score from the side it comes from (`left` first)."""
+
+    op: str
+    left: "NodeSet"
+    right: "NodeSet"
+    span: Span = _span()
+
+
+NodeSet = Union[NodeList, Select, Combine]
 
 
 # --------------------------------------------------------------------------- rules

@@ -17,8 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from circ.compiler import ir
-from circ.compiler.diagnostics import CircError
-from circ.running import RunOptions, load, model_from_option, run_loaded
+from circ.compiler.diagnostics import CircError, Diagnostic
+from circ.compiler.escape import terminal_text
+from circ.running import RUN_ERROR, RunOptions, load, model_from_option, run_loaded
 from circ.runtime.execute.resume_store import CACHE_FOLDER
 from circ.runtime.results.safe_write import probe_folder
 
@@ -46,25 +47,28 @@ def _override(model: str | None, device: str | None, device_map: str | None = No
 def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str | None,
              batch_size: int, seed: int, trust_remote_code: bool, progress: bool,
              resume: bool = False, device_map: str | None = None, executor: str = "local",
-             address: str | None = None, per_prompt: bool = False, stdout=sys.stdout,
+             address: str | None = None, include_outside: bool = False, per_prompt: bool = False,
+             stdout=sys.stdout,
              stderr=sys.stderr) -> int:
     from circ.compiler.api import compile_file
 
     started = time.monotonic()
     try:
-        spec = compile_file(path, model_override=_override(model, device, device_map))
+        spec = compile_file(path, model_override=_override(model, device, device_map),
+                            include_outside=include_outside)
     except CircError as error:
         print(error.render(), file=stderr)
         return BROKEN
     out = Path(out_dir) if out_dir else Path("out") / Path(path).stem
     options = RunOptions(batch_size=batch_size, seed=seed, progress=progress, log=stderr, store_dir=out,
                          resume=resume, executor=executor, address=address,
-                         trust_remote_code=trust_remote_code, started=started)
+                         trust_remote_code=trust_remote_code, include_outside=include_outside,
+                         started=started)
     try:
         probe_folder(out)
     except OSError as error:
-        print(f"circ: cannot write to the output folder {out}: {error.strerror or error}; "
-              "nothing was run", file=stderr)
+        print(terminal_text(f"circ: cannot write to the output folder {out}: {error.strerror or error}; "
+                            "nothing was run"), file=stderr)
         return NOT_WRITTEN
     try:
         return _run(spec, out, options, stdout, stderr, per_prompt)
@@ -72,6 +76,11 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
         print(error.render(), file=stderr)
         # E600: the model or a dataset is broken and the run could not finish; any other
         # code is the spec's own error, found once a shapeless model has loaded: broken too
+        return BROKEN
+    except Exception as error:  # noqa: BLE001 - never a traceback: located at the spec's first line
+        where = ir.Span(spec.path, 1, 1, 1, 1)
+        print(Diagnostic(RUN_ERROR, f"cannot finish the run: {type(error).__name__}: {str(error)[:500]}",
+                         where).format(None), file=stderr)
         return BROKEN
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
@@ -97,7 +106,7 @@ def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr, per_prom
         return NOT_WRITTEN
     if per_prompt:
         write_results(written.parent / "per_prompt.json", finished.per_prompt)
-    print(f"results: {written}", file=stdout)
+    print(terminal_text(f"results: {written}"), file=stdout)
     if written.parent != out:
         return NOT_WRITTEN
     failed = [e for e in results["expectations"] if not e["passed"]]
@@ -115,11 +124,12 @@ def _keep(results: dict, spec_text: str, out: Path, renders: tuple, stderr) -> P
         try:
             written, problems = write_outputs(results, spec_text, folder, renders)
         except OSError as error:
-            print(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}", file=stderr)
+            print(terminal_text(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}"),
+                  file=stderr)
             continue
         for problem in problems:
-            print(f"circ: {problem}", file=stderr)
+            print(terminal_text(f"circ: {problem}"), file=stderr)
         if folder != out:
-            print(f"circ: the results are kept in {folder} instead of {out}", file=stderr)
+            print(terminal_text(f"circ: the results are kept in {folder} instead of {out}"), file=stderr)
         return written
     return None

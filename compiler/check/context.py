@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from circ.compiler import ir
+from circ.compiler.check.signatures import SELECTABLE_KINDS, scores_nodes
 from circ.compiler.diagnostics import Diagnostic, did_you_mean
 from circ.compiler.syntax import tree as s
 
@@ -48,6 +49,8 @@ class Context:
     root_path: str
     model_override: object = None  # an ir.Model, or a function of the spec's own ir.Model
     shape_override: ir.Shape | None = None
+    include_outside: bool = False
+    hidden: set[str] = field(default_factory=set)
     files: list[s.SourceFile] = field(default_factory=list)
     statements: list[tuple[int, s.Statement]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -78,7 +81,9 @@ class Context:
 
     @property
     def sources(self) -> dict[str, str]:
-        return {f.path: f.text for f in self.files}
+        """The text of each file diagnostics may show (never that of `hidden` files:
+        included files that are not `.circ` files inside the spec's folder)."""
+        return {f.path: f.text for f in self.files if f.path not in self.hidden}
 
     def owns(self, statement: s.Definition) -> bool:
         """Whether `statement` is the definition its name refers to (not a duplicate
@@ -107,6 +112,14 @@ class Context:
                       f"`{name}` is defined at {decl.span.path}:{decl.span.line}; "
                       "move that definition above this line")
         return decl
+
+    def scores_nodes(self, name: str) -> bool | None:
+        """Whether analysis `name` gives a score per node (None when its IR failed and its
+        kind alone cannot tell)."""
+        if name in self.analyses:
+            return scores_nodes(self.analyses[name])
+        kind = self.analysis_kind(name)
+        return None if kind in (None, "attention") else kind in SELECTABLE_KINDS
 
     def analysis_kind(self, name: str) -> str | None:
         """The kind of analysis `name`, from its IR or, when that failed, its syntax."""

@@ -69,10 +69,15 @@ def _path_patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:
 
 def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.attention import attention
+    from circ.runtime.analyses.attention_scores import attention_scores
 
     heads = [n for n in ctx.nodes_of(a.nodes) if n.kind == "head"]
+    if a.option("score") is not None:
+        return attention_scores(ctx.loaded, ctx.datasets[a.dataset], heads, score=a.option("score"),
+                                batch_size=ctx.batch_size, show_progress=ctx.show_progress)
     return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
-                     batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+                     explore=a.option("explore", 8), batch_size=ctx.batch_size,
+                     show_progress=ctx.show_progress)
 
 
 def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
@@ -84,6 +89,16 @@ def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
                        show_progress=ctx.show_progress)
     circuit = a.nodes.analysis if isinstance(a.nodes, ir.Select) else None
     return {**out, "circuit": circuit, "source": _source_entry(a.source)}
+
+
+def _ablate(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.ablation import ablate
+
+    target = ctx.datasets[a.dataset]
+    out = ablate(ctx.loaded, target, ctx.nodes_of(a.nodes), ctx.spec.metric(a.metric),
+                 ctx.source_for(a.source, target), batch_size=ctx.batch_size,
+                 show_progress=ctx.show_progress)
+    return {**out, "source": _source_entry(a.source)}
 
 
 def _subspace(a: ir.Analysis, ctx: AnalysisContext) -> dict:
@@ -104,6 +119,7 @@ KERNELS = {
     "path_patch": _path_patch,
     "attention": _attention,
     "faithfulness": _faithfulness,
+    "ablate": _ablate,
     "subspace": _subspace,
 }
 

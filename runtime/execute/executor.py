@@ -21,12 +21,15 @@ from circ.runtime.execute.node_rules import NodeFacts
 
 
 class RunError(Exception):
-    """A failure while running one op, located at the spec text it came from."""
+    """A failure while running one op, located at the spec text it came from.
+    `internal`: no check foresaw it (an error type the kernels do not raise for bad
+    input); reported the same way, with its type."""
 
-    def __init__(self, span: ir.Span, message: str):
+    def __init__(self, span: ir.Span, message: str, internal: bool = False):
         super().__init__(message)
         self.span = span
         self.message = message
+        self.internal = internal
 
 
 @dataclass
@@ -79,8 +82,9 @@ class Executor:
             except RunError:
                 raise
             except Exception as error:  # noqa: BLE001 - every failure maps to its spec line
-                if not _is_user_error(error):
-                    raise
+                if not _is_user_error(error):  # a case no check foresaw: still located, never a traceback
+                    raise RunError(op.span, f"cannot run this: {type(error).__name__}: "
+                                   f"{str(error)[:500]}", internal=True) from error
                 raise RunError(op.span, str(error)) from error
             for dep in self.graph.predecessors(op_id):
                 waiting[dep] -= 1
@@ -141,7 +145,7 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
-        if isinstance(circuit.nodes, ir.Select) and not self.members[circuit.name]:
+        if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
 
@@ -149,9 +153,12 @@ class Executor:
         name = op.arg("circuit")
         categories = [c for c in self.spec.categories if c.circuit == name]
         circuit = self.spec.circuit(name)
+        facts = self._facts(op.arg("attention"))
         effect_from = circuit.nodes.analysis if isinstance(circuit.nodes, ir.Select) else None
-        self.members[name] = circuit_rules.categorize(
-            self.members[name], categories, self._facts(op.arg("attention")), effect_from)
+        if isinstance(circuit.nodes, ir.Combine):  # `effect` reads the members' own scores
+            effect_from = name
+            facts.values[name] = {m.id: m.score for m in self.members[name]}
+        self.members[name] = circuit_rules.categorize(self.members[name], categories, facts, effect_from)
         self.warnings += run_warnings.empty_categories(categories, self.members[name])
         return self.members[name]
 
@@ -200,11 +207,13 @@ class Executor:
     def _members(self, nodes: ir.NodeSet) -> list[circuit_rules.Member]:
         if isinstance(nodes, ir.NodeList):
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
+        if isinstance(nodes, ir.Combine):
+            return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
         return circuit_rules.select(nodes, self._facts(None), self.members)
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()
-                  if r["kind"] in ("attribute", "patch")}
+                  if r["kind"] in ("attribute", "patch") or r.get("score") is not None}
         attn = self.analyses.get(attention, {}) if attention else {}
         return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}), self._clean_metrics())
 
@@ -242,7 +251,7 @@ def _source_name(dataset: ir.Dataset) -> str:
 
 
 def _source_line(sources: dict, span: ir.Span) -> str:
-    lines = sources.get(span.path, "").splitlines()
+    lines = ir.source_lines(sources.get(span.path, ""))
     return lines[span.line - 1] if 0 < span.line <= len(lines) else ""
 
 

@@ -1,7 +1,10 @@
 """The plain-text summary `circ run` prints: top nodes per analysis, circuits,
 expectations with pass/fail (and why a value could not be computed), warnings.
-Reads only the results dict."""
+Reads only the results dict. Names and text from the spec or its data are escaped
+(`terminal_text`): one printed line per summary line."""
 from __future__ import annotations
+
+from circ.compiler.escape import terminal_text
 
 TOP = 5
 ATTENDED = 0.05  # attention mass below which a named position is not listed
@@ -30,9 +33,15 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
         head += f" on {result['dataset']}"
     if result.get("metric"):
         head += f", {result['metric']}"
+    if result.get("score"):
+        head += f", {result['score']} score over every query"
     lines = [head + ")"]
     if kind == "faithfulness":
         lines.append(f"  recovered {_fmt(result.get('value'))}")
+        return lines
+    if kind == "ablate":
+        lines.append(f"  clean {_fmt(result.get('clean'))}  ablated {_fmt(result.get('ablated'))}  "
+                     f"helps {_fmt(result.get('value'))}  ({', '.join(result.get('nodes') or [])})")
         return lines
     if kind == "subspace":
         for node, per_data in sorted(result.get("values", {}).items()):
@@ -40,7 +49,7 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
                 row = "  ".join(f"r{r}={v:.3f}" for r, v in per_rank.items() if v is not None)
                 lines.append(f"  {node} [{dataset}] {row}")
         return lines
-    if kind == "attention":
+    if kind == "attention" and not result.get("score"):
         patterns = result.get("patterns") or {}
         for node, stats in sorted(result.get("values", {}).items()):
             lines.append(f"  {node}: " + _attention_line(stats, patterns.get(node)))
@@ -92,4 +101,4 @@ def summarize(results: dict) -> str:
     if warnings:
         lines.append("warnings")
         lines += [f"  {w['code']}  line {w['line']}: {w['message']}" for w in warnings]
-    return "\n".join(lines) + "\n"
+    return "\n".join(terminal_text(line) for line in lines) + "\n"
