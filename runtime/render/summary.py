@@ -55,7 +55,8 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
             lines.append(f"  {node}: " + _attention_line(stats, patterns.get(node)))
         return lines
     if "n" in result:
-        lines[0] = head + f", n={result['n']}; + helps)"
+        signed = kind in ("attribute", "patch", "path_patch")
+        lines[0] = head + f", n={result['n']}" + ("; + helps)" if signed else ")")
     if "total" in result:
         lines.append(f"  total {_fmt(result['total'])}")
     errors = result.get("stderr") if isinstance(result.get("stderr"), dict) else {}
