@@ -195,8 +195,8 @@ def bench_exact(c: Context) -> dict:
     print(f"  speed-up over TransformerLens: {tl_all.ratio(circ_time)}; over the hand-written loop: "
           f"{hand_all.ratio(circ_time)}")
     clean_metric = result["baseline"]["clean"]
-    errors = [abs(float(tl_values[i]) - (result["values"][n.id] + clean_metric)) for i, n in enumerate(c.picked)]
-    errors_hand = [abs(hand[n] - (result["values"][n.id] + clean_metric)) for n in c.few]
+    errors = [abs(float(tl_values[i]) - (clean_metric - result["values"][n.id])) for i, n in enumerate(c.picked)]
+    errors_hand = [abs(hand[n] - (clean_metric - result["values"][n.id])) for n in c.few]
     print(f"  max |circ - TransformerLens| over the {len(c.picked)} baseline heads: {max(errors):.2e}; "
           f"|circ - hand-written|: {max(errors_hand):.2e} (target <= 1e-4)", flush=True)
     return {"values": result["values"], "time": circ_time, "baseline": tl_all}
@@ -344,7 +344,7 @@ def demo_baseline(loaded, clean, moved, heads, metric, source) -> None:
             index_axis_names=None, index_df=index))
     result, circ_time = timed(lambda: patch(loaded, clean, heads, metric, source, show_progress=False))
     clean_metric = result["baseline"]["clean"]
-    error = max(abs(float(tl_values[i]) - (result["values"][n.id] + clean_metric)) for i, n in enumerate(heads))
+    error = max(abs(float(tl_values[i]) - (clean_metric - result["values"][n.id])) for i, n in enumerate(heads))
     print(f"  exact patching of the {len(heads)} heads: TransformerLens get_act_patch_attn_head_out_all_pos "
           f"{tl_time}, circ {circ_time}; speed-up {tl_time.ratio(circ_time)}; max difference {error:.2e} "
           "(target <= 1e-4)", flush=True)

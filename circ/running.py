@@ -44,6 +44,7 @@ class Finished:
     spec: ir.Spec
     sources: dict
     reused: int = 0
+    per_prompt: dict = field(default_factory=dict)  # per_prompt.json: {analysis: {node: [values]}}
 
 
 def model_from_option(text: str, base: ir.Model) -> ir.Model:
@@ -86,7 +87,7 @@ def run_loaded(spec: ir.Spec, loaded, options: RunOptions, *, sources: dict | No
     from circ.compiler.api import compile_file, compile_source, plan
     from circ.runtime.execute.executor import Executor, RunError, Settings
     from circ.runtime.execute.resume_store import open_store
-    from circ.runtime.results.assemble import assemble, spec_sources
+    from circ.runtime.results.assemble import assemble, per_prompt_table, spec_sources
 
     started = options.started if options.started is not None else time.monotonic()
     sources = sources if sources is not None else spec_sources(spec)
@@ -118,4 +119,5 @@ def run_loaded(spec: ir.Spec, loaded, options: RunOptions, *, sources: dict | No
     timing = {"started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "seconds": round(time.monotonic() - started, 3)}
     results = assemble(executor, spec, loaded, settings, sources.get(spec.path, ""), timing)
-    return Finished(results, spec, sources, reused=len(store.reused) if store is not None else 0)
+    return Finished(results, spec, sources, reused=len(store.reused) if store is not None else 0,
+                    per_prompt=per_prompt_table(executor.analyses))

@@ -61,6 +61,8 @@ CODES = {
     "E331": "edge not measured by the analysis",
     "E332": "invalid attention target",
     "E333": "value not defined on the dataset's clean run",
+    "E340": "`max` or `metric` in a rule without scores",
+    "E341": "normalized metric with a source that does not run the model",
     "E360": "attention score at one query position",
     "E375": "`each` position where one position is needed",
     "E401": "layer out of range",

@@ -243,6 +243,9 @@ NodeSet = Union[NodeList, Select, Combine]
 #                                    position to that named position
 #   Spread("labels")                 normalised entropy of attention over those positions
 #   Abs(term)
+#   Arith("*", left, right)          + - * / of two terms
+#   Relative("max")                  the largest |score| of what `effect` reads
+#   Relative("metric")               the clean metric value of the analysis `effect` reads
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -269,7 +272,23 @@ class Abs:
     span: Span = _span()
 
 
-Term = Union[Field, Attends, Spread, Abs, float]
+@dataclass(frozen=True)
+class Arith:
+    op: str  # "+" "-" "*" "/"
+    left: "Term"
+    right: "Term"
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Relative:
+    name: str  # "max" or "metric"
+    span: Span = _span()
+
+
+RELATIVE_TERMS = ("max", "metric")
+
+Term = Union[Field, Attends, Spread, Abs, Arith, Relative, float]
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ categories found {
   copier         = attends(after_marker) > 0.9
   previous_token = attends(last_word) > 0.9
 }
-expect patched[L1.H1] < -1
+expect patched[L1.H1] > 1
 expect dla[L1.H1] > 1
 render found to "found.dot"
 '''

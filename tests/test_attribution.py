@@ -112,8 +112,9 @@ def test_normalised_metric_divides_by_the_gap(tiny, prompts, corrupt):
 
 
 def hand_written_integrated_gradients(loaded, prompts, steps):
-    """(source - clean) . mean gradient over the token embeddings moved k/steps of the
-    way to the corrupted prompt's, per head and MLP, summed over prompts, divided by n."""
+    """-(source - clean) . mean gradient over the token embeddings moved k/steps of the
+    way to the corrupted prompt's, per head and MLP, summed over prompts, divided by n:
+    the estimate of metric(clean) - metric(patched), positive when the node helps."""
     bridge = loaded.bridge
     sites = [f"blocks.{layer}.attn.hook_z" for layer in range(2)] + [f"blocks.{layer}.hook_mlp_out" for layer in range(2)]
     with torch.no_grad():
@@ -149,9 +150,9 @@ def hand_written_integrated_gradients(loaded, prompts, steps):
         layer = int(site.split(".")[1])
         if "hook_z" in site:
             per_head = (product * mask[..., None, None]).sum((0, 1, 3))
-            values.update({f"L{layer}.H{head}": float(per_head[head]) / len(prompts) for head in range(4)})
+            values.update({f"L{layer}.H{head}": -float(per_head[head]) / len(prompts) for head in range(4)})
         else:
-            values[f"L{layer}.MLP"] = float((product * mask[..., None]).sum()) / len(prompts)
+            values[f"L{layer}.MLP"] = -float((product * mask[..., None]).sum()) / len(prompts)
     return values
 
 

@@ -1,4 +1,4 @@
-"""Bad datasets and bad models stop `circ run` with a located error, exit 1, before
+"""Bad datasets and bad models stop `circ run` with a located error, exit 2, before
 any forward pass, and without writing results.json; never with a traceback."""
 import io
 import json
@@ -153,7 +153,7 @@ def test_out_of_range_node_is_a_check_error_when_the_config_is_readable(tmp_path
         compile_source(text, str(tmp_path / "spec.circ"))
     assert [(d.code, d.span.line) for d in caught.value.diagnostics] == [(code, 5)]
     exit_code, stderr = run(tmp_path, text)
-    assert exit_code == 1 and "spec.circ:5:" in stderr and f"error[{code}]" in stderr
+    assert exit_code == 2 and "spec.circ:5:" in stderr and f"error[{code}]" in stderr
     assert forwards == [] and "Traceback" not in stderr
 
 
@@ -165,7 +165,7 @@ def test_out_of_range_node_is_caught_once_a_shapeless_model_loads(tmp_path, tiny
     compile_source(text, str(tmp_path / "spec.circ"))  # no shape yet: nothing to check against
     monkeypatch.setattr(models, "_boot_gguf", lambda *args: (tiny.bridge, "m.gguf"))
     code, stderr = run(tmp_path, text)
-    assert code == 1 and "spec.circ:5:" in stderr and "error[E402]" in stderr, stderr
+    assert code == 2 and "spec.circ:5:" in stderr and "error[E402]" in stderr, stderr
     assert forwards == [] and "Traceback" not in stderr
     assert not (tmp_path / "out" / "results.json").exists()
 

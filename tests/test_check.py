@@ -86,8 +86,8 @@ def test_case_study_spec_lowers_as_written():
     assert [e.form for e in spec.expectations] == ["number"] * 6 + ["membership", "number", "number",
                                                                      "relation"] + ["number"] * 4
     assert [(e.op, e.right) for e in spec.expectations if e.form == "number"] == [
-        (">=", 0.98), (">", 5.0), (">", 5.0), (">", 10.0), ("<", -2.0), ("<=", 2.0), (">", 0.9),
-        ("<", -5.0), ("<", 0.5), (">=", 0.8), (">=", 0.9), ("<", 0.9)]
+        (">=", 0.98), (">", 5.0), (">", 5.0), (">", 10.0), (">", 2.0), ("<=", 2.0), (">", 0.9),
+        (">", 5.0), ("<", 0.5), (">=", 0.8), (">=", 0.9), ("<", 0.9)]
     assert {c.attention for c in spec.categories} == {"_attn_output", "_attn_circuit"}
     assert spec.analysis("_attn_output") == ir.Analysis(
         "_attn_output", "attention", ir.Select("output"), "clean", options=(("query", ir.LAST),))

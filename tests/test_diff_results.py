@@ -113,3 +113,66 @@ def test_malformed_results_give_one_clear_error(mangle, message):
 def test_negative_threshold_is_rejected():
     with pytest.raises(ResultsError, match="threshold"):
         diff_results(load("old.json"), load("old.json"), threshold=-1)
+
+
+def _run_like(**analyses) -> dict:
+    """A results object as `circ run` writes it: setup with measured metric means."""
+    return {"spec": {"name": "s"}, "model": {"name": "demo", "n_layers": 2},
+            "datasets": {"clean": {"kind": "mcq", "n": 16, "metrics": {"ld": 14.7612345}},
+                         "moved": {"kind": "move_answer", "n": 16, "metrics": {"ld": -4.8712345}}},
+            "metrics": {"ld": {"kind": "logit_diff", "better": "higher"}},
+            "analyses": analyses, "circuits": {}, "expectations": []}
+
+
+PATCH = {"kind": "patch", "dataset": "clean", "metric": "ld", "line": 7, "baseline": {"clean": 14.76},
+         "values": {"L1.H0": 5.49, "L1.MLP": 13.27}, "stderr": {"L1.H0": 0.1, "L1.MLP": 0.2}, "n": 16}
+
+
+def test_float_noise_in_measured_setup_numbers_and_stderr_is_within_the_threshold():
+    old = _run_like(direct=PATCH)
+    new = json.loads(json.dumps(old))
+    new["datasets"]["clean"]["metrics"]["ld"] += 3e-7  # another machine's float rounding
+    new["datasets"]["moved"]["metrics"]["ld"] -= 2e-7
+    new["analyses"]["direct"]["stderr"]["L1.H0"] = 0.1000004
+    new["analyses"]["direct"]["values"]["L1.H0"] += 1e-7
+    assert diff_results(old, new, 0.01).changes == ()
+    new["datasets"]["clean"]["metrics"]["ld"] = 12.0
+    new["datasets"]["clean"]["n"] = 17
+    assert [(c.kind, c.subject, c.key) for c in diff_results(old, new, 0.01).changes] == [
+        ("setup_changed", "datasets", "clean/metrics/ld"), ("setup_changed", "datasets", "clean/n")]
+
+
+def test_a_renamed_analysis_is_one_rename_then_compared_under_its_new_name():
+    old = _run_like(direct=PATCH)
+    moved = dict(PATCH, line=9, values={"L1.H0": 5.49, "L1.MLP": 10.0})
+    changes = diff_results(old, _run_like(direct_effects=moved), 0.01).changes
+    assert changes == (ResultChange("analysis_renamed", "direct_effects", None, "direct", "direct_effects"),
+                       ResultChange("value_changed", "direct_effects", "L1.MLP", 13.27, 10.0))
+
+
+def test_renames_found_by_the_spec_diff_are_used_for_results():
+    old = _run_like(direct=PATCH)
+    other = dict(PATCH, metric="nld")  # a setting changed too: only the spec diff can tell it is a rename
+    alone = diff_results(old, _run_like(direct_effects=other), 0.01).changes
+    assert [c.kind for c in alone] == ["analysis_removed", "analysis_added"]
+    told = diff_results(old, _run_like(direct_effects=other), 0.01,
+                        renames={"analyses": {"direct": "direct_effects"}}).changes
+    assert [(c.kind, c.key) for c in told] == [("analysis_renamed", None), ("setting_changed", "metric")]
+
+
+def test_spec_and_results_diff_report_a_rename_alike(tmp_path):
+    from circ.compiler.diff.inputs import build_report
+    from circ.compiler.diff.rows import result_groups, spec_groups
+
+    spec = ('model demo\ndata clean = mcq(n=8)\ndata moved = clean.move_answer()\nmetric ld = logit_diff at last\n'
+            'analysis {name} = patch(heads, source=moved, target=clean, metric=ld)\n')
+    (tmp_path / "old.circ").write_text(spec.format(name="direct"))
+    (tmp_path / "new.circ").write_text(spec.format(name="direct_effects"))
+    (tmp_path / "old.json").write_text(json.dumps(_run_like(direct=PATCH)))
+    (tmp_path / "new.json").write_text(json.dumps(_run_like(direct_effects=dict(PATCH, metric="other"))))
+    report = build_report(str(tmp_path / "old.circ"), str(tmp_path / "new.circ"),
+                          results=(str(tmp_path / "old.json"), str(tmp_path / "new.json")))
+    spec_rows = [row for _, rows in spec_groups(report.spec_changes) for row in rows]
+    result_rows = [row for _, rows in result_groups(report.results) for row in rows]
+    renamed = [(row.mark, row.what, row.old, row.new) for row in spec_rows + result_rows if "renamed" in row.what]
+    assert renamed == [("~", "analysis renamed", "direct", "direct_effects")] * 2

@@ -16,7 +16,9 @@ N_LAYERS = 2
 
 def hand_patch(loaded, prompts, node, source_tokens=None, effect="total", position_mask=None, replacement=None,
                metric=LD):
-    """The patch written out with TransformerLens hooks, freezing each later head's z."""
+    """The patch written out with TransformerLens hooks, freezing each later head's z;
+    returned as how much the node helps: metric(clean) - metric(patched), negated for
+    a lower-is-better metric (loss, kl)."""
     bridge = loaded.bridge
     name = {"head": f"blocks.{node.layer}.attn.hook_z", "mlp": f"blocks.{node.layer}.hook_mlp_out",
             "embed": "blocks.0.hook_resid_pre", "resid": f"blocks.{node.layer}.hook_resid_pre",
@@ -49,8 +51,9 @@ def hand_patch(loaded, prompts, node, source_tokens=None, effect="total", positi
             for layer in range(first_mlp_layer, N_LAYERS):
                 hooks.append((f"blocks.{layer}.hook_mlp_out", lambda x, hook, c=clean[f"blocks.{layer}.hook_mlp_out"]: c))
         patched = bridge.run_with_hooks(prompts.tokens, fwd_hooks=hooks)
-    return (metric_values(patched, prompts, metric, clean_logits=clean_logits)
-            - metric_values(clean_logits, prompts, metric, clean_logits=clean_logits)).mean().item()
+    change = (metric_values(clean_logits, prompts, metric, clean_logits=clean_logits)
+              - metric_values(patched, prompts, metric, clean_logits=clean_logits)).mean().item()
+    return -change if metric.kind in ("loss", "kl") else change
 
 
 NODES = [ir.Node(0, "head", 1), ir.Node(1, "head", 3), ir.Node(0, "mlp"), ir.Node(1, "mlp"), ir.Node(0, "embed"),

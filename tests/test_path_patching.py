@@ -23,7 +23,8 @@ def sender_output(cache, W_O, sender):
 
 def hand_path(loaded, prompts, sender, receiver):
     """Add the sender's output change (corrupt minus clean) to the stream the receiver
-    reads, record what the receiver computes, and put only that into a clean run."""
+    reads, record what the receiver computes, and put only that into a clean run; the
+    value is metric(clean) - metric(patched) (positive: the path helps)."""
     bridge = loaded.bridge
     W_O = bridge.W_O.detach()
     with torch.no_grad():
@@ -57,7 +58,7 @@ def hand_path(loaded, prompts, sender, receiver):
             return hook
 
         patched = bridge.run_with_hooks(prompts.tokens, fwd_hooks=[(name, put(name, head)) for name, head in outputs])
-    return (metric_values(patched, prompts, LD) - metric_values(clean_logits, prompts, LD)).mean().item()
+    return (metric_values(clean_logits, prompts, LD) - metric_values(patched, prompts, LD)).mean().item()
 
 
 EDGES = [

@@ -98,8 +98,8 @@ def test_total_effects_flip_the_answer(planted_run):
     clean = expected_logit_diff()
     assert patched["baseline"]["clean"] == pytest.approx(clean, abs=EXACT)
     assert patched["baseline"]["patched_source"] == pytest.approx(-clean, abs=EXACT)
-    for node in PLANTED:
-        assert patched["values"][node] == pytest.approx(-2 * clean, abs=EXACT)
+    for node in PLANTED:  # each helps: patching it flips the answer, clean - patched = 2 * clean
+        assert patched["values"][node] == pytest.approx(2 * clean, abs=EXACT)
 
 
 def test_previous_token_head_acts_only_through_the_copying_head(planted_run):
@@ -126,14 +126,15 @@ def test_path_patching_finds_the_key_edge(planted_run):
     _, _, results = planted_run
     paths = results["analyses"]["paths"]["values"]
     assert set(paths) == {f"L0.H{h}->L1.H1.{p}" for h in range(4) for p in "qkv"}
-    assert paths["L0.H2->L1.H1.k"] == pytest.approx(-2 * expected_logit_diff(), abs=EXACT)
+    assert paths["L0.H2->L1.H1.k"] == pytest.approx(2 * expected_logit_diff(), abs=EXACT)
     assert all(abs(v) < EXACT for edge, v in paths.items() if edge != "L0.H2->L1.H1.k")
     edges = {(e["src"], e["dst"], e["part"]): e["weight"] for e in results["circuits"]["found"]["edges"]}
     assert set(edges) == {("L0.H2", "L1.H1", p) for p in "qkv"}
-    assert edges[("L0.H2", "L1.H1", "k")] == pytest.approx(-paths["L0.H2->L1.H1.k"])  # helps: positive
+    assert edges[("L0.H2", "L1.H1", "k")] == pytest.approx(paths["L0.H2->L1.H1.k"])
+    assert edges[("L0.H2", "L1.H1", "k")] > 0  # helps: positive
     scores = {n["id"]: n["score"] for n in results["circuits"]["found"]["nodes"]}
     effects = results["analyses"]["patched"]["values"]
-    assert scores == pytest.approx({node: -effects[node] for node in scores})
+    assert scores == pytest.approx({node: effects[node] for node in scores})
 
 
 def test_diagram_shows_the_planted_circuit(planted_run):

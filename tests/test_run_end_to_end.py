@@ -74,7 +74,8 @@ def test_patching_matches_a_hand_written_hook(run_dir):
         _, corrupt_cache = bridge.run_with_cache(prompts.corrupt, names_filter=lambda n: n == "blocks.1.hook_mlp_out")
         hook = ("blocks.1.hook_mlp_out", lambda act, hook: corrupt_cache["blocks.1.hook_mlp_out"])
         patched = ld(bridge.run_with_hooks(prompts.tokens, fwd_hooks=[hook]))
-    assert abs(results["analyses"]["patched"]["values"]["L1.MLP"] - (patched - clean)) < 1e-5
+    # positive when the node helps: clean - patched for a logit difference
+    assert abs(results["analyses"]["patched"]["values"]["L1.MLP"] - (clean - patched)) < 1e-5
 
 
 def test_circuit_is_the_top_two_by_magnitude_and_categorised(run_dir):

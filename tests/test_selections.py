@@ -111,7 +111,7 @@ def test_summary_and_report_show_scores_and_ablations():
                "stderr": {"clean": 0.002, "ablated": 0.11, "value": 0.11}, "n": 24}},
         "circuits": {}, "expectations": []}
     text = summarize(results)
-    assert "ind (attention on seqs, induction score over every query)\n  L1.H2        +0.9900\n" in text
+    assert "ind (attention on seqs, induction score over every query, n=24)\n  L1.H2        +0.9900 \u00b1 0.0010\n" in text
     assert "ko (ablate on seqs, lp)\n  clean -0.0100  ablated -5.3500  helps +5.3400  (L0.H1, L1.H2)\n" in text
     html = report_html(results, "", diagram_svg=None)
     assert 'Mean over <span class="num">24</span> prompts and <span class="num">168</span> query positions' in html

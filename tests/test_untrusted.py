@@ -129,7 +129,7 @@ def test_a_path_outside_the_spec_folder_is_only_read_as_data(nested, tmp_path, t
 def test_diagrams_are_never_written_outside_the_output_folder(tmp_path, tiny_dir, target):
     (tmp_path / "s.circ").write_text(f'model hf("{tiny_dir}")\ncircuit c = [L0.H1]\nrender c to "{target}"\n')
     code, stderr = run(tmp_path / "s.circ", tmp_path / "out")
-    assert code == 1 and "s.circ:3:13: error[E510]: cannot render to" in stderr
+    assert code == 2 and "s.circ:3:13: error[E510]: cannot render to" in stderr
     assert not (tmp_path / "escape.dot").exists() and not (tmp_path / "escape.svg").exists()
     assert not (tmp_path / "out").exists()
 

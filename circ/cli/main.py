@@ -86,9 +86,12 @@ def plan(file, fmt, estimate, model_shape, batch_size, include_outside):
               help="ray: run patching sweeps on a Ray cluster.")
 @click.option("--address", help="With --executor ray: the cluster to join [default: a local one].")
 @INCLUDE_OUTSIDE
+@click.option("--per-prompt", is_flag=True,
+              help="Also write every prompt's node values to per_prompt.json in the output folder.")
 def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet, resume, device_map,
-        executor, address, include_outside):
-    """Run a spec; exit 1 if an expectation fails."""
+        executor, address, include_outside, per_prompt):
+    """Run a spec; exit 0 if every expectation holds, 1 if one fails, 2 if the spec,
+    its data or its model is broken or the run could not finish."""
     from circ.cli.run import run_spec
 
     if address and executor != "ray":
@@ -96,7 +99,7 @@ def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet
     sys.exit(run_spec(file, out_dir, model=model, device=device, batch_size=batch_size, seed=seed,
                       trust_remote_code=trust_remote_code, progress=not quiet, resume=resume,
                       device_map=device_map, executor=executor, address=address,
-                      include_outside=include_outside))
+                      include_outside=include_outside, per_prompt=per_prompt))
 
 
 @main.command()

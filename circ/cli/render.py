@@ -1,8 +1,8 @@
 """`circ render`: a circuit diagram from results (a results.json or a run folder)
 or, for a hypothesis that has not run, from a spec. No torch is imported.
 
-Exit 0 when the diagram is written; 1 when the spec does not compile (its
-diagnostics); 2, with a one-line message, when the results cannot be read or
+Exit 0 when the diagram is written; 2 when the spec does not compile (its
+diagnostics), or, with a one-line message, when the results cannot be read or
 drawn (not JSON, numbers out of range, nesting too deep, values of the wrong type)
 or the diagram cannot be written."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def render_path(source: str, output: str, circuit: str | None, stderr) -> int:
         written = render(dot, Path(output))
     except CircError as error:
         print(error.render(), file=stderr)
-        return 1
+        return 2
     except RenderError as error:
         print(terminal_text(f"circ: {error}"), file=stderr)
         return 2

@@ -1,6 +1,8 @@
 """`circ run`: compile a spec, load its model, execute the plan, write results.json,
-the diagrams the spec asks for and report.html, print a summary; exit 1 when an
-expectation fails. Errors from the spec, its datasets or its model are printed as
+the diagrams the spec asks for and report.html (and per_prompt.json with
+--per-prompt), print a summary. Exit codes: 0 every expectation holds, 1 one fails
+(the hypothesis is refuted), 2 the spec, its data or its model is broken or the run
+could not finish. Errors from the spec, its datasets or its model are printed as
 diagnostics at the spec line they concern, never as a traceback, and never leave a
 partial results file. The run itself goes through `circ.running`, as `circ.run` does.
 The output folder is tried with a probe write before anything runs; when writing
@@ -21,7 +23,8 @@ from circ.running import RUN_ERROR, RunOptions, load, model_from_option, run_loa
 from circ.runtime.execute.resume_store import CACHE_FOLDER
 from circ.runtime.results.safe_write import probe_folder
 
-NOT_WRITTEN = 2  # exit status when the output folder cannot hold the results
+HOLDS, REFUTED, BROKEN = 0, 1, 2  # exit codes
+NOT_WRITTEN = BROKEN  # the output folder cannot hold the results: the run could not finish
 
 
 def _override(model: str | None, device: str | None, device_map: str | None = None):
@@ -44,7 +47,8 @@ def _override(model: str | None, device: str | None, device_map: str | None = No
 def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str | None,
              batch_size: int, seed: int, trust_remote_code: bool, progress: bool,
              resume: bool = False, device_map: str | None = None, executor: str = "local",
-             address: str | None = None, include_outside: bool = False, stdout=sys.stdout,
+             address: str | None = None, include_outside: bool = False, per_prompt: bool = False,
+             stdout=sys.stdout,
              stderr=sys.stderr) -> int:
     from circ.compiler.api import compile_file
 
@@ -54,7 +58,7 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
                             include_outside=include_outside)
     except CircError as error:
         print(error.render(), file=stderr)
-        return 1
+        return BROKEN
     out = Path(out_dir) if out_dir else Path("out") / Path(path).stem
     options = RunOptions(batch_size=batch_size, seed=seed, progress=progress, log=stderr, store_dir=out,
                          resume=resume, executor=executor, address=address,
@@ -67,26 +71,27 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
                             "nothing was run"), file=stderr)
         return NOT_WRITTEN
     try:
-        return _run(spec, out, options, stdout, stderr)
+        return _run(spec, out, options, stdout, stderr, per_prompt)
     except CircError as error:
         print(error.render(), file=stderr)
-        # E600: the model or a dataset is broken and the run could not finish; other codes
-        # are the spec's own errors, found once a shapeless model has loaded
-        return 2 if any(d.code == RUN_ERROR for d in error.diagnostics) else 1
+        # E600: the model or a dataset is broken and the run could not finish; any other
+        # code is the spec's own error, found once a shapeless model has loaded: broken too
+        return BROKEN
     except Exception as error:  # noqa: BLE001 - never a traceback: located at the spec's first line
         where = ir.Span(spec.path, 1, 1, 1, 1)
         print(Diagnostic(RUN_ERROR, f"cannot finish the run: {type(error).__name__}: {str(error)[:500]}",
                          where).format(None), file=stderr)
-        return 2
+        return BROKEN
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
               f"{out / CACHE_FOLDER}: `circ run --resume` reuses them)", file=stderr)
         return 130
 
 
-def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr) -> int:
+def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr, per_prompt: bool = False) -> int:
     from circ.runtime.render.summary import summarize
     from circ.runtime.results.assemble import spec_sources
+    from circ.runtime.results.write import write_results
 
     sources = spec_sources(spec)
     loaded = load(spec, sources, trust_remote_code=options.trust_remote_code)
@@ -99,11 +104,13 @@ def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr) -> int:
     print(summarize(results), file=stdout, end="")
     if written is None:
         return NOT_WRITTEN
+    if per_prompt:
+        write_results(written.parent / "per_prompt.json", finished.per_prompt)
     print(terminal_text(f"results: {written}"), file=stdout)
     if written.parent != out:
         return NOT_WRITTEN
     failed = [e for e in results["expectations"] if not e["passed"]]
-    return 1 if failed else 0
+    return REFUTED if failed else HOLDS
 
 
 def _keep(results: dict, spec_text: str, out: Path, renders: tuple, stderr) -> Path | None:

@@ -40,6 +40,8 @@ def _reads_attention(rule) -> bool:
         return _reads_attention(rule.rule)
     if isinstance(rule, ir.Abs):
         return _reads_attention(rule.term)
+    if isinstance(rule, ir.Arith):
+        return _reads_attention(rule.left) or _reads_attention(rule.right)
     return False
 
 
@@ -102,3 +104,6 @@ def _fields(rule):
         yield from _fields(rule.rule)
     elif isinstance(rule, ir.Abs):
         yield from _fields(rule.term)
+    elif isinstance(rule, ir.Arith):
+        yield from _fields(rule.left)
+        yield from _fields(rule.right)

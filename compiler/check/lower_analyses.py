@@ -129,6 +129,12 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
         if options["position"].kind == "each":
             ctx.fail("E375", "`at=each` patches every position exactly; it needs method=exact",
                      _arg_span(call, "at"), "leave out method, or patch at one position")
+    metric = ctx.metrics.get(fields["metric"]) if fields["metric"] else None
+    source = fields["source"]
+    if metric is not None and metric.normalized and source is not None and source.kind in ("mean", "zero"):
+        ctx.fail("E341", f"the normalized metric `{metric.name}` scales by clean - source, but a "
+                 f"{source.kind} source gives no run of the model to score", _arg_span(call, "source"),
+                 "patch from a dataset, corrupt or resample, or use the metric it normalizes")
 
 
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:

@@ -2,8 +2,11 @@
 
 A rule's names are read in a scope: in `A where RULE`, `effect` is A's score; in a
 `categories C { ... }` block, `effect` is the circuit's score and `attends(pos)` /
-`spread(pos)` read attention patterns of the circuit's heads. Any other name is an
-analysis whose per-node score the rule reads. All errors of a rule are reported.
+`spread(pos)` read attention patterns of the circuit's heads; `max` and `metric` are
+relative to what `effect` reads (its largest |score|, its clean metric value), so
+that `abs(effect) > 0.05 * max` needs no retuning for another model; terms combine
+with + - * /. Any other name is an analysis whose per-node score the rule reads. All
+errors of a rule are reported.
 """
 from __future__ import annotations
 
@@ -59,7 +62,12 @@ def _term_or_fail(ctx: Context, t, scope: Scope, use: Use):
     if isinstance(t, s.Num):
         return float(t.value)
     if isinstance(t, s.Name):
+        if t.name in ir.RELATIVE_TERMS:
+            return _relative(ctx, t, scope)
         return _field(ctx, t, scope, use)
+    if isinstance(t, s.TermArith):
+        return ir.Arith(t.op, _term_or_fail(ctx, t.left, scope, use), _term_or_fail(ctx, t.right, scope, use),
+                        span=t.span)
     if t.func == "abs":
         return ir.Abs(_term_or_fail(ctx, t.arg, scope, use), span=t.span)
     if t.func in ("attends", "spread"):
@@ -73,6 +81,14 @@ def _term_or_fail(ctx: Context, t, scope: Scope, use: Use):
         return node(t.arg.name, span=t.span, position_span=t.arg.span)
     ctx.fail("E205", f"unknown rule function `{t.func}`", t.func_span,
              did_you_mean(t.func, RULE_FUNCTIONS) or "rule functions: abs, attends, spread")
+
+
+def _relative(ctx: Context, t: s.Name, scope: Scope) -> ir.Relative:
+    """`max` (largest |score| of what `effect` reads) or `metric` (its clean metric value)."""
+    if not scope.effect:
+        ctx.fail("E340", f"`{t.name}` is relative to the scores `effect` reads, and `{scope.source}` is a "
+                 "literal node list without scores", t.span, "give a number, or select from an analysis")
+    return ir.Relative(t.name, span=t.span)
 
 
 def _field(ctx: Context, t: s.Name, scope: Scope, use: Use) -> ir.Field:

@@ -192,6 +192,8 @@ _DESCRIBERS = (
     (ir.Attends, lambda value: f"attends({value.position})"),
     (ir.Spread, lambda value: f"spread({value.position})"),
     (ir.Abs, lambda value: f"abs({describe(value.term)})"),
+    (ir.Arith, lambda value: f"{describe(value.left)} {value.op} {describe(value.right)}"),
+    (ir.Relative, lambda value: value.name),
     (ir.Compare, lambda value: f"{describe(value.left)} {value.op} {describe(value.right)}"),
     (ir.And, lambda value: " and ".join(_rule_part(part) for part in value.parts)),
     (ir.Or, lambda value: " or ".join(_rule_part(part) for part in value.parts)),

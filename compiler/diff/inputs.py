@@ -170,13 +170,15 @@ def build_report(old: str, new: str, *, threshold: float = DEFAULT_THRESHOLD,
         return DiffReport(old, new, spec_changes=changes)
     old_results, new_results = (read_operand(item) for item in results)
     _pair(old_results, new_results, RESULTS)
-    return DiffReport(old, new, changes, _results_diff(old_results, new_results, threshold))
+    renames = {section: {c.old: c.new for c in changes if c.kind == f"{kind}_renamed"}
+               for section, kind in (("analyses", "analysis"), ("circuits", "circuit"))}
+    return DiffReport(old, new, changes, _results_diff(old_results, new_results, threshold, renames))
 
 
-def _results_diff(old: Operand, new: Operand, threshold: float):
+def _results_diff(old: Operand, new: Operand, threshold: float, renames: dict | None = None):
     try:
         return diff_results(load_results(old), load_results(new), threshold,
-                            labels=(old.label, new.label))
+                            labels=(old.label, new.label), renames=renames)
     except ResultsError as error:
         raise DiffInputError(str(error)) from None
 

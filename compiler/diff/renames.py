@@ -91,6 +91,8 @@ def normalize(obj, renames: Renames = NO_RENAMES):
         return replace(obj, name=renames.get("analyses", obj.name))
     if isinstance(obj, ir.Abs):
         return replace(obj, term=normalize(obj.term, renames))
+    if isinstance(obj, ir.Arith):
+        return replace(obj, left=normalize(obj.left, renames), right=normalize(obj.right, renames))
     if isinstance(obj, ir.Compare):
         return replace(obj, left=normalize(obj.left, renames), right=normalize(obj.right, renames))
     if isinstance(obj, (ir.And, ir.Or)):

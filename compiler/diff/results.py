@@ -7,7 +7,15 @@ scalar fields such as `total` or `baseline/clean` — plus values present on one
 only, settings that differ (dataset, metric, source, ...), analyses added or removed,
 nodes entering or leaving each circuit, category changes, circuit edges, and
 expectations that flipped between pass and fail. Faithfulness values are always
-listed before and after, changed or not. Run timing is never a difference.
+listed before and after, changed or not. Run timing is never a difference, nor are
+standard errors (they describe the values compared), nor measured numbers in the
+setup (a dataset's clean metric means) that moved less than `threshold`.
+
+An analysis or circuit renamed is one `analysis_renamed` / `circuit_renamed` change,
+as in the spec diff, and is then compared under its new name: the renames the spec
+diff found when given, else (results alone) a name that left and a name that came
+with the same setup (analyses: every non-numeric field; circuits: the nodes and
+their categories).
 """
 from __future__ import annotations
 
@@ -19,8 +27,9 @@ DEFAULT_THRESHOLD = 0.01
 
 # Fields of an analysis that are not compared: the per-node values are compared leaf
 # by leaf, and attention `patterns` and `explorer` are raw rows of single prompts,
-# shown in reports.
-_NOT_SETTINGS = frozenset({"values", "patterns", "explorer"})
+# shown in reports; standard errors describe the values compared, and `line` is where
+# the spec wrote the analysis.
+_NOT_SETTINGS = frozenset({"values", "patterns", "explorer", "stderr", "line"})
 _SETUP_SECTIONS = ("spec", "model", "run", "datasets", "metrics")
 # The spec's path depends on where it was run from; a dataset's `example` is its first
 # prompt, already determined by its parameters.
@@ -35,10 +44,10 @@ class ResultsError(ValueError):
 class ResultChange:
     """One difference between two results.
 
-    kind: setup_changed, analysis_added, analysis_removed, setting_changed,
+    kind: setup_changed, analysis_added, analysis_removed, analysis_renamed, setting_changed,
     value_changed, value_added, value_removed, faithfulness_changed, circuit_added,
     circuit_removed, node_entered, node_left, category_changed, edge_added,
-    edge_removed, expectation_flipped, expectation_value_changed,
+    edge_removed, circuit_renamed, expectation_flipped, expectation_value_changed,
     expectation_added, expectation_removed.
     subject: the analysis, circuit or expectation text ("model", "spec", "run" for
     setup); key: the node id, nested value key or field, or None.
@@ -186,8 +195,9 @@ def _without(tree, ignored: frozenset):
     return {key: value for key, value in tree.items() if key not in ignored}
 
 
-def _diff_setup(old: dict, new: dict):
-    """Spec, model, run, dataset and metric descriptions, compared exactly."""
+def _diff_setup(old: dict, new: dict, threshold: float):
+    """Spec, model, run, dataset and metric descriptions, compared exactly, except
+    measured numbers (a dataset's clean metric means, any float) within `threshold`."""
     for section in _SETUP_SECTIONS:
         old_part, new_part = old.get(section) or {}, new.get(section) or {}
         if section in ("datasets", "metrics"):
@@ -196,7 +206,41 @@ def _diff_setup(old: dict, new: dict):
         else:
             old_part = _without(old_part, _SETUP_IGNORED)
             new_part = _without(new_part, _SETUP_IGNORED)
-        yield from _compare_leaves("setup", section, old_part, new_part, 0.0)
+        for change in _compare_leaves("setup", section, old_part, new_part, 0.0):
+            measured = isinstance(change.old, float) or isinstance(change.new, float)
+            if not measured or change.delta is None or moved_beyond(change.old, change.new, threshold):
+                yield change
+
+
+def _analysis_setup(analysis: dict) -> dict:
+    return {key: value for key, value in analysis.items()
+            if key not in _NOT_SETTINGS and not _is_numeric_tree(value)}
+
+
+def _circuit_setup(circuit: dict) -> list:
+    return sorted((str(node.get("id")), str(node.get("category"))) for node in circuit.get("nodes", ()))
+
+
+def _renames(old: dict, new: dict, given: dict, setup) -> dict:
+    """old name -> new name among names on one side only: those in `given` (from the
+    spec diff), then pairs whose `setup` is the same and matches no other name."""
+    pairs = {o: n for o, n in given.items() if o in old and o not in new and n in new and n not in old}
+    added = [n for n in sorted(new, key=natural_key) if n not in old and n not in pairs.values()]
+    for name in sorted(old, key=natural_key):
+        if name in new or name in pairs:
+            continue
+        same = [n for n in added if setup(new[n]) == setup(old[name])]
+        if len(same) == 1 and sum(setup(old[o]) == setup(old[name]) for o in old if o not in new) == 1:
+            pairs[name] = same[0]
+            added.remove(same[0])
+    return pairs
+
+
+def _renamed(kind: str, old: dict, pairs: dict):
+    """The rename changes, and `old` with its renamed entries under their new names."""
+    changes = [ResultChange(kind, new_name, None, old_name, new_name)
+               for old_name, new_name in sorted(pairs.items(), key=lambda p: natural_key(p[1]))]
+    return changes, {pairs.get(name, name): value for name, value in old.items()}
 
 
 def _diff_analyses(old: dict, new: dict, threshold: float):
@@ -271,16 +315,25 @@ def _faithfulness(old: dict, new: dict) -> tuple[Faithfulness, ...]:
 
 
 def diff_results(old: dict, new: dict, threshold: float = DEFAULT_THRESHOLD,
-                 labels: tuple[str, str] = ("old", "new")) -> ResultsDiff:
-    """Differences from results `old` to `new`; raises ResultsError on a malformed one."""
+                 labels: tuple[str, str] = ("old", "new"), renames: dict | None = None) -> ResultsDiff:
+    """Differences from results `old` to `new`; raises ResultsError on a malformed one.
+    `renames`: {"analyses": {old: new}, "circuits": {old: new}} as the spec diff found them."""
     if not _is_number(threshold) or threshold < 0 or math.isnan(threshold):
         raise ResultsError(f"threshold must be a number >= 0, not {threshold!r}")
     for results, label in zip((old, new), labels):
         _validate(results, label)
+    renames = renames or {}
+    new_analyses, new_circuits = new["analyses"], new.get("circuits", {})
+    analysis_renames, old_analyses = _renamed("analysis_renamed", old["analyses"], _renames(
+        old["analyses"], new_analyses, renames.get("analyses", {}), _analysis_setup))
+    circuit_renames, old_circuits = _renamed("circuit_renamed", old.get("circuits", {}), _renames(
+        old.get("circuits", {}), new_circuits, renames.get("circuits", {}), _circuit_setup))
     changes = [
-        *_diff_setup(old, new),
-        *_diff_analyses(old["analyses"], new["analyses"], threshold),
-        *_diff_circuits(old.get("circuits", {}), new.get("circuits", {})),
+        *_diff_setup(old, new, threshold),
+        *analysis_renames,
+        *_diff_analyses(old_analyses, new_analyses, threshold),
+        *circuit_renames,
+        *_diff_circuits(old_circuits, new_circuits),
         *_diff_expectations(old.get("expectations", []), new.get("expectations", []), threshold),
     ]
-    return ResultsDiff(tuple(changes), _faithfulness(old["analyses"], new["analyses"]), threshold)
+    return ResultsDiff(tuple(changes), _faithfulness(old_analyses, new_analyses), threshold)

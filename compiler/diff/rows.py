@@ -105,9 +105,9 @@ def _pass_fail(passed) -> str:
 
 _RESULT_GROUPS = (
     ("setup", ("setup_changed", "setup_added", "setup_removed")),
-    ("analyses", ("analysis_added", "analysis_removed", "setting_changed",
+    ("analyses", ("analysis_renamed", "analysis_added", "analysis_removed", "setting_changed",
                   "value_changed", "value_added", "value_removed")),
-    ("circuits", ("circuit_added", "circuit_removed", "node_entered", "node_left",
+    ("circuits", ("circuit_renamed", "circuit_added", "circuit_removed", "node_entered", "node_left",
                   "category_changed", "edge_added", "edge_removed")),
     ("expectations", ("expectation_flipped", "expectation_value_changed",
                       "expectation_added", "expectation_removed")),
@@ -120,6 +120,8 @@ def result_row(change: ResultChange) -> Row:
     if kind.startswith("setup"):
         mark = {"setup_added": "+", "setup_removed": "-"}.get(kind, "~")
         return Row(mark, f"{subject} {key}", _value_text(change.old), _value_text(change.new))
+    if kind in ("analysis_renamed", "circuit_renamed"):  # as the spec diff shows a rename
+        return Row("~", f"{kind.split('_')[0]} renamed", _value_text(change.old), _value_text(change.new))
     if kind in ("analysis_added", "analysis_removed", "circuit_added", "circuit_removed"):
         noun = kind.split("_")[0]
         mark = "+" if kind.endswith("added") else "-"

@@ -180,6 +180,9 @@ def rule_fields(rule) -> list[str]:
             visit(node.rule)
         elif isinstance(node, ir.Abs):
             visit(node.term)
+        elif isinstance(node, ir.Arith):
+            visit(node.left)
+            visit(node.right)
 
     if rule is not None:
         visit(rule)

@@ -289,6 +289,18 @@ class _TreeBuilder:
         name, arg = children
         return s.TermCall(str(name), arg, self._span(meta), self._tok(name))
 
+    def term_add(self, meta, children):
+        return s.TermArith("+", children[0], children[1], self._span(meta))
+
+    def term_sub(self, meta, children):
+        return s.TermArith("-", children[0], children[1], self._span(meta))
+
+    def term_mul(self, meta, children):
+        return s.TermArith("*", children[0], children[1], self._span(meta))
+
+    def term_div(self, meta, children):
+        return s.TermArith("/", children[0], children[1], self._span(meta))
+
     def term_name(self, meta, children):
         return s.Name(str(children[0]), self._tok(children[0]))
 

@@ -70,6 +70,8 @@ def expr_text(e) -> str:
 def term_text(t) -> str:
     if isinstance(t, s.TermCall):
         return f"{t.func}({term_text(t.arg)})"
+    if isinstance(t, s.TermArith):  # the grammar has no parentheses in terms: the tree prints as parsed
+        return f"{term_text(t.left)} {t.op} {term_text(t.right)}"
     return expr_text(t)
 
 

@@ -132,7 +132,17 @@ class TermCall:
     func_span: Span
 
 
-TermExpr = Union[Name, Num, TermCall]
+@dataclass(frozen=True)
+class TermArith:
+    """`left OP right` with OP one of + - * / (usual precedence, left to right)."""
+
+    op: str
+    left: "TermExpr"
+    right: "TermExpr"
+    span: Span
+
+
+TermExpr = Union[Name, Num, TermCall, TermArith]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ clean forward pass with gradients and the source run.
 AtP (Nanda's attribution patching; Kramár et al. 2024): the metric of the patched run
 is expanded around the clean run in the patched activation a,
 
-    effect(node) ~= sum over prompts and positions of (a_source - a_clean) . dM/da,
+    M(patched) - M(clean) ~= sum over positions of (a_source - a_clean) . dM/da,
 
 where a is the node's activation at its patch site (a head's z, a q/k/v input, an
 MLP's output, the residual stream), dM/da the gradient of the summed metric in the
@@ -31,6 +31,10 @@ changes the final residual stream by exactly the node's output change `delta`
 (`fast_patching.residual_change`, with a q/k/v input's head recomputed exactly); the
 estimate is delta . dM/d(final stream), linear only through the final LayerNorm.
 
+Each prompt's estimate of M(patched) - M(clean) is signed and summarised like an
+exact patching value (`common.patch_values`: positive when the node helps, mean,
+stderr, n).
+
 The metric of a KL divergence from the clean run has zero gradient there, so its
 estimates are zero. verify=k re-runs the k largest estimates (by size) exactly.
 """
@@ -46,6 +50,7 @@ from circ.runtime.analyses.common import (
     head_slot,
     node_site,
     part_hook,
+    patch_values,
     pattern_hook,
     progress,
     run_cached,
@@ -64,6 +69,7 @@ from circ.runtime.analyses.gradients import (
     read_like,
 )
 from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.node_stats import PerPrompt
 from circ.runtime.analyses.resumed_blocks import Resumer, resumer_for
 
 ATTRIBUTABLE = ("head", "head_input", "mlp", "embed", "resid")
@@ -92,8 +98,7 @@ def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effe
     if resumer is None and effect == "direct":
         raise AnalysisError("attribution of direct effects needs a model the fast engine runs; use method=exact")
     sites = sorted({node_site(node, loaded.shape).hook for node in nodes})
-    sums = dict.fromkeys(nodes, 0.0)
-    clean_total, source_total = 0.0, 0.0
+    per_prompt = PerPrompt()
     with progress(len(prompts) * len(nodes), f"attribution ({effect})", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             fetched = source.fetch(batch, sites)
@@ -105,18 +110,17 @@ def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effe
                 toward = source.tokens(batch) if steps > 1 else None
                 clean_values, source_values, estimates = _total_batch(loaded, resumer, batch, metric, nodes,
                                                                       fetched, mask, toward, steps)
-            clean_total += float(clean_values.sum())
+            per_prompt.add("clean", clean_values)
             if source_values is not None:
-                source_total += float(source_values.sum())
-            for node, value in estimates.items():
-                sums[node] += value
+                per_prompt.add("source", source_values)
+            for node, values in estimates.items():
+                per_prompt.add(node, values)
             bar.update(len(batch) * len(nodes))
-    n = len(prompts)
-    clean_mean, source_mean = clean_total / n, (source_total / n if source.runs_model else None)
-    if metric.normalized and clean_mean == source_mean:
-        raise AnalysisError(f'cannot normalise "{metric.name}": the clean and source runs score the same')
-    scale = (clean_mean - source_mean) if metric.normalized else 1.0
-    values = {node.id: total / n / scale for node, total in sums.items()}
+    clean = per_prompt.of("clean")
+    # an estimate of metric(patched) - metric(clean) per prompt; patched = clean + estimate
+    out = patch_values({node: clean + per_prompt.of(node) for node in nodes}, clean,
+                       per_prompt.of("source") if source.runs_model else None, metric, source.runs_model)
+    values = out["values"]
     exact = {}
     if verify:
         from circ.runtime.analyses.exact_patching import exact_patch
@@ -125,8 +129,7 @@ def attribution_patch(loaded, prompts, nodes, metric: ir.Metric, source, *, effe
         exact = exact_patch(loaded, prompts, top, metric, source, effect=effect, position=position, batch_size=batch_size,
                       show_progress=show_progress, kernel=kernel)["values"]
     estimator = ("AtP" if resumer is None else "AtP*") + (f" + IG({steps})" if steps > 1 else "")
-    return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}, "exact": exact,
-            "estimator": estimator}
+    return {**out, "exact": exact, "estimator": estimator}
 
 
 def _total_batch(loaded, resumer: Resumer | None, batch, metric, nodes, fetched, mask, toward, steps: int):
@@ -150,7 +153,7 @@ def _total_batch(loaded, resumer: Resumer | None, batch, metric, nodes, fetched,
             products[site.hook] = _linear_products(site.hook, run, fetched.activations, mask, batch, loaded.shape)
         by_slot = products[site.hook]
         slot = None if site.head is None else head_slot(run.activations[site.hook], site.head, loaded.shape.n_heads)
-        estimates[node] = float(by_slot.sum() if slot is None else by_slot[slot])
+        estimates[node] = by_slot.sum(1) if slot is None else by_slot[:, slot]
     return run.values, _source_values(fetched, batch, metric, run), estimates
 
 
@@ -171,28 +174,30 @@ def _attention_fix(node: ir.Node, resumer: Resumer | None) -> bool:
 
 
 def _linear_products(hook: str, run, fetched, mask, batch, shape: ir.Shape) -> torch.Tensor:
-    """(patched - clean) . gradient at `hook`, summed over prompts and positions and
-    kept apart per head slot (dimension 2) for attention hooks; patching every slot at
+    """(patched - clean) . gradient at `hook` per prompt [batch, slots], summed over
+    positions and kept apart per head slot (dimension 2) for attention hooks (one
+    slot otherwise); patching every slot at
     once changes each slot exactly as patching it alone does."""
     clean, patched = patched_at(run, hook, fetched[hook], None, mask, batch, shape.n_heads)
     product = (patched - clean) * run.gradients[hook]
-    return product.sum((0, 1, 3)) if product.dim() == 4 else product.sum()
+    return product.sum((1, 3)) if product.dim() == 4 else product.reshape(product.shape[0], 1, -1).sum(-1)
 
 
-def _pattern_estimate(node, run, fetched, mask, resumer: Resumer, batch) -> float:
+def _pattern_estimate(node, run, fetched, mask, resumer: Resumer, batch) -> torch.Tensor:
     """AtP*: the attention pattern of each head reading the patched query or key (a
-    grouped key serves several) recomputed with it."""
+    grouped key serves several) recomputed with it; the estimate per prompt [batch]."""
     layer = node.layer
     names = {p: part_hook(layer, p) for p in ("q", "k")}
     _, moved = patched_at(run, names[node.part], fetched[names[node.part]], node.head, mask, batch, resumer.n_heads)
     query_positions = run.positions[names["q"]]
-    total = 0.0
+    total = torch.zeros(len(batch), device=moved.device)
     for head in heads_reading(node, resumer):
         own = {p: head_part(run.activations[names[p]], head, resumer.n_heads) for p in names}
         patched = {**own, node.part: head_part(moved, head, resumer.n_heads)}
         before = resumer.pattern(own["q"], own["k"], query_positions)[:, 0]
         after = resumer.pattern(patched["q"], patched["k"], query_positions)[:, 0]
-        total += float(((after - before) * run.gradients[pattern_hook(layer)][:, head]).sum())
+        product = (after - before) * run.gradients[pattern_hook(layer)][:, head]
+        total = total + product.reshape(product.shape[0], -1).sum(-1)
     return total
 
 
@@ -212,8 +217,8 @@ def _direct_batch(loaded, resumer: Resumer, batch, metric, nodes, fetched, mask)
         values = metric_values(logits, view, metric, clean_logits=logits.detach())
         (gradient,) = torch.autograd.grad(values.sum(), [stream])
     with torch.no_grad():
-        estimates = {node: float((at_read(residual_change(node, clean, fetched.activations, mask, resumer,
-                                                          loaded.shape).delta) * gradient).sum())
+        estimates = {node: (at_read(residual_change(node, clean, fetched.activations, mask, resumer,
+                                                    loaded.shape).delta) * gradient).sum((1, 2))
                      for node in nodes}
     source_values = None
     if fetched.logits is not None:

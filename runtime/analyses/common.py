@@ -159,19 +159,22 @@ def run_hooked(bridge, tokens: torch.Tensor, hooks: list[tuple[str, Callable]]) 
         return bridge.run_with_hooks(tokens.to(bridge.cfg.device), fwd_hooks=hooks)
 
 
-def patch_values(patched_totals: dict, clean_total: float, source_total: float, n: int, metric: ir.Metric,
-                 source_runs_model: bool) -> dict:
-    """A patch analysis's output from its sums over prompts: each node's mean
-    metric(patched) - metric(clean), normalised by (clean - source) for a normalised metric."""
-    clean_mean = clean_total / n
-    source_mean = source_total / n if source_runs_model else None
+def patch_values(patched: dict, clean, source, metric: ir.Metric, source_runs_model: bool) -> dict:
+    """A patch analysis's output from per-prompt metrics (float [n] tensors: `patched`
+    by node, the clean run, the source run or None): each node's helps-signed effect
+    per prompt, metric(clean) - metric(patched) (negated for a lower-is-better metric),
+    divided by (clean - source) means for a normalised metric; then its mean, stderr
+    and n (node_stats.summary)."""
+    from circ.runtime.analyses.metrics import helps_sign
+    from circ.runtime.analyses.node_stats import summary
+
+    clean_mean = float(clean.mean())
+    source_mean = float(source.mean()) if source_runs_model else None
     if metric.normalized and clean_mean == source_mean:
         raise AnalysisError(f'cannot normalise "{metric.name}": the clean and source runs score the same')
-    values = {}
-    for node, total in patched_totals.items():
-        difference = total / n - clean_mean
-        values[node.id] = difference / (clean_mean - source_mean) if metric.normalized else difference
-    return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}}
+    scale = (clean_mean - source_mean) if metric.normalized else helps_sign(metric)
+    effects = {node.id: (clean - values) / scale for node, values in patched.items()}
+    return {**summary(effects), "baseline": {"clean": clean_mean, "patched_source": source_mean}}
 
 
 def mean_and_stderr(samples: list[float]) -> tuple[float, float]:

@@ -28,6 +28,7 @@ from circ.runtime.analyses.common import (
     z_hook,
 )
 from circ.runtime.analyses.metrics import logit_diff_direction, metric_values
+from circ.runtime.analyses.node_stats import PerPrompt, summary
 from circ.runtime.models.device_maps import readable_weights
 
 _CENTERED = ("LN", "LNPre")
@@ -35,7 +36,9 @@ _SCALED = ("LN", "LNPre", "RMS", "RMSPre")
 
 
 def attribute(loaded, prompts, nodes, metric: ir.Metric, *, batch_size: int = 32, show_progress: bool = True) -> dict:
-    """{"values": {node id: mean contribution, ..., "BIAS": ...}, "total": mean metric}."""
+    """{"values": {node id: mean contribution, ..., "BIAS": ...}, "stderr": {...}, "n": prompts,
+    "per_prompt": {...}, "total": mean metric}; a contribution is positive when it raises
+    the logit difference (the metric's good direction)."""
     if metric.kind != "logit_diff" or metric.normalized:
         raise AnalysisError(f'attribution decomposes a logit_diff metric, not {"a normalised " if metric.normalized else ""}{metric.kind} ("{metric.name}")')
     shape = loaded.shape
@@ -45,19 +48,16 @@ def attribute(loaded, prompts, nodes, metric: ir.Metric, *, batch_size: int = 32
     hooks = [EMBED_HOOK] + [z_hook(layer) for layer in range(shape.n_layers)]
     hooks += [mlp_out_hook(layer) for layer in range(shape.n_layers)] if shape.has_mlp else []
     hooks += ["ln_final.hook_scale"] if params.scaled else []
-    sums: dict[str, float] = {}
-    total = 0.0
+    per_prompt = PerPrompt()
     with progress(len(prompts), "attribute", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             logits, cache = run_cached(bridge, batch.tokens, hooks)
-            for key, value in _batch_terms(batch, metric, cache, params, shape).items():
-                sums[key] = sums.get(key, 0.0) + value
-            total += float(metric_values(logits, batch, metric).sum())
+            for key, values in _batch_terms(batch, metric, cache, params, shape).items():
+                per_prompt.add(key, values)
+            per_prompt.add("total", metric_values(logits, batch, metric))
             bar.update(len(batch))
-    n = len(prompts)
-    values = {node.id: sums[node.id] / n for node in nodes}
-    values["BIAS"] = sums["BIAS"] / n
-    return {"values": values, "total": total / n}
+    out = summary({key: per_prompt.of(key) for key in [node.id for node in nodes] + ["BIAS"]})
+    return {**out, "total": float(per_prompt.of("total").mean())}
 
 
 class _Weights:
@@ -93,8 +93,8 @@ def _tensor(module, name: str, default: torch.Tensor) -> torch.Tensor:
     return value if isinstance(value, torch.Tensor) else default
 
 
-def _batch_terms(batch, metric, cache, params: _Weights, shape: ir.Shape) -> dict[str, float]:
-    """Each part's contribution summed over the batch (positions averaged per prompt).
+def _batch_terms(batch, metric, cache, params: _Weights, shape: ir.Shape) -> dict[str, torch.Tensor]:
+    """Each part's contribution per prompt [batch] (positions averaged per prompt).
     Only the positions the metric reads are projected: (prompt, position) pairs with a
     nonzero weight."""
     with torch.no_grad():
@@ -114,25 +114,27 @@ def _batch_terms(batch, metric, cache, params: _Weights, shape: ir.Shape) -> dic
         read_scale = read(scale)  # [k, 1]
 
         def project(x: torch.Tensor) -> torch.Tensor:
-            """x [k, *, d_model] at the positions read -> summed contribution [*]."""
+            """x [k, *, d_model] at the positions read -> contribution per prompt [b, *]."""
             if params.centered:
                 x = x - x.mean(-1, keepdim=True)
             extra = x.dim() - 2
             per_scale = read_scale.reshape(read_scale.shape[0], *([1] * extra), 1)
             dotted = ((x / per_scale) * direction.reshape(direction.shape[0], *([1] * extra), -1)).sum(-1)
-            return (dotted * read_weights.reshape(*read_weights.shape, *([1] * extra))).sum(0)
+            weighted = dotted * read_weights.reshape(*read_weights.shape, *([1] * extra))
+            per_prompt = torch.zeros(len(batch), *weighted.shape[1:], dtype=weighted.dtype, device=weighted.device)
+            return per_prompt.index_add_(0, prompt.to(weighted.device), weighted)
 
-        terms = {"EMBED": float(project(read(cache[EMBED_HOOK])))}
+        terms = {"EMBED": project(read(cache[EMBED_HOOK]))}
         W_O, b_O = params.W_O, params.b_O
         bias_stream = torch.zeros(shape.d_model, device=device)
         for layer in range(shape.n_layers):
             per_head = torch.einsum("khd,hdm->khm", read(cache[z_hook(layer)]), W_O[layer])
-            for head, value in enumerate(project(per_head).tolist()):
-                terms[f"L{layer}.H{head}"] = value
+            for head, values in enumerate(project(per_head).unbind(1)):
+                terms[f"L{layer}.H{head}"] = values
             if shape.has_mlp:
-                terms[f"L{layer}.MLP"] = float(project(read(cache[mlp_out_hook(layer)])))
+                terms[f"L{layer}.MLP"] = project(read(cache[mlp_out_hook(layer)]))
             bias_stream = bias_stream + b_O[layer]
         bias = project(bias_stream.expand(len(read_weights), -1))
         ln_bias = difference @ params.b
-        terms["BIAS"] = float(bias + (answer_bias + ln_bias).sum())
+        terms["BIAS"] = bias + (answer_bias + ln_bias).to(bias.device)
         return terms

@@ -18,8 +18,8 @@ head, taken back through W_Q of the head and the LayerNorm in front of it
 (likewise k and v). One backward pass gives every g_r; the scores are then one
 matrix product per receiver layer. When the metric reads only the last position, the
 last block runs only there (`gradients.py`), and its gradients and sender changes
-elsewhere are zero, as they are in the full model. Values are averaged over
-prompts, like path patching.
+elsewhere are zero, as they are in the full model. Values are signed, averaged over
+prompts and given a standard error like path patching's (positive: the edge helps).
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ from circ.runtime.analyses.common import (
     progress,
 )
 from circ.runtime.analyses.gradients import full_width, gradient_run, patched_at
+from circ.runtime.analyses.metrics import helps_sign
+from circ.runtime.analyses.node_stats import PerPrompt, summary
 from circ.runtime.analyses.path_patching import precedes
 from circ.runtime.analyses.resumed_blocks import resumer_for
 
@@ -56,31 +58,32 @@ def edge_attribution(loaded, prompts, senders, receivers, metric: ir.Metric, sou
     resumer = resumer_for(loaded, prompts, kernel)
     weights = _Weights(loaded.bridge)
     stacked = sorted(senders, key=_stream_order)  # each receiver layer reads a prefix of these
-    totals = dict.fromkeys(edges, 0.0)
-    clean_total = 0.0
+    wanted = set(edges)
+    per_prompt = PerPrompt()
     with progress(len(prompts), "edge attribution", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             fetched = source.fetch(batch, sorted({node_site(s, shape).hook for s in senders}))
             mask = None if position.kind == "all" else batch.position_mask(position)
             run = gradient_run(loaded, resumer, batch, metric, _hooks(senders, receivers, shape))
-            clean_total += float(run.values.sum())
+            per_prompt.add("clean", run.values)
             deltas = torch.stack([_sender_change(s, run, fetched.activations, mask, weights, batch, shape)
-                                  for s in stacked]).flatten(1)
+                                  for s in stacked]).flatten(2)  # [sender, batch, seq * d_model]
             for layer in sorted({r.layer for r in receivers}):
                 mine = [r for r in receivers if r.layer == layer]
-                reach = max((i + 1 for i, s in enumerate(stacked) if any((s, r) in totals for r in mine)), default=0)
+                reach = max((i + 1 for i, s in enumerate(stacked) if any((s, r) in wanted for r in mine)), default=0)
                 if not reach:
                     continue
                 gradients = _receiver_gradients(loaded.bridge, layer, mine, run, weights, batch, shape)
-                scores = deltas[:reach] @ gradients.permute(2, 0, 1, 3).reshape(len(mine), -1).T
+                per_receiver = gradients.permute(2, 0, 1, 3).reshape(len(mine), len(batch), -1)
+                scores = torch.einsum("sbx,rbx->srb", deltas[:reach], per_receiver)  # per prompt
                 for i, sender in enumerate(stacked[:reach]):
                     for j, receiver in enumerate(mine):
-                        if (sender, receiver) in totals:
-                            totals[(sender, receiver)] += float(scores[i, j])
+                        if (sender, receiver) in wanted:
+                            per_prompt.add((sender, receiver), scores[i, j])
             bar.update(len(batch))
-    n = len(prompts)
-    return {"values": {f"{s.id}->{r.id}": total / n for (s, r), total in totals.items()},
-            "baseline": {"clean": clean_total / n}}
+    sign = -helps_sign(metric)  # an estimate of metric(patched) - metric(clean)
+    out = summary({f"{s.id}->{r.id}": sign * per_prompt.of((s, r)) for s, r in edges})
+    return {**out, "baseline": {"clean": float(per_prompt.of("clean").mean())}}
 
 
 def _stream_order(node: ir.Node) -> tuple:

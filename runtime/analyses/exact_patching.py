@@ -11,10 +11,12 @@ effect="direct": the attention and MLP outputs of every later component are held
 at their clean values, so the patch reaches the logits only through the residual
 stream, directly.
 
-value = metric(patched) - metric(clean), averaged over prompts. For a normalised
-metric both terms are first normalised with the clean run (1) and the source run
-(0), so value = (patched - clean) / (clean - source); that needs a source that runs
-the model (dataset, corrupt, resample).
+value = metric(clean) - metric(patched), negated for a lower-is-better metric (loss,
+kl), so that a node that helps is positive; averaged over prompts, with its standard
+error (`common.patch_values`). For a normalised metric both terms are first
+normalised with the clean run (1) and the source run (0), so value = (clean -
+patched) / (clean - source); that needs a source that runs the model (dataset,
+corrupt, resample).
 
 The exact value comes from the fast kernel of `fast_patching.py` when the model is
 one its engine reproduces and has no offloaded weights (kernel="auto"), otherwise
@@ -22,7 +24,6 @@ one its engine reproduces and has no offloaded weights (kernel="auto"), otherwis
 """
 from __future__ import annotations
 
-import torch
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
     AnalysisError,
@@ -37,6 +38,7 @@ from circ.runtime.analyses.common import (
     run_hooked,
 )
 from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.node_stats import PerPrompt
 from circ.runtime.analyses.resumed_blocks import resumer_for
 
 PATCHABLE = ("head", "head_input", "mlp", "embed", "resid")
@@ -69,23 +71,24 @@ def _patch_with_hooks(loaded, prompts, nodes, metric: ir.Metric, source, *, effe
     shape = loaded.shape
     sites = {node: node_site(node, shape) for node in nodes}
     bridge = loaded.bridge
-    clean_total, source_total = 0.0, 0.0
-    patched_totals = dict.fromkeys(nodes, 0.0)
+    per_prompt = PerPrompt()
     with progress(len(prompts) * len(nodes), f"patch ({effect})", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             clean_logits, clean = run_cached(bridge, batch.tokens, output_hooks(shape) if effect == "direct" else [])
             fetched = source.fetch(batch, sorted({site.hook for site in sites.values()}))
             mask = None if position.kind == "all" else batch.position_mask(position)
-            clean_total += _metric_sum(clean_logits, batch, metric, clean_logits)
+            per_prompt.add("clean", metric_values(clean_logits, batch, metric, clean_logits=clean_logits))
             if fetched.logits is not None:
-                source_total += _metric_sum(fetched.logits, batch, metric, clean_logits)
+                per_prompt.add("source", metric_values(fetched.logits, batch, metric, clean_logits=clean_logits))
             for node, site in sites.items():
                 hooks = [(site.hook, patch_hook(fetched.activations[site.hook], site.head, mask, shape.n_heads))]
                 if effect == "direct":
                     hooks += frozen_hooks(clean, *frozen_layers(node, shape.n_layers), shape.has_mlp)
-                patched_totals[node] += _metric_sum(run_hooked(bridge, batch.tokens, hooks), batch, metric, clean_logits)
+                logits = run_hooked(bridge, batch.tokens, hooks)
+                per_prompt.add(node, metric_values(logits, batch, metric, clean_logits=clean_logits))
                 bar.update(len(batch))
-    return patch_values(patched_totals, clean_total, source_total, len(prompts), metric, source.runs_model)
+    return patch_values({node: per_prompt.of(node) for node in nodes}, per_prompt.of("clean"),
+                        per_prompt.of("source") if source.runs_model else None, metric, source.runs_model)
 
 
 def frozen_layers(node: ir.Node, n_layers: int) -> tuple[range, range]:
@@ -98,6 +101,3 @@ def frozen_layers(node: ir.Node, n_layers: int) -> tuple[range, range]:
         return range(node.layer + 1, n_layers), range(node.layer + 1, n_layers)
     return range(node.layer + 1, n_layers), range(node.layer, n_layers)
 
-
-def _metric_sum(logits: torch.Tensor, batch, metric: ir.Metric, clean_logits: torch.Tensor) -> float:
-    return float(metric_values(logits, batch, metric, clean_logits=clean_logits).sum())

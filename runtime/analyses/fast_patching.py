@@ -1,7 +1,7 @@
 """Exact activation patching without a full forward pass per node.
 
-Computes the same value as the hook kernel of `patching.py`: metric(patched) -
-metric(clean), where the patched run writes the source's activation into one node.
+Computes the same per-prompt values as the hook kernel of `exact_patching.py`
+(summarised by `common.patch_values`), where the patched run writes the source's activation into one node.
 It shares, per batch, one cached clean run and one source run between every node,
 and runs each patched variant from the patch onward only:
 
@@ -49,6 +49,7 @@ from circ.runtime.analyses.metrics import (
     metric_values,
     position_mean,
 )
+from circ.runtime.analyses.node_stats import PerPrompt
 from circ.runtime.analyses.resumed_blocks import Resumer, mix
 
 ELEMENTS_PER_FORWARD = 1 << 24  # cap on the widest activation of one stacked forward (floats)
@@ -154,33 +155,33 @@ def fast_patch(loaded, resumer: Resumer, prompts, nodes, metric: ir.Metric, sour
     """The values of `patching.patch` (method exact), computed as described above."""
     n_layers = resumer.n_layers
     sites = sorted({node_site(node, loaded.shape).hook for node in nodes})
-    totals = dict.fromkeys(nodes, 0.0)
+    per_prompt = PerPrompt()
     groups: dict[tuple[int, str], list[ir.Node]] = {}
     for node in nodes:
         groups.setdefault(resume_point(node), []).append(node)
     groups = list(groups.values())
-    clean_total, source_total = 0.0, 0.0
     with progress(len(prompts) * len(nodes), f"patch ({effect})", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             clean_logits, clean = run_cached(loaded.bridge, batch.tokens, clean_hooks(nodes, n_layers))
             fetched = source.fetch(batch, sites)
             scorer = _Scorer(resumer, batch, metric, clean_logits, clean)
-            clean_total += float(scorer.clean_values.sum())
+            per_prompt.add("clean", scorer.clean_values)
             if fetched.logits is not None:
-                source_total += float(metric_values(fetched.logits, batch, metric, clean_logits=clean_logits).sum())
+                per_prompt.add("source", metric_values(fetched.logits, batch, metric, clean_logits=clean_logits))
             mask = None if position.kind == "all" else batch.position_mask(position)
             for group in groups:  # the changes of one group at a time, to bound memory
                 with torch.no_grad():
                     changes = [residual_change(node, clean, fetched.activations, mask, resumer, loaded.shape)
                                for node in group]
-                    sums = scorer.direct(changes) if effect == "direct" else scorer.total(changes)
-                for node, value in sums.items():
-                    totals[node] += value
+                    scored = scorer.direct(changes) if effect == "direct" else scorer.total(changes)
+                for node, values in scored.items():
+                    per_prompt.add(node, values)
                 bar.update(len(batch) * len(group))
             with torch.no_grad():
-                for node, value in scorer.flush().items():  # the direct variants still stacked
-                    totals[node] += value
-    return patch_values(totals, clean_total, source_total, len(prompts), metric, source.runs_model)
+                for node, values in scorer.flush().items():  # the direct variants still stacked
+                    per_prompt.add(node, values)
+    return patch_values({node: per_prompt.of(node) for node in nodes}, per_prompt.of("clean"),
+                        per_prompt.of("source") if source.runs_model else None, metric, source.runs_model)
 
 
 class _Scorer:
@@ -204,7 +205,7 @@ class _Scorer:
         self.direction = None if unembedding is None else logit_diff_direction(*unembedding, batch)
 
     def direct(self, changes: list[ResidualChange]) -> dict:
-        """Sums over the batch of metric(clean final stream + delta): for unchanged
+        """Per-prompt metric(clean final stream + delta) [batch]: for unchanged
         streams at once, for the others whenever enough are pending to fill a stack
         (the rest by `flush`)."""
         out = {}
@@ -212,7 +213,7 @@ class _Scorer:
             if self._changed(change.delta).any():
                 self.pending.append((change.node, self.final_read + self._at_read(change.delta)))
             else:
-                out[change.node] = float(self.clean_values.sum())
+                out[change.node] = self.clean_values
         if self.pending:
             final = self.pending[0][1]
             columns = int(final.shape[-1]) if self.direction is not None else int(self.resumer.bridge.cfg.d_vocab)
@@ -223,7 +224,7 @@ class _Scorer:
         return out
 
     def flush(self) -> dict:
-        """The sums of the direct variants still pending."""
+        """The per-prompt metrics of the direct variants still pending."""
         out = self._direct_scores(self.pending) if self.pending else {}
         self.pending = []
         return out
@@ -232,17 +233,17 @@ class _Scorer:
         finals = torch.cat([final for _, final in chunk])  # [n * batch, read, d_model]
         if self.direction is None:
             logits = self.resumer.logits(finals).split(len(self.batch))
-            return {node: self._metric_sum(part) for (node, _), part in zip(chunk, logits)}
+            return {node: self._metric(part) for (node, _), part in zip(chunk, logits)}
         direction, offset = self.direction
         normed = self.resumer.final_norm(finals).float()
         normed = normed.reshape(len(chunk), len(self.batch), *normed.shape[1:])
         per_position = torch.einsum("nbrd,bd->nbr", normed, direction.float().to(normed.device))
         per_position = per_position + offset.float().to(normed.device)[None, :, None]
-        return {node: float(position_mean(part, self.view, self.metric.position).sum())
+        return {node: position_mean(part, self.view, self.metric.position)
                 for (node, _), part in zip(chunk, per_position)}
 
     def total(self, changes: list[ResidualChange]) -> dict:
-        """Sums over the batch of the metric of each variant, resumed from its change
+        """Per-prompt metrics [batch] of each variant, resumed from its change
         (all changes resume at the same point)."""
         out, pending = {}, []
         for change in changes:
@@ -250,7 +251,7 @@ class _Scorer:
             if changed.any():
                 pending.append((int(torch.where(changed.any(0))[0][0]), change))
             else:
-                out[change.node] = float(self.clean_values.sum())
+                out[change.node] = self.clean_values
         pending.sort(key=lambda item: item[0])
         for chunk in self._chunks(pending):
             out.update(self._resume(chunk[0][1].layer, chunk[0][1].stage, chunk))
@@ -310,11 +311,11 @@ class _Scorer:
         for (_, change), part in zip(chunk, logits):
             if self.read is None and start > 0:
                 part = torch.cat([self.clean_logits[:, :start], part], dim=1)
-            out[change.node] = self._metric_sum(part)
+            out[change.node] = self._metric(part)
         return out
 
-    def _metric_sum(self, logits: torch.Tensor) -> float:
-        return float(metric_values(logits, self.view, self.metric, clean_logits=self.clean_logits).sum())
+    def _metric(self, logits: torch.Tensor) -> torch.Tensor:
+        return metric_values(logits, self.view, self.metric, clean_logits=self.clean_logits)
 
 
 def last_token_view(batch):

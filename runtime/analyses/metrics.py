@@ -13,6 +13,10 @@ averaged over those positions, giving one number per prompt:
 
 Normalised forms, (x - corrupt) / (clean - corrupt), are computed by callers from
 their baselines with `normalize`.
+
+A metric's direction (`better`): loss and kl are better when lower, every other kind
+and every normalised metric (1 = clean, 0 = corrupt) when higher. `helps_sign` turns
+a change of the metric into how much it helped (docs/results.md, sign convention).
 """
 from __future__ import annotations
 
@@ -20,6 +24,18 @@ import torch
 from circ.compiler import ir
 
 METRIC_KINDS = ("logit_diff", "prob", "logprob", "accuracy", "kl", "loss")
+LOWER_IS_BETTER = ("loss", "kl")
+
+
+def better(metric: ir.Metric) -> str:
+    """"higher" or "lower": which way the metric moves when the behaviour improves."""
+    return "lower" if metric.kind in LOWER_IS_BETTER and not metric.normalized else "higher"
+
+
+def helps_sign(metric: ir.Metric) -> float:
+    """+1 for a higher-is-better metric, -1 for a lower-is-better one: the factor that
+    makes metric(clean) - metric(patched) positive when the patched node helped."""
+    return 1.0 if better(metric) == "higher" else -1.0
 
 
 class MetricError(Exception):

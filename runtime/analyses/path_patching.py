@@ -10,7 +10,9 @@ whole head (q, k and v together) or an MLP's input):
 2. Run the clean prompt again with only that receiver quantity replaced by the
    recorded one, the rest of the model running normally.
 
-value["SENDER->RECEIVER"] = metric(step 2) - metric(clean), averaged over prompts.
+value["SENDER->RECEIVER"] = metric(clean) - metric(step 2), negated for a
+lower-is-better metric (positive: the path helps), averaged over prompts, with its
+standard error and prompt count (`node_stats`).
 Only pairs where the sender comes before the receiver are reported.
 """
 from __future__ import annotations
@@ -29,24 +31,25 @@ from circ.runtime.analyses.common import (
     run_cached,
     run_hooked,
 )
-from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.metrics import helps_sign, metric_values
+from circ.runtime.analyses.node_stats import PerPrompt, summary
 
 
 def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *, position: ir.Position = ir.ALL,
                batch_size: int = 32, show_progress: bool = True) -> dict:
-    """{"values": {"SRC->DST": mean effect}, "baseline": {"clean": m}}."""
+    """{"values": {"SRC->DST": mean effect}, "stderr": ..., "n": ..., "per_prompt": ...,
+    "baseline": {"clean": m}}."""
     if metric.normalized:
         raise AnalysisError(f'path patching reports raw metric changes; use a metric that is not normalised, not "{metric.name}"')
     shape = loaded.shape
     edges = path_edges(loaded, senders, receivers)
     senders = list(dict.fromkeys(s for s, _ in edges))
     bridge = loaded.bridge
-    totals = {(s, r): 0.0 for s, r in edges}
-    clean_total = 0.0
+    per_prompt = PerPrompt()
     with progress(len(prompts) * (len(senders) + len(edges)), "path patch", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             clean_logits, clean = run_cached(bridge, batch.tokens, output_hooks(shape))
-            clean_total += float(metric_values(clean_logits, batch, metric, clean_logits=clean_logits).sum())
+            per_prompt.add("clean", metric_values(clean_logits, batch, metric, clean_logits=clean_logits))
             sender_hooks = sorted({node_site(s, shape).hook for s in senders})
             fetched = source.fetch(batch, sender_hooks)
             mask = None if position.kind == "all" else batch.position_mask(position)
@@ -58,12 +61,12 @@ def path_patch(loaded, prompts, senders, receivers, metric: ir.Metric, source, *
                     hooks = [(hook, patch_hook(recorded[(receiver, hook)], head, None, shape.n_heads))
                              for hook, head in _receiver_sites(receiver)]
                     logits = run_hooked(bridge, batch.tokens, hooks)
-                    totals[(sender, receiver)] += float(metric_values(logits, batch, metric, clean_logits=clean_logits).sum())
+                    per_prompt.add((sender, receiver), metric_values(logits, batch, metric, clean_logits=clean_logits))
                     bar.update(len(batch))
-    n = len(prompts)
-    clean_mean = clean_total / n
-    values = {f"{s.id}->{r.id}": total / n - clean_mean for (s, r), total in totals.items()}
-    return {"values": values, "baseline": {"clean": clean_mean}}
+    clean = per_prompt.of("clean")
+    sign = helps_sign(metric)
+    out = summary({f"{s.id}->{r.id}": sign * (clean - per_prompt.of((s, r))) for s, r in edges})
+    return {**out, "baseline": {"clean": float(clean.mean())}}
 
 
 def path_edges(loaded, senders, receivers) -> list[tuple[ir.Node, ir.Node]]:

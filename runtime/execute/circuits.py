@@ -53,11 +53,10 @@ class Member:
                 "head": node.head, "category": self.category, "score": self.score}
 
 
-def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Member]],
-           sign: float = 1.0) -> list[Member]:
+def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Member]]) -> list[Member]:
     """The members a Select picks, in canonical order. Rules read the analysis's own
-    values; a member's score is `sign` times that value, so that a positive score
-    always means the node helps the metric (patching effects get sign -1)."""
+    values and a member's score is that value: positive when the node helps the metric
+    (every analysis signs its values so, docs/results.md)."""
     if selection.analysis in circuits:
         pool = circuits[selection.analysis]
         if selection.category is not None:
@@ -67,14 +66,14 @@ def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Memb
         values = facts.values.get(selection.analysis, {})
         scores = {k: v for k, v in values.items() if isinstance(v, (int, float)) and k != "BIAS"}
     effect_from = selection.analysis
-    merged = NodeFacts({**facts.values, effect_from: scores}, facts.attention, facts.spread)
+    merged = NodeFacts({**facts.values, effect_from: scores}, facts.attention, facts.spread, facts.metrics)
     kept = [k for k in scores
             if selection.where is None or holds(selection.where, k, merged, effect_from)]
     kept.sort(key=lambda k: (-abs(scores[k]), _order(k)))
     limit = 1 if selection.best else selection.top
     if limit is not None:
         kept = kept[:limit]
-    return [Member(k, sign * float(scores[k])) for k in sorted(kept, key=_order)]
+    return [Member(k, float(scores[k])) for k in sorted(kept, key=_order)]
 
 
 def combine(op: str, left: list[Member], right: list[Member]) -> list[Member]:

@@ -223,15 +223,25 @@ class Executor:
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
         if isinstance(nodes, ir.Combine):
             return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
-        source = self.analyses.get(nodes.analysis, {})
-        sign = -1.0 if source.get("kind") in ("patch", "path_patch") else 1.0
-        return circuit_rules.select(nodes, self._facts(None), self.members, sign)
+        return circuit_rules.select(nodes, self._facts(None), self.members)
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()
                   if r["kind"] in ("attribute", "patch") or r.get("score") is not None}
         attn = self.analyses.get(attention, {}) if attention else {}
-        return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}))
+        return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}), self._clean_metrics())
+
+    def _clean_metrics(self) -> dict[str, float]:
+        """The clean metric value behind each analysis's and circuit's scores (a rule's `metric`)."""
+        metrics = {name: r.get("total", (r.get("baseline") or {}).get("clean"))
+                   for name, r in self.analyses.items() if r["kind"] in ("attribute", "patch")}
+        for circuit in self.spec.circuits:
+            source = circuit.nodes
+            while isinstance(source, ir.Select) and source.analysis not in metrics:
+                source = next((c.nodes for c in self.spec.circuits if c.name == source.analysis), None)
+            if isinstance(source, ir.Select):
+                metrics[circuit.name] = metrics[source.analysis]
+        return metrics
 
 
 # The accuracy an expectation reads (`accuracy(D)`); a user's names cannot start with `_`.

@@ -16,7 +16,7 @@ from circ.runtime.render.diagram import HELPS, HURTS, RenderError, parse_node_id
 from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 
 PART_LINES = {"q": "-", "k": "--", "v": ":", None: "-"}
 MAX_ANNOTATED_CELLS = 160
@@ -27,9 +27,11 @@ MAX_TICK_LABELS = 64  # tick labels along one axis of a grid; more are thinned
 DATASET_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
 
 
-def signed_bar_chart(values: dict, *, title: str, xlabel: str, limit: int = MAX_BARS) -> str:
-    """Horizontal bars, largest value on top, blue for positive and red for negative;
-    only the `limit` largest in size when there are more; null values are left out."""
+def signed_bar_chart(values: dict, *, title: str, xlabel: str, limit: int = MAX_BARS,
+                     stderr: dict | None = None) -> str:
+    """Horizontal bars, largest value on top, blue for positive (helps) and red for
+    negative (hurts), said in a legend; labelled `value ± stderr` where `stderr` has the
+    node; only the `limit` largest in size when there are more; null values are left out."""
     items = [(str(k), _number(v, k)) for k, v in values.items() if v is not None]
     if not items:
         raise RenderError(f"{title}: there are no values to chart")
@@ -43,8 +45,10 @@ def signed_bar_chart(values: dict, *, title: str, xlabel: str, limit: int = MAX_
     bars = ax.barh(list(positions), [v for _, v in items],
                    color=[HELPS if v >= 0 else HURTS for _, v in items])
     ax.set_yticks(list(positions), [_text(k) for k, _ in items])
-    ax.bar_label(bars, labels=[f"{v:+.2f}" for _, v in items], padding=3, fontsize=8)
+    ax.bar_label(bars, labels=[_with_error(v, (stderr or {}).get(k)) for k, v in items], padding=3, fontsize=8)
     ax.axvline(0, color="#333333", linewidth=0.8)
+    ax.legend(handles=[Patch(color=HELPS, label="helps"), Patch(color=HURTS, label="hurts")],
+              loc="lower right", fontsize=8, frameon=False)
     ax.margins(x=0.15)
     _finish(ax, title, xlabel=xlabel)
     return _svg(fig, title)
@@ -53,9 +57,10 @@ def signed_bar_chart(values: dict, *, title: str, xlabel: str, limit: int = MAX_
 def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str,
                   cell_ids: dict | None = None) -> str:
     """Layer x head grid of patching effects, MLPs as the last column, layer 0 at the
-    bottom as in the diagram; cells not patched are left blank. `cell_ids` maps node
-    ids to element ids: each such cell gets an outline, invisible until the page
-    highlights it, as a `<g id=...>` that links can jump to."""
+    bottom as in the diagram; blue helps, red hurts (as everywhere); cells not patched
+    are left blank. `cell_ids` maps node ids to element ids: each such cell gets an
+    outline, invisible until the page highlights it, as a `<g id=...>` that links can
+    jump to."""
     grid = [[math.nan] * (n_heads + 1) for _ in range(n_layers)]
     for node_id, value in values.items():
         layer, kind = parse_node_id(node_id)
@@ -88,7 +93,7 @@ def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str,
             column = n_heads if kind == "mlp" else int(node_id.split(".H")[1])
             ax.add_patch(Rectangle((column - 0.5, layer - 0.5), 1, 1, fill=False,
                                    edgecolor="none", gid=element_id))
-    fig.colorbar(image, ax=ax, label="patched - clean", shrink=0.9)
+    fig.colorbar(image, ax=ax, label="effect (blue + helps, red \u2212 hurts)", shrink=0.9)
     _finish(ax, title, xlabel="head", ylabel="layer", grid=False)
     return _svg(fig, title)
 
@@ -279,6 +284,12 @@ def _pattern(head: str, row) -> tuple[list[str], list[float]]:
         raise RenderError(f"attention pattern of '{head}' has {len(tokens)} tokens but "
                           f"{len(weights)} weights")
     return [str(t) for t in tokens], [_number_or_nan(w, f"{head} weight") for w in weights]
+
+
+def _with_error(value: float, stderr) -> str:
+    if isinstance(stderr, (int, float)) and not isinstance(stderr, bool) and math.isfinite(stderr):
+        return f"{value:+.2f} \u00b1 {stderr:.2f}"
+    return f"{value:+.2f}"
 
 
 def _number(value, where) -> float:

@@ -134,6 +134,10 @@ def rule_text(rule) -> str:
         return f"spread({rule.position})"
     if isinstance(rule, ir.Abs):
         return f"abs({rule_text(rule.term)})"
+    if isinstance(rule, ir.Arith):
+        return f"{rule_text(rule.left)} {rule.op} {rule_text(rule.right)}"
+    if isinstance(rule, ir.Relative):
+        return rule.name
     if isinstance(rule, (int, float)) and not isinstance(rule, bool):
         return f"{rule:g}"
     raise RenderError(f"cannot write rule element {rule!r} as text")

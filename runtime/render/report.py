@@ -23,6 +23,7 @@ from circ.runtime.render.graphviz import INSTALL_HINT
 from circ.runtime.render.page_script import SCRIPT, STYLE
 from circ.runtime.results.safe_write import write_inside
 
+TABLED = 10  # patching nodes of the heatmap also listed with their standard error, largest first
 KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness", "ablate")
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
                "path_patch": "path patching", "attention": "attention patterns",
@@ -263,7 +264,7 @@ def _attribute_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
     chart = _figure(charts.signed_bar_chart(
         values, title=f"{name}: contribution to {analysis.get('metric', 'the metric')}",
-        xlabel="direct contribution"))
+        xlabel="direct contribution", stderr=_stderr(analysis)))
     total = analysis.get("total")
     summed = sum(v for v in values.values() if v is not None)
     check = (f"<p>The values sum to {_num(summed)}; the metric is "
@@ -292,9 +293,15 @@ def _patch_body(name: str, analysis: dict, results: dict) -> str:
                     for node in _heatmap_cells(results).get(name, ())}
         body += _figure(charts.patch_heatmap(values, n_layers=n_layers, n_heads=n_heads,
                                              title=f"{name}: patching effect", cell_ids=cell_ids))
-    if others:
-        body += _table(["node", "effect"],
-                       [[escape(k), _num(v)] for k, v in sorted(others.items())])
+    gridded = {i: v for (_, kind, i), v in zip(ids, values.values())
+               if kind in ("head", "mlp") and isinstance(v, (int, float))}
+    largest = sorted(gridded, key=lambda k: (-abs(gridded[k]), k))[:TABLED]
+    listed = {**others, **{k: gridded[k] for k in largest}}
+    if listed:
+        errors = _stderr(analysis)
+        caption = f"<p>Effects over {_num(analysis.get('n'))} prompts (positive: the node helps).</p>"
+        body += caption + _table(["node", "effect", "\u00b1 stderr"],
+                                 [[escape(k), _num(v), _num(errors.get(k))] for k, v in sorted(listed.items())])
     return body
 
 
@@ -302,7 +309,8 @@ def _path_patch_body(name: str, analysis: dict, results: dict) -> str:
     receivers = ", ".join(escape(str(r)) for r in analysis.get("receivers") or [])
     body = f"<p>Receivers: {receivers}.</p>" if receivers else ""
     return body + _figure(charts.signed_bar_chart(
-        _values(analysis), title=f"{name}: effect through each edge", xlabel="path effect"))
+        _values(analysis), title=f"{name}: effect through each edge", xlabel="path effect",
+        stderr=_stderr(analysis)))
 
 
 def _attention_body(name: str, analysis: dict, results: dict) -> str:
@@ -417,6 +425,12 @@ def _describe(analysis: dict) -> str:
         parts.append("source " + " ".join(str(source[k]) for k in ("kind", "dataset", "seed")
                                           if source.get(k) is not None))
     return escape(" · ".join(parts))
+
+
+def _stderr(analysis: dict) -> dict:
+    """The analysis's standard errors by node, {} for results written without them."""
+    errors = analysis.get("stderr")
+    return errors if isinstance(errors, dict) else {}
 
 
 def _values(analysis: dict) -> dict:

@@ -14,6 +14,13 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:+.4f}"
 
 
+def _with_error(value, stderr) -> str:
+    """`+1.2345 ± 0.0123`, or the value alone where no standard error is known."""
+    if isinstance(stderr, (int, float)) and not isinstance(stderr, bool):
+        return f"{_fmt(value)} \u00b1 {stderr:.4f}"
+    return _fmt(value)
+
+
 def _top_values(values: dict) -> list[tuple[str, float]]:
     scalars = [(k, v) for k, v in values.items() if isinstance(v, (int, float))]
     return sorted(scalars, key=lambda kv: (-abs(kv[1]), kv[0]))[:TOP]
@@ -47,10 +54,14 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
         for node, stats in sorted(result.get("values", {}).items()):
             lines.append(f"  {node}: " + _attention_line(stats, patterns.get(node)))
         return lines
+    if "n" in result:
+        signed = kind in ("attribute", "patch", "path_patch")
+        lines[0] = head + f", n={result['n']}" + ("; + helps)" if signed else ")")
     if "total" in result:
         lines.append(f"  total {_fmt(result['total'])}")
+    errors = result.get("stderr") if isinstance(result.get("stderr"), dict) else {}
     for node, value in _top_values(result.get("values", {})):
-        lines.append(f"  {node:<12} {_fmt(value)}")
+        lines.append(f"  {node:<12} {_with_error(value, errors.get(node))}")
     return lines
 
 

@@ -8,6 +8,8 @@ from circ.compiler import ir
 
 from circ.version import __version__
 
+PER_PROMPT = "per_prompt"  # kernels' per-prompt values: kept out of results.json, in per_prompt.json
+
 
 def _versions() -> dict:
     from importlib.metadata import version
@@ -29,7 +31,10 @@ def _model_entry(loaded, spec: ir.Spec) -> dict:
 
 
 def _metric_entry(metric: ir.Metric) -> dict:
-    return {"kind": metric.kind, "position": str(metric.position), "normalized": metric.normalized}
+    from circ.runtime.analyses.metrics import better
+
+    return {"kind": metric.kind, "position": str(metric.position), "normalized": metric.normalized,
+            "better": better(metric)}
 
 
 def _circuit_entry(members, analyses: dict) -> dict:
@@ -42,7 +47,7 @@ def _circuit_entry(members, analyses: dict) -> dict:
             src, dst = edge.split("->")
             base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
             if src in ids and base in ids:
-                edges.append({"src": src, "dst": base, "part": part, "weight": -weight})
+                edges.append({"src": src, "dst": base, "part": part, "weight": weight})
     return {"nodes": [m.entry() for m in members], "edges": edges}
 
 
@@ -59,12 +64,18 @@ def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: 
         "timing": timing,
         "datasets": executor.dataset_entries,
         "metrics": {m.name: _metric_entry(m) for m in spec.metrics},
-        "analyses": executor.analyses,
+        "analyses": {name: {k: v for k, v in entry.items() if k != PER_PROMPT}
+                     for name, entry in executor.analyses.items()},
         "circuits": circuits,
         "circuit": {"name": first, **circuits[first]} if first else None,
         "expectations": sorted(executor.expectations, key=lambda e: e["line"]),
         "warnings": sorted(executor.warnings, key=lambda w: (w["line"], w["code"])),
     }
+
+
+def per_prompt_table(analyses: dict) -> dict:
+    """per_prompt.json (docs/results.md): {analysis: {node id: [value per prompt]}}."""
+    return {name: entry[PER_PROMPT] for name, entry in analyses.items() if PER_PROMPT in entry}
 
 
 def spec_sources(spec: ir.Spec) -> dict[str, str]:
