@@ -49,7 +49,7 @@ def _grid(result, ids):
 def test_resid_pre_equals_transformer_lens(demo, run):
     result, seqs, other_cache, metric, clean = run
     with torch.no_grad():
-        expected = tl_patching.get_act_patch_resid_pre(demo.bridge, seqs.tokens, other_cache, metric) - clean
+        expected = clean - tl_patching.get_act_patch_resid_pre(demo.bridge, seqs.tokens, other_cache, metric)
     got = _grid(result, ["L0.RESID", "L1.RESID"])
     assert expected.shape == got.shape == (2, LENGTH + 1)
     assert torch.allclose(got, expected.cpu().float(), atol=1e-5)
@@ -59,7 +59,7 @@ def test_resid_pre_equals_transformer_lens(demo, run):
 def test_mlp_out_equals_transformer_lens(demo, run):
     result, seqs, other_cache, metric, clean = run
     with torch.no_grad():
-        expected = tl_patching.get_act_patch_mlp_out(demo.bridge, seqs.tokens, other_cache, metric) - clean
+        expected = clean - tl_patching.get_act_patch_mlp_out(demo.bridge, seqs.tokens, other_cache, metric)
     assert torch.allclose(_grid(result, ["L0.MLP", "L1.MLP"]), expected.cpu().float(), atol=1e-5)
 
 
@@ -67,7 +67,7 @@ def test_head_outputs_by_position_equal_transformer_lens(demo, run):
     result, seqs, other_cache, metric, clean = run
     with torch.no_grad():
         expected = tl_patching.get_act_patch_attn_head_out_by_pos(demo.bridge, seqs.tokens, other_cache, metric)
-    expected = expected.cpu().float() - clean  # [layer, position, head]
+    expected = clean - expected.cpu().float()  # [layer, position, head]; positive helps
     for layer in range(2):
         got = _grid(result, [f"L{layer}.H{head}" for head in range(4)])
         assert torch.allclose(got, expected[layer].T, atol=1e-5)

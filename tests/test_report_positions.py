@@ -1,5 +1,5 @@
 """The report's layer x token heatmap for patch(at=each): the values drawn, their
-sign (clean - patched: blue helps) and the first prompt's tokens on the axis."""
+sign (as stored: positive helps, drawn blue) and the first prompt's tokens on the axis."""
 import math
 
 import pytest
@@ -25,21 +25,21 @@ def drawn(monkeypatch):
     return grids
 
 
-def test_cells_hold_clean_minus_patched_by_layer_and_position(drawn):
+def test_cells_hold_the_stored_values_by_layer_and_position(drawn):
     svg = charts.position_heatmap(POSITIONS, TOKENS, title="p: effect by position")
     (grid, kwargs), = drawn
-    assert grid == [[0.0, -0.125, 1.0, -0.5], [0.0, 0.5, -0.25, 2.0]]  # L0 first, drawn at the bottom
+    assert grid == [[0.0, 0.125, -1.0, 0.5], [0.0, -0.5, 0.25, -2.0]]  # L0 first, drawn at the bottom
     assert kwargs["origin"] == "lower" and kwargs["vmin"] == -2.0 and kwargs["vmax"] == 2.0
     for token in ("early", "france", "roof"):
         assert token in svg
-    assert "clean - patched" in svg
+    assert "helps" in svg
 
 
 def test_only_the_strongest_nodes_are_drawn_past_the_limit(drawn):
     many = {f"L{layer}.RESID": {"0": float(layer)} for layer in range(5)}
     svg = charts.position_heatmap(many, ["<bos>"], title="p", limit=2)
     (grid, _), = drawn
-    assert [row[0] for row in grid] == [-3.0, -4.0]
+    assert [row[0] for row in grid] == [3.0, 4.0]
     assert "the 2 strongest of 5 nodes" in svg
 
 
@@ -62,5 +62,5 @@ def test_the_report_draws_the_heatmap_for_a_patch_at_each():
 def test_listed_positions_are_columns_by_name(drawn):
     svg = charts.position_heatmap({"L0.RESID": {"answer_label": 0.5, "last": -1.0}}, [], title="p")
     (grid, _), = drawn
-    assert grid == [[-0.5, 1.0]]
+    assert grid == [[0.5, -1.0]]
     assert "answer_label" in svg

@@ -6,8 +6,9 @@ per head `..._attn_head_out_by_pos`) do: one layer x position grid per node kind
 That needs every target prompt, and so every source prompt, to have the same number
 of tokens, so that position p means the same token slot in all of them.
 
-positions[node id][str(p)] = metric(patched at p) - metric(clean), averaged over
-prompts (normalised as in exact_patching.py for a normalised metric);
+positions[node id][str(p)] = how much the node helps at p, with the sign of every
+patching value (docs/results.md: metric(clean) - metric(patched at p) for a metric
+that is better when higher), averaged over prompts;
 values[node id] = the sum over positions, so that node selections and rules that
 read one number per node still have one; tokens = the first prompt's tokens.
 

@@ -101,10 +101,11 @@ def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str,
 def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = MAX_GRID_ROWS) -> str:
     """patch(at=each): a row per node (layer 0 at the bottom) and a column per token
     position, labelled with the first prompt's tokens (or per listed position, by
-    name). Cells show clean - patched, so
-    blue marks a position where the node helps and red where it hurts; only the
-    `limit` nodes with the largest effect at any position when there are more."""
-    grid_rows = {node: {str(p): -_number_or_nan(v, node) for p, v in by_position.items()}
+    name). Cells show the values as results.json holds them, positive where the node
+    helps (docs/results.md), so blue marks a position where the node helps and red
+    where it hurts; only the `limit` nodes with the largest effect at any position
+    when there are more."""
+    grid_rows = {node: {str(p): _number_or_nan(v, node) for p, v in by_position.items()}
                  for node, by_position in positions.items()}
     if not grid_rows:
         raise RenderError(f"{title}: there are no per-position values to draw")
@@ -137,7 +138,7 @@ def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = 
                 if not math.isnan(value):
                     ax.text(c, r, f"{value:+.2f}", ha="center", va="center", fontsize=7,
                             color="white" if abs(value) > 0.6 * limit_value else "black")
-    fig.colorbar(image, ax=ax, label="clean - patched (+ helps)", shrink=0.8)
+    fig.colorbar(image, ax=ax, label="effect (blue + helps, red \u2212 hurts)", shrink=0.8)
     _finish(ax, title, xlabel="token (first prompt) and position", ylabel="node", grid=False)
     return _svg(fig, title)
 
