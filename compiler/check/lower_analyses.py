@@ -120,6 +120,17 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
         options.setdefault("verify", 0)
 
 
+def _check_edges(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    if options["method"] == "eap_ig":
+        if fields["source"].kind in ("mean", "zero"):
+            ctx.fail("E380", "method=eap_ig integrates from the clean toward the source prompts: it needs a "
+                     "source that runs the model (a dataset, corrupt or resample)",
+                     _arg_span(call, "source"), "use method=eap with a mean or zero source")
+        options.setdefault("steps", 5)
+    elif "steps" in options:
+        ctx.fail("E380", "`steps` applies only to method=eap_ig", _arg_span(call, "steps"))
+
+
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
     if options["query"].kind == "all":
         ctx.fail("E312", "attention() reads patterns from one query position, not `all`",
@@ -147,4 +158,5 @@ _KIND_CHECKS = {
     "patch": _check_patch,
     "attention": _check_attention,
     "path_patch": _check_path_patch,
+    "edges": _check_edges,
 }

@@ -201,7 +201,7 @@ class Executor:
         if isinstance(nodes, ir.NodeList):
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
         source = self.analyses.get(nodes.analysis, {})
-        sign = -1.0 if source.get("kind") in ("patch", "path_patch") else 1.0
+        sign = -1.0 if source.get("kind") in ("patch", "path_patch", "edges") else 1.0
         return circuit_rules.select(nodes, self._facts(None), self.members, sign)
 
     def _facts(self, attention: str | None) -> NodeFacts:

@@ -17,9 +17,10 @@ from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.graphviz import INSTALL_HINT
 from circ.runtime.results.safe_write import write_inside
 
-KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness")
+KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness")
+EDGES_SHOWN = 30  # an edge-scores analysis lists every edge; the report charts the strongest
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
-               "path_patch": "path patching", "attention": "attention patterns",
+               "path_patch": "path patching", "edges": "edge scores", "attention": "attention patterns",
                "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness"}
 
 PAGE = Template("""<!DOCTYPE html>
@@ -271,6 +272,15 @@ def _path_patch_body(name: str, analysis: dict, results: dict) -> str:
         _values(analysis), title=f"{name}: effect through each edge", xlabel="path effect"))
 
 
+def _edges_body(name: str, analysis: dict, results: dict) -> str:
+    values = _values(analysis)
+    strongest = dict(sorted(values.items(), key=lambda kv: -abs(kv[1]) if isinstance(kv[1], (int, float)) else 0)
+                     [:EDGES_SHOWN])
+    body = f"<p>The {len(strongest)} strongest of {len(values)} edges.</p>"
+    return body + _figure(charts.signed_bar_chart(
+        strongest, title=f"{name}: estimated effect through each edge", xlabel="edge effect"))
+
+
 def _attention_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
     positions = sorted({p for row in values.values() if isinstance(row, dict) for p in row})
@@ -315,7 +325,7 @@ def _raw_body(name: str, analysis: dict, results: dict) -> str:
 
 
 KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
-               "path_patch": _path_patch_body, "attention": _attention_body,
+               "path_patch": _path_patch_body, "edges": _edges_body, "attention": _attention_body,
                "subspace": _subspace_body, "faithfulness": _faithfulness_body}
 
 

@@ -36,7 +36,7 @@ def _circuit_entry(members, analyses: dict) -> dict:
     ids = {m.id for m in members}
     edges = []
     for result in analyses.values():
-        if result["kind"] != "path_patch":
+        if result["kind"] not in ("path_patch", "edges"):
             continue
         for edge, weight in sorted(result["values"].items()):
             src, dst = edge.split("->")
