@@ -193,6 +193,7 @@ class Select:
     best: bool = False  # pick the single strongest node (after `where`)
     span: Span = _span()
     category: str | None = None  # CIRCUIT.CATEGORY: only the circuit's nodes of that category
+    edges: bool = False  # discover(): `top` counts edges of an edges analysis; the nodes are their ends
 
 
 NodeSet = Union[NodeList, Select]

@@ -152,3 +152,15 @@ def test_bad_edge_analyses(tmp_path, call, message):
     with pytest.raises(api.CircError) as error:
         api.compile(path)
     assert message in str(error.value.diagnostics[0])
+
+
+def test_discover_needs_an_edges_analysis(tmp_path):
+    from circ import api
+
+    path = tmp_path / "bad.circ"
+    path.write_text(SPEC + "analysis dla = attribute(heads, on=clean, metric=ld)\ncircuit c = discover(dla, top=3)\n")
+    with pytest.raises(api.CircError) as error:
+        api.compile(path)
+    assert "E381" in str(error.value.diagnostics[0])
+    path.write_text(SPEC + "circuit c = discover(e, top=3)\n")
+    assert api.compile(path).ir.circuits[0].nodes.edges

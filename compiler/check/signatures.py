@@ -208,6 +208,9 @@ SELECTIONS = {
                      "the k nodes with the largest |score|"),
     "best": Signature("best", (Param("from", "expr", True, positional=True),),
                       "the single node with the largest |score|"),
+    "discover": Signature("discover", (Param("from", "expr", True, positional=True),
+                                       Param("top", "posint", True)),
+                          "the `top` edges of an edges analysis by |score|, with their end nodes"),
 }
 
 RULE_FUNCTIONS = ("abs", "attends", "spread")

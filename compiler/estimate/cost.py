@@ -218,7 +218,7 @@ class _Costs:
         if nodes.best:
             count = min(1, count)
         elif nodes.top is not None:
-            count = min(nodes.top, count)
+            count = min(2 * nodes.top if nodes.edges else nodes.top, count)
         return pool, count, True
 
     # ------------------------------------------------------------------ ops

@@ -54,6 +54,7 @@ class Executor:
         self.values: dict[str, object] = {}
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
+        self.circuit_edges: dict[str, list[dict]] = {}  # the kept edges of discovered circuits
         self.expectations: list[dict] = []
         self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
@@ -141,6 +142,9 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
+        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
+            values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
+            self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
         if isinstance(circuit.nodes, ir.Select) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
@@ -201,6 +205,8 @@ class Executor:
         if isinstance(nodes, ir.NodeList):
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
         source = self.analyses.get(nodes.analysis, {})
+        if nodes.edges:
+            return circuit_rules.discover(nodes, source.get("values", {}))[0]
         sign = -1.0 if source.get("kind") in ("patch", "path_patch", "edges") else 1.0
         return circuit_rules.select(nodes, self._facts(None), self.members, sign)
 
