@@ -317,9 +317,12 @@ class Analysis:
 # --------------------------------------------------------------------------- circuits
 @dataclass(frozen=True)
 class Circuit:
+    """`edges`: (src, dst, part) of a circuit imported from a graph file (LOGITS may be a dst)."""
+
     name: str
     nodes: NodeSet
     span: Span = _span()
+    edges: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,9 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
+        if circuit.edges:
+            self.circuit_edges[circuit.name] = [{"src": src, "dst": dst, "part": part, "weight": None}
+                                                for src, dst, part in circuit.edges]
         if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
             values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
             self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
