@@ -1,15 +1,20 @@
 """Time `circ check` as a whole process on every spec in specs/, and check that
 the compiler's import stays light (no torch, no transformer_lens, no networkx).
+With `--scale`, time it instead on generated specs that must take linear time:
+100,000 statements (target 10 s) and 20,000 errors on separate lines (target 5 s),
+each also at a fifth of the size, to show the growth.
 
-Usage: .venv/bin/python bench/bench_check.py [--runs N] [--target SECONDS]
-Exits 1 when the median time of a spec exceeds the target (default 0.3 s).
+Usage: .venv/bin/python bench/bench_check.py [--runs N] [--target SECONDS] [--scale]
+Exits 1 when a time exceeds its target (default 0.3 s per spec in specs/).
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,11 +47,58 @@ def time_check(spec: Path, runs: int) -> float:
     return statistics.median(times)
 
 
+HEADER = ('model demo\ndata clean = mcq(n=4, labels="ABCD", seed=0)\n'
+          "metric ld = logit_diff(answer, wrong) at last\n")
+SCALE_CASES = (  # (what, how many, a spec with that many, target seconds, exit status)
+    ("statements", 100_000,
+     lambda n: HEADER + "".join(f"analysis a{i} = attribute(heads, on=clean, metric=ld)\n"
+                                for i in range(n)), 10.0, 0),
+    ("errors on separate lines", 20_000,
+     lambda n: "model demo\n" + "".join(f"data d{i} = nope{i}(n=1)\n" for i in range(n)), 5.0, 1),
+)
+
+
+def time_once(spec: Path, status: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `circ check SPEC`, the whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(circ_command() + ["check", str(spec)], capture_output=True, text=True,
+                            cwd=ROOT)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != status or "Traceback" in result.stderr:
+        raise SystemExit(f"circ check {spec} exited {result.returncode}:\n{result.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def scale() -> int:
+    """Time the generated specs of SCALE_CASES; 1 when one exceeds its target."""
+    slow = False
+    with tempfile.TemporaryDirectory() as folder:
+        for what, count, text, target, status in SCALE_CASES:
+            times = {}
+            for n in (count // 5, count):
+                spec = Path(folder) / f"scale_{n}.circ"
+                spec.write_text(text(n), encoding="utf-8")
+                times[n] = time_once(spec, status)
+                print(f"circ check, {n:,} {what}: {times[n][0]:.2f} s wall, {times[n][1]:.2f} s CPU")
+            small, large = times[count // 5][1], times[count][1]
+            verdict = "ok" if times[count][0] <= target else "SLOW"
+            slow |= verdict == "SLOW"
+            print(f"  5x the size took {large / max(small, 1e-9):.1f}x the CPU time; "
+                  f"target {target:.0f} s wall: {verdict}")
+    return 1 if slow else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--target", type=float, default=0.3)
+    parser.add_argument("--scale", action="store_true",
+                        help="time 100,000 statements and 20,000 errors instead")
     options = parser.parse_args()
+    if options.scale:
+        return scale()
 
     probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True,
                            cwd=ROOT, check=True).stdout.splitlines()

@@ -5,12 +5,12 @@
 Builds results.json-shaped data for a model of L layers x H heads (no model runs):
 direct logit attribution, an exact and an attribution patch of every head and MLP,
 attention of every head from the last position (one pattern over `--tokens` tokens
-per head), path patching of every head and MLP into two receivers, a 20-node
+per head, and the explorer's patterns of 8 prompts within its weight budget), path patching of every head and MLP into two receivers, a 20-node
 circuit with its edges, a low-rank sweep and faithfulness, as the case-study spec
 asks of a small model. Times `report_html` (and the circuit diagram through
 Graphviz when `dot` is installed, as `circ run` embeds it) and prints the seconds,
 the page's size, and the share of each section. Targets: 270 heads well under
-10 s and under 1 MB; 80 x 64 under 10 MB.
+10 s and under 1 MB; 80 x 64 under 10 MB (exit 1 when a page is larger).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE.parent / "tests" / "fixtures" / "results" / "mcq_2l4h.json"
 SPEC_SOURCE = "\n".join(f"# line {n}" for n in range(40))
+MAX_PAGE_BYTES = 10_000_000
 
 
 def scaled_results(n_layers: int, n_heads: int, tokens: int, seed: int = 0) -> dict:
@@ -53,6 +54,7 @@ def scaled_results(n_layers: int, n_heads: int, tokens: int, seed: int = 0) -> d
     attention["values"] = {head: {p: round(rng.random(), 4) for p in ("answer_label", "bos", "labels", "self")}
                            for head in heads}
     attention["patterns"] = {head: {"tokens": words, "weights": _weights(rng, tokens)} for head in heads}
+    attention["explorer"] = _explorer(rng, heads, words)
     top = sorted(nodes, key=lambda n: -abs(analyses["patched"]["values"][n]))[:20]
     circuit_nodes = [{"id": n, "kind": "mlp" if n.endswith("MLP") else "head", "layer": int(n[1:].split(".")[0]),
                       "head": None if n.endswith("MLP") else int(n.split(".H")[1]), "category": None,
@@ -63,6 +65,24 @@ def scaled_results(n_layers: int, n_heads: int, tokens: int, seed: int = 0) -> d
     results["circuit"] = {"name": "output", "nodes": circuit_nodes, "edges": edges}
     results["model"].update(n_layers=n_layers, n_heads=n_heads, name=f"random {n_layers}x{n_heads}")
     return results
+
+
+def _explorer(rng: random.Random, heads: list[str], words: list[str]) -> dict:
+    """The explorer the attention kernel keeps for EXPLORE_PROMPTS prompts of these
+    tokens: every query row if the weight budget allows, else the last row, and as
+    many heads as fit (runtime/analyses/attention.py's `explorer_layout`)."""
+    from circ.runtime.analyses.attention import EXPLORE_PROMPTS, MAX_EXPLORER_WEIGHTS
+
+    n = len(words)
+    rows, kind = list(range(n)), "all"
+    if EXPLORE_PROMPTS * n * (n + 1) // 2 * len(heads) > MAX_EXPLORER_WEIGHTS:
+        rows, kind = [n - 1], "query"
+    kept = heads[:max(1, MAX_EXPLORER_WEIGHTS // (EXPLORE_PROMPTS * sum(q + 1 for q in rows)))]
+    examples = [{"tokens": words, "rows": rows, "query": [n - 1],
+                 "patterns": {head: [[round(w, 3) for w in _weights(rng, q + 1)] for q in rows]
+                              for head in kept}} for _ in range(EXPLORE_PROMPTS)]
+    return {"prompts": EXPLORE_PROMPTS, "of": 200, "explore": EXPLORE_PROMPTS, "rows": kind,
+            "decimals": 3, "heads": kept, "examples": examples}
 
 
 def _weights(rng: random.Random, n: int) -> list[float]:
@@ -105,10 +125,15 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", nargs="*", default=["30x9", "80x64"])
     parser.add_argument("--tokens", type=int, default=41)
     args = parser.parse_args(argv)
+    too_large = []
     for shape in args.shapes:
         n_layers, n_heads = (int(x) for x in shape.split("x"))
-        measure(n_layers, n_heads, args.tokens)
-    return 0
+        _, size = measure(n_layers, n_heads, args.tokens)
+        if size > MAX_PAGE_BYTES:
+            too_large.append(f"{shape}: {size / 1e6:.2f} MB")
+    if too_large:
+        print(f"over {MAX_PAGE_BYTES / 1e6:.0f} MB: {', '.join(too_large)}")
+    return 1 if too_large else 0
 
 
 if __name__ == "__main__":

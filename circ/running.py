@@ -32,6 +32,7 @@ class RunOptions:
     executor: str = "local"
     address: str | None = None
     trust_remote_code: bool = False
+    include_outside: bool = False  # includes outside the spec's folder allowed (--include-outside)
     started: float | None = None  # time.monotonic() when the run began; default: at execution
 
 
@@ -91,9 +92,10 @@ def run_loaded(spec: ir.Spec, loaded, options: RunOptions, *, sources: dict | No
     sources = sources if sources is not None else spec_sources(spec)
     if spec.shape != loaded.shape:  # checked against the model actually loaded
         text = sources.get(spec.path)
-        spec = (compile_source(text, spec.path, model_override=spec.model, shape=loaded.shape)
-                if text is not None and not Path(spec.path).is_file()
-                else compile_file(spec.path, model_override=spec.model, shape=loaded.shape))
+        again = {"model_override": spec.model, "shape": loaded.shape,
+                 "include_outside": options.include_outside}
+        spec = (compile_source(text, spec.path, **again) if text is not None and not Path(spec.path).is_file()
+                else compile_file(spec.path, **again))
     torch.manual_seed(options.seed)
     graph = plan(spec)
     store = None

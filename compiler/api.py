@@ -2,7 +2,9 @@
 plan it into a graph of operations."""
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from circ.compiler import ir
@@ -13,20 +15,21 @@ from circ.compiler.syntax.spec_files import load_sources
 
 
 def compile_file(path: str | Path, *, model_override=None,
-                 shape: ir.Shape | None = None) -> ir.Spec:
+                 shape: ir.Shape | None = None, include_outside: bool = False) -> ir.Spec:
     """The checked Spec of the file at `path`; raises CircError with every
     diagnostic of the file (and of the files it includes).
 
     model_override replaces the spec's model: an ir.Model, or a function from the
     spec's own ir.Model to the one to use (keeping, say, its dtype); shape replaces the shape read from the
-    model's configuration (for models measured only once loaded, such as GGUF)."""
-    return _compile(str(path), None, model_override, shape)
+    model's configuration (for models measured only once loaded, such as GGUF).
+    include_outside allows `include` of files outside the spec's folder tree."""
+    return _compile(str(path), None, model_override, shape, include_outside)
 
 
 def compile_source(text: str, path: str = "<string>", *, model_override=None,
-                   shape: ir.Shape | None = None) -> ir.Spec:
+                   shape: ir.Shape | None = None, include_outside: bool = False) -> ir.Spec:
     """Like compile_file, for text; relative paths are taken from `path`'s folder."""
-    return _compile(path, text, model_override, shape)
+    return _compile(path, text, model_override, shape, include_outside)
 
 
 def plan(spec: ir.Spec):
@@ -36,18 +39,34 @@ def plan(spec: ir.Spec):
     return build_plan(spec)
 
 
-def _compile(path: str, text: str | None, model_override, shape) -> ir.Spec:
-    ctx = Context(path, model_override=model_override, shape_override=shape)
+def _compile(path: str, text: str | None, model_override, shape, include_outside=False) -> ir.Spec:
+    ctx = Context(path, model_override=model_override, shape_override=shape,
+                  include_outside=include_outside)
     try:
-        load_sources(ctx, text)
-        if not ctx.diagnostics:
-            run_passes(ctx)
+        with _without_cycle_collection():
+            load_sources(ctx, text)
+            if not ctx.diagnostics:
+                run_passes(ctx)
     except RecursionError:
         ctx.diagnostics.append(Diagnostic("E110", "expression nested too deeply",
                                           ir.Span(path, 1, 1, 1, 2)))
     if ctx.diagnostics:
         raise CircError(_in_source_order(ctx), ctx.sources)
     return _assemble(ctx)
+
+
+@contextmanager
+def _without_cycle_collection():
+    """Compiling builds millions of small objects and no reference cycles worth
+    collecting; Python's cycle collector would walk every live object again and again
+    (compile time grew faster than the spec). Reference counting still frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _in_source_order(ctx: Context) -> list[Diagnostic]:
@@ -58,7 +77,7 @@ def _in_source_order(ctx: Context) -> list[Diagnostic]:
 
 def _assemble(ctx: Context) -> ir.Spec:
     root = next(f for f in ctx.files if f.path == ctx.root_path)
-    lines = root.text.splitlines() or [""]
+    lines = ir.source_lines(root.text) or [""]
     span = ir.Span(ctx.root_path, 1, 1, len(lines), len(lines[-1]) + 1)
     name = ctx.spec_name or os.path.splitext(os.path.basename(ctx.root_path))[0]
     return ir.Spec(

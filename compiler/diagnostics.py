@@ -11,7 +11,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from circ.compiler.ir import Span
+from circ.compiler.escape import terminal_text
+from circ.compiler.ir import Span, source_lines
 
 CODES = {
     "E100": "syntax error",
@@ -25,6 +26,8 @@ CODES = {
     "E108": "missing value",
     "E110": "nesting too deep",
     "E111": "missing comma between arguments",
+    "E112": "included file outside the spec's folder",
+    "E114": "a path that cannot name a file",
     "E201": "undefined name",
     "E202": "duplicate definition",
     "E203": "name used before its definition",
@@ -87,27 +90,31 @@ class Diagnostic:
     span: Span
     hint: str | None = None
 
-    def format(self, source_text: str | None) -> str:
+    def format(self, source_text: str | None, lines: list[str] | None = None) -> str:
         """`path:line:col: error[CODE]: message`, the source line with carets under
-        the span, then the hint."""
+        the span, then the hint; one printed line per line, whatever the path,
+        message or source hold (see escape.py). `lines`, when given, are
+        `source_lines(source_text)` already split."""
         s = self.span
-        lines = [f"{s.path}:{s.line}:{s.col}: error[{self.code}]: {self.message}"]
-        source_lines = source_text.splitlines() if source_text else []
-        if 1 <= s.line <= len(source_lines):
-            text = source_lines[s.line - 1]
+        out = [terminal_text(f"{s.path}:{s.line}:{s.col}: error[{self.code}]: {self.message}")]
+        if lines is None:
+            lines = source_lines(source_text) if source_text else []
+        if 1 <= s.line <= len(lines):
+            text = lines[s.line - 1]
             start = max(s.col - 1, 0)
             end = s.end_col - 1 if s.end_line == s.line else len(text)
             if len(text) > MAX_SHOWN:  # show a window of a very long line around the caret
                 cut = max(0, start - MAX_SHOWN // 2)
                 text, start, end = text[cut:cut + MAX_SHOWN], start - cut, end - cut
-            width = max(1, min(end, len(text)) - start)
+            start = min(start, len(text))
+            width = max(1, len(terminal_text(text[start:max(end, start)])))
             gutter = f"{s.line:>4} | "
-            pad = _NOT_TAB.sub(" ", text[:start])
-            lines.append(gutter + text)
-            lines.append(" " * (len(gutter) - 2) + "| " + pad + "^" * width)
+            pad = _NOT_TAB.sub(" ", terminal_text(text[:start]))
+            out.append(gutter + terminal_text(text))
+            out.append(" " * (len(gutter) - 2) + "| " + pad + "^" * width)
         if self.hint:
-            lines.append(f"  hint: {self.hint}")
-        return "\n".join(lines)
+            out.append(terminal_text(f"  hint: {self.hint}"))
+        return "\n".join(out)
 
 
 class CircError(Exception):
@@ -119,7 +126,15 @@ class CircError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        return "\n".join(d.format(self.sources.get(d.span.path)) for d in self.diagnostics)
+        """Every diagnostic, formatted; each source is split into lines once."""
+        split: dict[str, list[str]] = {}
+        shown = []
+        for d in self.diagnostics:
+            path = d.span.path
+            if path not in split:
+                split[path] = source_lines(self.sources.get(path) or "")
+            shown.append(d.format(None, split[path]))
+        return "\n".join(shown)
 
 
 def did_you_mean(name: str, candidates) -> str | None:

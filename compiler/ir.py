@@ -9,8 +9,11 @@ layout or comments compare equal.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Union
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,21 @@ class Span:
 
 
 NO_SPAN = Span("<none>", 0, 0, 0, 0)
+
+
+def normalize_line_ends(text: str) -> str:
+    """`text` with every line end (`\\r\\n`, `\\r`) written as `\\n`."""
+    return _LINE_END.sub("\n", text) if "\r" in text else text
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines that a Span's line numbers count: only `\\n`, `\\r\\n` and `\\r` end a
+    line (a form feed, U+0085 or U+2028 is a character within its line). The parser,
+    diagnostics, the report and results.json all split text with this function."""
+    lines = _LINE_END.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def _span():

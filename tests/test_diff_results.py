@@ -60,6 +60,7 @@ def test_identical_results_and_timing_paths_examples_patterns_are_not_difference
     moved["spec"]["path"] = "/somewhere/else.circ"
     moved["datasets"]["clean"]["example"] = "x"
     moved["analyses"]["attn"]["patterns"]["L1.H2"]["weights"] = [1.0, 0.0]
+    moved["analyses"]["attn"]["explorer"] = {"heads": ["L1.H2"], "examples": []}
     assert diff_results(old, moved).changes == ()
 
 

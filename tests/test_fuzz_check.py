@@ -2,7 +2,10 @@
 valid specs mutated token by token, random and non-UTF-8 bytes, very long lines,
 deep nesting and empty files. Every input ends in a Spec or in diagnostics of the
 form `path:line:col: error[CODE]: message`, within two seconds, never in another
-exception; `circ check` on pathological files exits 0 or 1 without a traceback.
+exception, and every printed line is one line of printable text whatever the input
+holds (line separators, terminal escapes, bidirectional characters); a generated or
+mutated spec that checks clean formats to a spec that compiles to the same IR and
+formats to itself. `circ check` on pathological files exits 0 or 1 without a traceback.
 
 (tests/test_check.py already fuzzes token soup and small edits of the case study.)
 """
@@ -18,6 +21,7 @@ import pytest
 from circ.compiler import ir
 from circ.compiler.api import compile_file, compile_source
 from circ.compiler.diagnostics import CODES, CircError
+from circ.compiler.syntax.fmt import format_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,6 +42,7 @@ def assert_spec_or_diagnostics(path: str, compile_it):
         assert error.diagnostics
         rendered = error.render()
         assert HEADLINE.match(rendered), rendered[:300]
+        assert all(line.replace("\t", " ").isprintable() for line in rendered.split("\n")), rendered[:300]
         for diagnostic in error.diagnostics:
             headline = diagnostic.format(error.sources.get(diagnostic.span.path)).splitlines()[0]
             match = HEADLINE.match(headline)
@@ -45,6 +50,16 @@ def assert_spec_or_diagnostics(path: str, compile_it):
             assert diagnostic.span.line >= 1 and diagnostic.span.col >= 1
         return None
     assert isinstance(spec, ir.Spec) and spec.path == path
+    return spec
+
+
+def assert_checks_and_formats(path: str, text: str):
+    """As above; when `text` checks clean, `circ fmt` keeps its meaning and is stable."""
+    spec = assert_spec_or_diagnostics(path, lambda: compile_source(text, path))
+    if spec is not None:
+        formatted = format_source(text, path)
+        assert compile_source(formatted, path) == spec, formatted
+        assert format_source(formatted, path) == formatted
     return spec
 
 
@@ -62,7 +77,8 @@ KEYWORDS = ["n", "labels", "seed", "on", "metric", "source", "target", "effect",
             "compat", "tokenizer", "options", "length", "path", "answer", "wrong"]
 NODES = ["L0.H1", "L1.H3", "L0.MLP", "L1.*", "L9.H0", "L0.H9", "L1.H2.q", "L0.RESID", "L1.H0.x", "L0.Foo"]
 STRINGS = ['"ABCD"', '"1234"', '""', '"x.svg"', '"out/c.dot"', '"data/mcq_prompts.jsonl"', '"shared.circ"',
-           '"missing.circ"', '"a\\nb"', '"\\q"', '"ünïcödé"']
+           '"missing.circ"', '"a\\nb"', '"\\q"', '"ünïcödé"', '"a\\u0000b"', '"\\ud800"', '"\\u202egvs.svg"',
+           '"\\ud83d\\ude00"', '"\u2028"', '"\x1b[2J"']
 PLAIN_STRINGS = [text for text in STRINGS if "\\q" not in text]
 COMPARE = ["<", "<=", ">", ">=", "==", "!="]
 
@@ -147,13 +163,14 @@ GENERATED_AT = str(ROOT / "tests" / "fixtures" / "valid" / "generated.circ")
 @given(st.booleans(), st.lists(st.one_of(statements, shaped, shaped), max_size=8))
 def test_specs_generated_from_the_grammar_check_cleanly(with_header, lines):
     text = (HEADER if with_header else "") + "\n".join(lines) + "\n"
-    assert_spec_or_diagnostics(GENERATED_AT, lambda: compile_source(text, GENERATED_AT))
+    assert_checks_and_formats(GENERATED_AT, text)
 
 
 # --------------------------------------------------------------------------- mutated specs
 TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_.*]*|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\s+|.')
 EXTRA = ["(", ")", "[", "]", "{", "}", "=", ",", ".", '"', "where", "and", "not", "L0.H1", "top(", "#",
-         "\n", "\\", "\t", "\x00", "\u00a0", "\u202e", "\ufeff", "🙂"]
+         "\n", "\\", "\t", "\x00", "\u00a0", "\u202e", "\ufeff", "🙂", "\r", "\f", "\u2028", "\x85",
+         "\x1b[2J", "`", "\\u202e", "\\ud800"]
 edits = st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "swap", "insert", "replace"]),
                            st.integers(0, 10**6), st.integers(0, 10**6),
                            st.one_of(st.sampled_from(EXTRA), st.text(max_size=3))), min_size=1, max_size=6)
@@ -184,7 +201,7 @@ def mutate(text: str, operations) -> str:
 def test_mutated_valid_specs_check_cleanly(source, operations):
     path, text = source
     mutated = mutate(text, operations)
-    assert_spec_or_diagnostics(str(path), lambda: compile_source(mutated, str(path)))
+    assert_checks_and_formats(str(path), mutated)
 
 
 # --------------------------------------------------------------------------- bytes and sizes

@@ -219,7 +219,8 @@ def test_text_from_results_and_spec_is_escaped(results):
     results["circuits"]["output"]["nodes"][0]["category"] = "a&b<i>"
     results["analyses"]["x<y>"] = results["analyses"].pop("faith")
     html = report_html(results, 'data d = jsonl("<b>&</b>")\n', diagram_svg=None)
-    assert "<script" not in html and "<img" not in html and "<i>" not in html
+    assert "<script>alert" not in html and "<img" not in html and "<i>" not in html
+    assert re.findall(r"<script\b[^>]*>", html) == ["<script>"]  # the page's own script only
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html
     assert "<td>a&amp;b&lt;i&gt;</td>" in html
@@ -228,7 +229,10 @@ def test_text_from_results_and_spec_is_escaped(results):
 
 
 def test_page_needs_no_network(page):
-    assert not re.search(r"<(script|link|img|iframe)\b", page)
+    assert not re.search(r"<(link|img|iframe)\b", page)
+    assert set(re.findall(r"<script\b[^>]*>", page)) <= {
+        "<script>", '<script type="application/json" id="explorer-data-attn">'}
+    assert not re.search(r"\b(fetch|XMLHttpRequest|WebSocket|import)\s*\(", page)
     references = re.findall(r'\b(?:href|src)="([^"]*)"', page)
     assert references and all(ref.startswith(("#", "data:image/png;base64,"))
                               for ref in references)

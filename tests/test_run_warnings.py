@@ -13,7 +13,7 @@ from conftest import mcq_examples, write_jsonl
 
 from circ.cli.run import run_spec
 from circ.compiler import ir
-from circ.runtime.execute.expectations import evaluate
+from circ.runtime.execute.expectations import Readings, evaluate
 from circ.runtime.render.report import report_html
 
 SPEC = '''model hf("{model}")
@@ -85,6 +85,10 @@ def test_a_pdf_render_target_is_written(finished):
     assert (folder / "out" / "two.pdf").read_bytes().startswith(b"%PDF-")
 
 
+def _readings(analyses: dict) -> Readings:
+    return Readings(analyses, {}, lambda nodes: [])
+
+
 @pytest.mark.parametrize("raw, reason", [
     (math.nan, "the value of L0.H0 in `a` is NaN"),
     (None, "`a` has no value for L0.H0"),
@@ -92,14 +96,14 @@ def test_a_pdf_render_target_is_written(finished):
 def test_nan_and_missing_node_values_fail_with_a_reason(raw, reason):
     quantity = ir.Quantity("a", "node", (("node", "L0.H0"),))
     result = evaluate(ir.Expectation(quantity, "<", 5.0, ir.Span("s", 3, 1, 3, 9)),
-                      {"a": {"kind": "patch", "values": {} if raw is None else {"L0.H0": raw}}},
+                      _readings({"a": {"kind": "patch", "values": {} if raw is None else {"L0.H0": raw}}}),
                       "expect a[L0.H0] < 5")
     assert result["passed"] is False and result["value"] is None and result["reason"] == reason
 
 
 def test_faithfulness_without_a_gap_fails_with_a_reason():
     quantity = ir.Quantity("f", "value")
-    result = evaluate(ir.Expectation(quantity, ">=", 0.0), {"f": {"kind": "faithfulness", "value": None}}, "")
+    result = evaluate(ir.Expectation(quantity, ">=", 0.0), _readings({"f": {"kind": "faithfulness", "value": None}}), "")
     assert not result["passed"] and "every node ablated" in result["reason"]
 
 

@@ -80,9 +80,10 @@ def test_including_a_python_file_parses_it_as_circ_and_never_runs_it(tmp_path):
 
 @pytest.mark.parametrize("target", ["https://example.com/data.jsonl", "/dev/zero", "/dev/stdin"])
 def test_data_and_includes_are_local_regular_files(tmp_path, target):
+    # include_outside: /dev/zero lies outside the spec's folder, refused (E112) without it
     for text, code in ((f'include "{target}"\n', "E501"), (f'data clean = jsonl("{target}")\n', "E502")):
         with pytest.raises(CircError) as caught:
-            compile_source(text, str(tmp_path / "s.circ"))
+            compile_source(text, str(tmp_path / "s.circ"), include_outside=True)
         assert [d.code for d in caught.value.diagnostics] == [code]
 
 

@@ -7,6 +7,7 @@ import json
 
 from circ.compiler import ir
 from circ.compiler.diagnostics import CircError
+from circ.compiler.escape import terminal_text
 from circ.compiler.estimate.cost_shapes import (
     CostShape,
     EstimateError,
@@ -17,7 +18,8 @@ from circ.compiler.estimate.cost_shapes import (
 from circ.runtime.data.token_counts import measure_prompts, model_folder
 
 
-def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str, out, err) -> int:
+def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str, out, err,
+                  include_outside: bool = False) -> int:
     """Print the estimate of the spec at `path`: 0, or 1 for a spec or dataset error,
     or 2 for an unusable `--model-shape`."""
     from circ.compiler.api import compile_file, plan
@@ -28,10 +30,11 @@ def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str,
     try:
         shape = cost_shape(model_shape) if model_shape else None
     except EstimateError as error:
-        print(f"circ: {error}", file=err)
+        print(terminal_text(f"circ: {error}"), file=err)
         return 2
     try:
-        spec = compile_file(path, shape=shape.ir_shape() if shape else None)
+        spec = compile_file(path, shape=shape.ir_shape() if shape else None,
+                            include_outside=include_outside)
     except CircError as error:
         print(error.render(), file=err)
         return 1
@@ -40,7 +43,7 @@ def estimate_path(path: str, model_shape: str | None, batch_size: int, fmt: str,
         lengths, starts = measure_prompts(spec)
         estimate = estimate_plan(spec, plan(spec), shape, lengths, batch_size, starts)
     except (EstimateError, DatasetError, ValueError) as error:
-        print(f"circ: {error}", file=err)
+        print(terminal_text(f"circ: {error}"), file=err)
         return 1
     out.write(estimate_json(estimate) if fmt == "json" else estimate_text(estimate))
     return 0
@@ -53,7 +56,7 @@ def spec_cost_shape(spec: ir.Spec) -> CostShape:
     if folder is not None and (folder / "config.json").is_file():
         try:
             return from_config(json.loads((folder / "config.json").read_text(encoding="utf-8")), name)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # unreadable: fall back to the spec's shape
             pass
     if spec.shape is None:
         raise EstimateError(f"the shape of {name} is known only once it loads: pass --model-shape")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from circ.compiler.diagnostics import CircError
+from circ.compiler.escape import terminal_text
 from circ.compiler.syntax.fmt import format_source
 from circ.compiler.syntax.spec_files import read_text
 from circ.runtime.results.safe_write import write_inside
@@ -29,16 +30,16 @@ def fmt_paths(paths, check: bool, out, err) -> int:
         if formatted == text:
             continue
         if check:
-            print(f"would reformat {path}", file=out)
+            print(terminal_text(f"would reformat {path}"), file=out)
             status = 1
         else:
             try:
                 _rewrite(path, formatted)
             except OSError as error:
-                print(f"circ: cannot rewrite {path}: {error.strerror or error}", file=err)
+                print(terminal_text(f"circ: cannot rewrite {path}: {error.strerror or error}"), file=err)
                 status = 1
                 continue
-            print(f"reformatted {path}", file=err)
+            print(terminal_text(f"reformatted {path}"), file=err)
     return status
 
 

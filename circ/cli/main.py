@@ -4,6 +4,10 @@ import sys
 
 import click
 
+INCLUDE_OUTSIDE = click.option(
+    "--include-outside", is_flag=True,
+    help="Allow `include` of files outside the spec's folder (their text is never shown).")
+
 
 @click.group()
 @click.version_option(package_name="circ")
@@ -15,11 +19,12 @@ def main():
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--model", help="Check against this model instead of the spec's, as `run --model` "
               "would run it: demo, a local directory, a .gguf file or a cached model name.")
-def check(files, model):
+@INCLUDE_OUTSIDE
+def check(files, model, include_outside):
     """Check specs: names, argument types, node ranges against the model."""
     from circ.cli.check import check_paths
 
-    sys.exit(check_paths(files, sys.stderr, model))
+    sys.exit(check_paths(files, sys.stderr, model, include_outside=include_outside))
 
 
 @main.command()
@@ -43,19 +48,21 @@ def fmt(files, check_only):
                                     "config.json path [default: the spec's model].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="With --estimate: prompts per forward pass.")
-def plan(file, fmt, estimate, model_shape, batch_size):
+@INCLUDE_OUTSIDE
+def plan(file, fmt, estimate, model_shape, batch_size, include_outside):
     """Show the graph of operations a spec compiles to, or what it will cost."""
     if not estimate:
         if model_shape:
             raise click.UsageError("--model-shape goes with --estimate")
         from circ.cli.plan import plan_path
 
-        sys.exit(plan_path(file, fmt, sys.stdout, sys.stderr))
+        sys.exit(plan_path(file, fmt, sys.stdout, sys.stderr, include_outside=include_outside))
     if fmt == "dot":
         raise click.UsageError("--estimate prints text or json")
     from circ.cli.estimate import estimate_path
 
-    sys.exit(estimate_path(file, model_shape, batch_size, fmt, sys.stdout, sys.stderr))
+    sys.exit(estimate_path(file, model_shape, batch_size, fmt, sys.stdout, sys.stderr,
+                           include_outside=include_outside))
 
 
 @main.command()
@@ -66,7 +73,8 @@ def plan(file, fmt, estimate, model_shape, batch_size):
                                "or a name in the local Hugging Face cache.")
 @click.option("--device", help="Device to run on (cpu, cuda, cuda:1, mps).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True,
+              help="Seed of every random choice (0 to 2**63-1).")
 @click.option("--trust-remote-code", is_flag=True,
               help="Allow a model folder's own Python code to run (off by default).")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
@@ -77,8 +85,9 @@ def plan(file, fmt, estimate, model_shape, batch_size):
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: run patching sweeps on a Ray cluster.")
 @click.option("--address", help="With --executor ray: the cluster to join [default: a local one].")
+@INCLUDE_OUTSIDE
 def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet, resume, device_map,
-        executor, address):
+        executor, address, include_outside):
     """Run a spec; exit 1 if an expectation fails."""
     from circ.cli.run import run_spec
 
@@ -86,7 +95,8 @@ def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet
         raise click.UsageError("--address goes with --executor ray")
     sys.exit(run_spec(file, out_dir, model=model, device=device, batch_size=batch_size, seed=seed,
                       trust_remote_code=trust_remote_code, progress=not quiet, resume=resume,
-                      device_map=device_map, executor=executor, address=address))
+                      device_map=device_map, executor=executor, address=address,
+                      include_outside=include_outside))
 
 
 @main.command()

@@ -1,14 +1,19 @@
 """`circ render`: a circuit diagram from results (a results.json or a run folder)
-or, for a hypothesis that has not run, from a spec. No torch is imported."""
+or, for a hypothesis that has not run, from a spec. No torch is imported.
+
+Exit 0 when the diagram is written; 1 when the spec does not compile (its
+diagnostics); 2, with a one-line message, when the results cannot be read or
+drawn (not JSON, numbers out of range, nesting too deep, values of the wrong type)
+or the diagram cannot be written."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
 def render_path(source: str, output: str, circuit: str | None, stderr) -> int:
     from circ.compiler.diagnostics import CircError
-    from circ.runtime.render.diagram import RenderError, circuit_dot, hypothesis_dot
+    from circ.compiler.escape import terminal_text
+    from circ.runtime.render.diagram import RenderError, hypothesis_dot
     from circ.runtime.render.graphviz import render
 
     path = Path(source)
@@ -20,24 +25,44 @@ def render_path(source: str, output: str, circuit: str | None, stderr) -> int:
 
             dot = hypothesis_dot(compile_file(path), circuit)
         else:
-            dot = circuit_dot(_read_results(path), circuit)
+            dot = _results_dot(path, circuit)
         written = render(dot, Path(output))
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
     except RenderError as error:
-        print(f"circ: {error}", file=stderr)
-        return 1
-    print(f"wrote {written}", file=stderr)
+        print(terminal_text(f"circ: {error}"), file=stderr)
+        return 2
+    print(terminal_text(f"wrote {written}"), file=stderr)
     return 0
+
+
+def _results_dot(path: Path, circuit: str | None) -> str:
+    """The diagram of a results file; any value of the wrong type or out of range
+    (the file may have been edited by hand, or by someone else) is a RenderError."""
+    from circ.runtime.render.diagram import RenderError, circuit_dot
+
+    results = _read_results(path)
+    try:
+        return circuit_dot(results, circuit)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError,
+            RecursionError) as error:
+        raise RenderError(f"{path}: a value in the results is not what circ wrote "
+                          f"({type(error).__name__}: {str(error)[:200]})") from None
 
 
 def _read_results(path: Path) -> dict:
     from circ.runtime.render.diagram import RenderError
 
+    from circ.compiler.diff.inputs import results_json
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return results_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RenderError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RenderError(f"{path}: not a results.json file ({error})") from None
+    except UnicodeDecodeError:
+        raise RenderError(f"{path}: not a results.json file (not UTF-8)") from None
+    except ValueError as error:
+        raise RenderError(f"{path}: not a results.json file ({str(error)[:300]})") from None
+    except OSError as error:
+        raise RenderError(f"{path}: cannot read ({error.strerror})") from None

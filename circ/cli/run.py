@@ -15,7 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from circ.compiler import ir
-from circ.compiler.diagnostics import CircError
+from circ.compiler.diagnostics import CircError, Diagnostic
+from circ.compiler.escape import terminal_text
 from circ.running import RUN_ERROR, RunOptions, load, model_from_option, run_loaded
 from circ.runtime.execute.resume_store import CACHE_FOLDER
 from circ.runtime.results.safe_write import probe_folder
@@ -43,24 +44,27 @@ def _override(model: str | None, device: str | None, device_map: str | None = No
 def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str | None,
              batch_size: int, seed: int, trust_remote_code: bool, progress: bool,
              resume: bool = False, device_map: str | None = None, executor: str = "local",
-             address: str | None = None, stdout=sys.stdout, stderr=sys.stderr) -> int:
+             address: str | None = None, include_outside: bool = False, stdout=sys.stdout,
+             stderr=sys.stderr) -> int:
     from circ.compiler.api import compile_file
 
     started = time.monotonic()
     try:
-        spec = compile_file(path, model_override=_override(model, device, device_map))
+        spec = compile_file(path, model_override=_override(model, device, device_map),
+                            include_outside=include_outside)
     except CircError as error:
         print(error.render(), file=stderr)
         return 1
     out = Path(out_dir) if out_dir else Path("out") / Path(path).stem
     options = RunOptions(batch_size=batch_size, seed=seed, progress=progress, log=stderr, store_dir=out,
                          resume=resume, executor=executor, address=address,
-                         trust_remote_code=trust_remote_code, started=started)
+                         trust_remote_code=trust_remote_code, include_outside=include_outside,
+                         started=started)
     try:
         probe_folder(out)
     except OSError as error:
-        print(f"circ: cannot write to the output folder {out}: {error.strerror or error}; "
-              "nothing was run", file=stderr)
+        print(terminal_text(f"circ: cannot write to the output folder {out}: {error.strerror or error}; "
+                            "nothing was run"), file=stderr)
         return NOT_WRITTEN
     try:
         return _run(spec, out, options, stdout, stderr)
@@ -69,6 +73,11 @@ def run_spec(path: str, out_dir: str | None, *, model: str | None, device: str |
         # E600: the model or a dataset is broken and the run could not finish; other codes
         # are the spec's own errors, found once a shapeless model has loaded
         return 2 if any(d.code == RUN_ERROR for d in error.diagnostics) else 1
+    except Exception as error:  # noqa: BLE001 - never a traceback: located at the spec's first line
+        where = ir.Span(spec.path, 1, 1, 1, 1)
+        print(Diagnostic(RUN_ERROR, f"cannot finish the run: {type(error).__name__}: {str(error)[:500]}",
+                         where).format(None), file=stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"circ: interrupted; no results written (finished analyses, if any, are kept in "
               f"{out / CACHE_FOLDER}: `circ run --resume` reuses them)", file=stderr)
@@ -90,7 +99,7 @@ def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr) -> int:
     print(summarize(results), file=stdout, end="")
     if written is None:
         return NOT_WRITTEN
-    print(f"results: {written}", file=stdout)
+    print(terminal_text(f"results: {written}"), file=stdout)
     if written.parent != out:
         return NOT_WRITTEN
     failed = [e for e in results["expectations"] if not e["passed"]]
@@ -108,11 +117,12 @@ def _keep(results: dict, spec_text: str, out: Path, renders: tuple, stderr) -> P
         try:
             written, problems = write_outputs(results, spec_text, folder, renders)
         except OSError as error:
-            print(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}", file=stderr)
+            print(terminal_text(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}"),
+                  file=stderr)
             continue
         for problem in problems:
-            print(f"circ: {problem}", file=stderr)
+            print(terminal_text(f"circ: {problem}"), file=stderr)
         if folder != out:
-            print(f"circ: the results are kept in {folder} instead of {out}", file=stderr)
+            print(terminal_text(f"circ: the results are kept in {folder} instead of {out}"), file=stderr)
         return written
     return None

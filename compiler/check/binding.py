@@ -22,6 +22,7 @@ from circ.compiler.check.signatures import (
 )
 from circ.compiler.diagnostics import did_you_mean, one_of
 from circ.compiler.syntax import tree as s
+from circ.compiler.syntax.spec_files import problem_in_path
 from circ.compiler.syntax.printer import expr_text
 
 
@@ -34,6 +35,9 @@ def _path(ctx, e, param, use):
     value = string(ctx, e, param, use)
     if not value:
         ctx.fail("E301", "expected a file path, got an empty string", e.span)
+    problem = problem_in_path(value)
+    if problem is not None:
+        ctx.fail("E114", f"the path {problem}", e.span)
     return value if os.path.isabs(value) else os.path.normpath(os.path.join(use.folder, value))
 
 

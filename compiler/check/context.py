@@ -48,6 +48,8 @@ class Context:
     root_path: str
     model_override: object = None  # an ir.Model, or a function of the spec's own ir.Model
     shape_override: ir.Shape | None = None
+    include_outside: bool = False
+    hidden: set[str] = field(default_factory=set)
     files: list[s.SourceFile] = field(default_factory=list)
     statements: list[tuple[int, s.Statement]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -78,7 +80,9 @@ class Context:
 
     @property
     def sources(self) -> dict[str, str]:
-        return {f.path: f.text for f in self.files}
+        """The text of each file diagnostics may show (never that of `hidden` files:
+        included files that are not `.circ` files inside the spec's folder)."""
+        return {f.path: f.text for f in self.files if f.path not in self.hidden}
 
     def owns(self, statement: s.Definition) -> bool:
         """Whether `statement` is the definition its name refers to (not a duplicate

@@ -108,6 +108,9 @@ def _arg_span(call: s.Call, name: str) -> ir.Span:
     return next((a.span for a in call.args if a.name == name), call.span)
 
 
+NO_GRADIENT = ("accuracy",)  # metrics that are piecewise constant in the logits
+
+
 def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
     for name in ("verify", "steps"):
         if name in options and options["method"] != "attribution":
@@ -117,6 +120,11 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
                  "effect=total and a source that runs the model (a dataset, corrupt or resample)",
                  _arg_span(call, "steps"))
     if options["method"] == "attribution":
+        metric = ctx.metrics.get(fields["metric"]) if fields["metric"] else None
+        if metric is not None and metric.kind in NO_GRADIENT:
+            ctx.fail("E306", f"method=attribution follows the metric's gradient, and `{metric.name}` "
+                     f"({metric.kind}) has none", _arg_span(call, "metric"),
+                     "patch exactly (leave out method=attribution), or use e.g. logit_diff or prob")
         options.setdefault("verify", 0)
 
 

@@ -1,6 +1,7 @@
 """Lower circuits, their categories and what to render."""
 from __future__ import annotations
 
+import posixpath
 from pathlib import PurePath
 
 from circ.compiler import ir
@@ -11,6 +12,7 @@ from circ.compiler.check.import_graph import imported_circuit
 from circ.compiler.check.signatures import RENDER_FORMATS
 from circ.compiler.diagnostics import one_of
 from circ.compiler.syntax import tree as s
+from circ.compiler.syntax.spec_files import problem_in_path
 
 CIRCUIT_NODE_KINDS = ("embed", "head", "mlp", "resid", "head_input")
 
@@ -55,6 +57,9 @@ def _categories(ctx: Context, statement: s.CategoriesStmt, use) -> None:
 def _render(ctx: Context, statement: s.RenderStmt, use) -> ir.Render:
     ctx.lookup(statement.circuit, statement.circuit_span, use, ("circuit",))
     path = statement.path.value
+    problem = problem_in_path(path)
+    if problem is not None:
+        ctx.fail("E114", f"cannot render to this path: it {problem}", statement.path.span)
     if PurePath(path).is_absolute() or path.startswith(("/", "\\")) or ".." in PurePath(path).parts:
         ctx.fail("E510", f"cannot render to `{path}`: it leaves the output folder", statement.path.span,
                  "diagrams are written inside the output folder; give a relative path without `..`")
@@ -66,4 +71,14 @@ def _render(ctx: Context, statement: s.RenderStmt, use) -> ir.Render:
     if first is not None:
         ctx.fail("E207", f"`{path}` is rendered twice", statement.path.span,
                  f"first rendered at line {first.span.line}")
+    clash = next((r for r in ctx.renders if _is_folder_of(r.path, path) or _is_folder_of(path, r.path)), None)
+    if clash is not None:
+        ctx.fail("E316", f"cannot render to both `{clash.path}` and `{path}`: one would have to be "
+                 "a folder holding the other", statement.path.span,
+                 f"`{clash.path}` is rendered at line {clash.span.line}")
     return ir.Render(statement.circuit, path, statement.span)
+
+
+def _is_folder_of(folder: str, path: str) -> bool:
+    folder, path = posixpath.normpath(folder), posixpath.normpath(path)
+    return path.startswith(folder.rstrip("/") + "/")

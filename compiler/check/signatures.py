@@ -176,6 +176,8 @@ ANALYSES = {
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("on", "dataset", True, into="dataset"),
         Param("query", "position", default=LAST),
+        Param("explore", "posint", default=8,
+              doc="prompts whose whole patterns the report's attention explorer shows"),
     ), "attention patterns", dataset_param="on"),
     "faithfulness": Signature("faithfulness", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),

@@ -18,6 +18,7 @@ from circ.compiler.diff.change import Change
 from circ.compiler.diff.describe import describe
 from circ.compiler.diff.results import ResultsDiff
 from circ.compiler.diff.rows import Row, result_groups, spec_groups
+from circ.compiler.escape import markdown_code, markdown_text, terminal_text
 
 FORMATS = ("text", "markdown", "json")
 
@@ -76,15 +77,16 @@ def _text_line(row: Row, color: bool) -> str:
         body = row.what
     if row.where:
         body += f"  ({row.where})"
-    return "    " + _paint(f"{row.mark} {body}", row.mark, color)
+    return "    " + _paint(terminal_text(f"{row.mark} {body}"), row.mark, color)
 
 
 def format_text(report: DiffReport, color: bool = False) -> str:
-    lines = [_paint(f"circ diff {report.old_label} -> {report.new_label}", "title", color)]
+    heading = terminal_text(f"circ diff {report.old_label} -> {report.new_label}")
+    lines = [_paint(heading, "title", color)]
     for title, groups in _parts(report):
         lines.append(_paint(title, "title", color))
         for group_title, rows in groups:
-            lines.append(f"  {group_title}")
+            lines.append(f"  {terminal_text(group_title)}")
             lines.extend(_text_line(row, color) for row in rows)
         if not groups:
             lines.append("  no differences")
@@ -93,16 +95,8 @@ def format_text(report: DiffReport, color: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------- markdown
-def _cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    return f"`{text}`" if text else ""
-
-
 def format_markdown(report: DiffReport) -> str:
-    lines = [f"## circ diff `{report.old_label}` → `{report.new_label}`", ""]
+    lines = [f"## circ diff {markdown_code(report.old_label)} → {markdown_code(report.new_label)}", ""]
     for title, groups in _parts(report):
         lines += [f"### {title[0].upper()}{title[1:]}", ""]
         if not groups:
@@ -110,13 +104,14 @@ def format_markdown(report: DiffReport) -> str:
         for group_title, rows in groups:
             with_where = any(row.where for row in rows)
             header = "| | what | old | new |" + (" where |" if with_where else "")
-            lines += [f"#### {group_title}", "", header,
+            lines += [f"#### {markdown_text(group_title)}", "", header,
                       "|---|---|---|---|" + ("---|" if with_where else "")]
             for row in rows:
-                cells = [row.mark.strip(), row.what, _code(row.old), _code(row.new)]
+                cells = [row.mark.strip(), markdown_text(row.what),
+                         markdown_code(row.old, in_table=True), markdown_code(row.new, in_table=True)]
                 if with_where:
-                    cells.append(row.where)
-                lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+                    cells.append(markdown_text(row.where))
+                lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     lines.append(f"**{_summary(report) if report.different else 'No differences'}.**")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ a results diff; two specs with `results=(OLD_JSON, NEW_JSON)` give both.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,18 @@ from circ.compiler.diagnostics import CircError
 from circ.compiler.diff.format import FORMATS, DiffReport, format_report
 from circ.compiler.diff.results import DEFAULT_THRESHOLD, ResultsError, diff_results
 from circ.compiler.diff.spec import diff_specs
+from circ.compiler.escape import terminal_text
 
 SPEC, RESULTS = "spec", "results"
 
 
 class DiffInputError(Exception):
-    """An operand that cannot be read, parsed or compared; the message says why."""
+    """An operand that cannot be read, parsed or compared; the message says why.
+    `escaped`: the message is already fit for a terminal (rendered diagnostics)."""
+
+    def __init__(self, message: str, escaped: bool = False):
+        super().__init__(message)
+        self.escaped = escaped
 
 
 @dataclass(frozen=True)
@@ -107,15 +114,36 @@ def compile_operand(operand: Operand) -> ir.Spec:
     try:
         return compile_source(operand.text, path=operand.path)
     except CircError as error:
-        raise DiffInputError(error.render()) from None
+        raise DiffInputError(error.render(), escaped=True) from None
+
+
+def results_json(text: str):
+    """The JSON value of a results file's text, as circ writes them: finite numbers
+    only. ValueError says why not (json.JSONDecodeError for text that is not JSON; NaN
+    or a number out of range, an integer too long to convert, nesting too deep)."""
+    def finite(number: str) -> float:
+        value = float(number)
+        if math.isinf(value):
+            raise ValueError(f"number {number[:40]} is out of range")
+        return value
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not a number circ writes")
+
+    try:
+        return json.loads(text, parse_float=finite, parse_constant=refuse)
+    except RecursionError:
+        raise ValueError("not valid JSON: nested too deeply") from None
 
 
 def load_results(operand: Operand) -> dict:
     try:
-        return json.loads(operand.text)
+        return results_json(operand.text)
     except json.JSONDecodeError as error:
         raise DiffInputError(
             f"{operand.label}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
+    except ValueError as error:
+        raise DiffInputError(f"{operand.label}: {str(error)[:300]}") from None
 
 
 def _pair(old: Operand, new: Operand, wanted: str | None = None) -> str:
@@ -162,5 +190,6 @@ def diff_main(old: str, new: str, *, fmt: str = "text", threshold: float = DEFAU
     try:
         report = build_report(old, new, threshold=threshold, results=results)
     except DiffInputError as error:
-        return f"{str(error).rstrip()}\n", 2
+        message = str(error).rstrip()
+        return f"{message if error.escaped else terminal_text(message)}\n", 2
     return format_report(report, fmt, color), 1 if report.different else 0

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 DEFAULT_THRESHOLD = 0.01
 
 # Fields of an analysis that are not compared: the per-node values are compared leaf
-# by leaf, and attention `patterns` are the first prompt's raw rows, shown in reports.
-_NOT_SETTINGS = frozenset({"values", "patterns"})
+# by leaf, and attention `patterns` and `explorer` are raw rows of single prompts,
+# shown in reports.
+_NOT_SETTINGS = frozenset({"values", "patterns", "explorer"})
 _SETUP_SECTIONS = ("spec", "model", "run", "datasets", "metrics")
 # The spec's path depends on where it was run from; a dataset's `example` is its first
 # prompt, already determined by its parameters.
@@ -77,9 +78,13 @@ def _is_number(value) -> bool:
 
 
 def natural_key(text: str):
-    """Sort `L10.H2` after `L2.H10`: digit runs compare as numbers."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
-            for part in re.split(r"(\d+)", str(text))]
+    """Sort `L10.H2` after `L2.H10`: runs of ASCII digits compare as numbers (by
+    length, then digits, so that a run of any length compares without conversion)."""
+    return [(0, len(part.lstrip("0")), part.lstrip("0")) if part[:1] in _DIGITS else (1, 0, part)
+            for part in re.split(r"([0-9]+)", str(text))]
+
+
+_DIGITS = frozenset("0123456789")
 
 
 def moved_beyond(old, new, threshold: float) -> bool:
@@ -157,16 +162,22 @@ def _validate(results, label: str) -> None:
     _require(isinstance(circuits, dict), label, "'circuits' must be an object")
     for name, circuit in circuits.items():
         _require(isinstance(circuit, dict), label, f"circuit '{name}' must be an object")
-        for part, needed in (("nodes", "id"), ("edges", "src")):
+        for part, needed in (("nodes", ("id",)), ("edges", ("src", "dst"))):
             items = circuit.get(part, [])
-            _require(isinstance(items, list)
-                     and all(isinstance(item, dict) and needed in item for item in items),
-                     label, f"'{part}' of circuit '{name}' must be a list of objects "
-                     f"with '{needed}'")
+            _require(isinstance(items, list) and all(
+                isinstance(item, dict) and all(isinstance(item.get(key), str) for key in needed)
+                and isinstance(item.get("category", ""), (str, type(None)))
+                and isinstance(item.get("part", ""), (str, type(None))) for item in items),
+                label, f"'{part}' of circuit '{name}' must be a list of objects with "
+                + " and ".join(f"'{key}'" for key in needed))
     expectations = results.get("expectations", [])
     _require(isinstance(expectations, list)
              and all(isinstance(item, dict) for item in expectations),
              label, "'expectations' must be a list of objects")
+    _require(all(isinstance(item.get("text"), str) and isinstance(item.get("passed", False), bool)
+                 and (item.get("value") is None or _is_number(item.get("value")))
+                 for item in expectations),
+             label, "each expectation needs a 'text', 'passed' true or false and a numeric 'value'")
 
 
 def _without(tree, ignored: frozenset):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 
 from circ.compiler.diagnostics import Diagnostic
-from circ.compiler.ir import Span
+from circ.compiler.ir import Span, source_lines
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
@@ -182,7 +182,7 @@ def _expected_hint(expected: set[str]) -> str | None:
 
 
 def _end_span(text: str, path: str) -> Span:
-    lines = text.splitlines() or [""]
+    lines = source_lines(text) or [""]
     last = len(lines)
     while last > 1 and not lines[last - 1].strip():
         last -= 1

@@ -11,11 +11,11 @@ from __future__ import annotations
 from importlib import resources
 
 from circ.compiler.diagnostics import CircError, Diagnostic
-from circ.compiler.ir import Span
+from circ.compiler.ir import Span, normalize_line_ends
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.errors import describe_syntax_error
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedInput
 
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
 
@@ -52,7 +52,9 @@ def lark_parser() -> Lark:
 
 
 def parse_source(text: str, path: str = "<string>") -> s.SourceFile:
-    """Parse one file; raise CircError (one syntax diagnostic) when it does not parse."""
+    """Parse one file; raise CircError (one syntax diagnostic) when it does not parse.
+    Line ends are normalized first (`ir.source_lines` says what a line is)."""
+    text = normalize_line_ends(text)
     parser = lark_parser()
     _sink.tokens = []
     try:
@@ -65,10 +67,8 @@ def parse_source(text: str, path: str = "<string>") -> s.SourceFile:
     comments = tuple(s.Comment(str(t).rstrip(), t.line, t.column) for t in _sink.tokens)
     builder = _TreeBuilder(path)
     try:
-        statements = tuple(builder.transform(tree).children)
-    except (RecursionError, VisitError) as error:
-        if isinstance(error, VisitError) and not isinstance(error.orig_exc, RecursionError):
-            raise
+        statements = tuple(builder.build(child) for child in tree.children)
+    except RecursionError:
         raise CircError([_too_deep(path)], {path: text}) from None
     if builder.errors:
         raise CircError(builder.errors, {path: text})
@@ -95,30 +95,48 @@ def decode_string(token: Token, path: str, errors: list[Diagnostic]) -> str:
             out.append(_ESCAPES[nxt])
             i += 2
             continue
-        digits = raw[i + 2:i + 6]
-        if nxt == "u" and len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits):
-            out.append(chr(int(digits, 16)))
+        code = _hex4(raw[i + 2:i + 6]) if nxt == "u" else None
+        if code is not None and 0xD800 <= code < 0xDC00:  # a surrogate pair is one character
+            low = _hex4(raw[i + 8:i + 12]) if raw[i + 6:i + 8] == "\\u" else None
+            if low is not None and 0xDC00 <= low < 0xE000:
+                out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+                i += 12
+                continue
+        if code is not None and not 0xD800 <= code < 0xE000:
+            out.append(chr(code))
             i += 6
             continue
         col = token.column + 1 + i
         width = 6 if nxt == "u" else 2
+        what = f"lone surrogate `\\{raw[i + 1:i + 6]}`" if code is not None else f"invalid escape `\\{nxt}`"
         errors.append(Diagnostic(
-            "E105", f"invalid escape `\\{nxt}` in a string",
+            "E105", f"{what} in a string",
             Span(path, token.line, col, token.line, col + width),
-            'valid escapes: \\" \\\\ \\n \\t \\r \\uXXXX'))
+            'valid escapes: \\" \\\\ \\n \\t \\r \\uXXXX (a character above U+FFFF as a '
+            'surrogate pair \\uD83D\\uDE00)'))
         out.append(nxt)
         i += 2
     return "".join(out)
 
 
-@v_args(meta=True)
-class _TreeBuilder(Transformer):
-    """Lark tree -> syntax tree. Every node gets the span of its text."""
+def _hex4(digits: str) -> int | None:
+    if len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits):
+        return int(digits, 16)
+    return None
+
+
+class _TreeBuilder:
+    """Lark tree -> syntax tree, bottom up: the method named after each rule gets the
+    rule's meta (positions) and its children already built. Every node gets the span
+    of its text. (A plain walk: Lark's Transformer costs several times the parse.)"""
 
     def __init__(self, path: str):
-        super().__init__()
         self.path = path
         self.errors: list[Diagnostic] = []
+
+    def build(self, tree: Tree):
+        children = [self.build(c) if isinstance(c, Tree) else c for c in tree.children]
+        return getattr(self, tree.data)(tree.meta, children)
 
     # ------------------------------------------------------------------ spans and strings
     def _span(self, meta) -> Span:

@@ -1,7 +1,11 @@
 """Canonical text of expressions and rules: single spaces around operators, `, `
-between arguments, strings re-escaped, numbers as written, parentheses as written."""
+between arguments, strings re-escaped, numbers as written, parentheses as written.
+A string never holds a raw character that is not printable (control, format and
+bidirectional characters such as U+202E, separators): each is written `\\uXXXX`
+(above U+FFFF as a surrogate pair), as `escape.is_hidden` decides."""
 from __future__ import annotations
 
+from circ.compiler.escape import is_hidden
 from circ.compiler.syntax import tree as s
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -12,8 +16,9 @@ def string_literal(value: str) -> str:
     for ch in value:
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
+        elif is_hidden(ch):
+            units = ch.encode("utf-16-be", "surrogatepass")
+            out.extend(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'

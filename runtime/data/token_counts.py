@@ -86,7 +86,7 @@ def _has_bos(folder: Path) -> bool:
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         try:
             config = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
             continue
         if isinstance(config, dict) and config.get("bos_token"):
             return True

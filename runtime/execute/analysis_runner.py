@@ -87,7 +87,8 @@ def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
 
     heads = [n for n in ctx.nodes_of(a.nodes) if n.kind == "head"]
     return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
-                     batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+                     explore=a.option("explore", 8), batch_size=ctx.batch_size,
+                     show_progress=ctx.show_progress)
 
 
 def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:

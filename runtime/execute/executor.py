@@ -21,12 +21,15 @@ from circ.runtime.execute.node_rules import NodeFacts
 
 
 class RunError(Exception):
-    """A failure while running one op, located at the spec text it came from."""
+    """A failure while running one op, located at the spec text it came from.
+    `internal`: no check foresaw it (an error type the kernels do not raise for bad
+    input); reported the same way, with its type."""
 
-    def __init__(self, span: ir.Span, message: str):
+    def __init__(self, span: ir.Span, message: str, internal: bool = False):
         super().__init__(message)
         self.span = span
         self.message = message
+        self.internal = internal
 
 
 @dataclass
@@ -80,8 +83,9 @@ class Executor:
             except RunError:
                 raise
             except Exception as error:  # noqa: BLE001 - every failure maps to its spec line
-                if not _is_user_error(error):
-                    raise
+                if not _is_user_error(error):  # a case no check foresaw: still located, never a traceback
+                    raise RunError(op.span, f"cannot run this: {type(error).__name__}: "
+                                   f"{str(error)[:500]}", internal=True) from error
                 raise RunError(op.span, str(error)) from error
             for dep in self.graph.predecessors(op_id):
                 waiting[dep] -= 1
@@ -241,7 +245,7 @@ def _source_name(dataset: ir.Dataset) -> str:
 
 
 def _source_line(sources: dict, span: ir.Span) -> str:
-    lines = sources.get(span.path, "").splitlines()
+    lines = ir.source_lines(sources.get(span.path, ""))
     return lines[span.line - 1] if 0 < span.line <= len(lines) else ""
 
 

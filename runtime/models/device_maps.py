@@ -29,7 +29,8 @@ from pathlib import Path
 from circ.compiler.bounded_read import read_json
 
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
-_PLACE = re.compile(r"(cpu|disk|mps|cuda(:\d+)?)$")
+_PLACE = re.compile(r"(cpu|disk|mps|cuda(:[0-9]{1,3})?)\Z")
+MAX_GPUS = 1024  # a device index at or above this is a typing mistake, not a machine
 
 
 class DeviceMapError(ValueError):
@@ -42,12 +43,17 @@ def parse_device_map(text: str, base_dir: Path | str = ".") -> str | dict[str, s
     text = text.strip()
     if text in STRATEGIES:
         return text
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         return _checked(_json(text, "the device map"), "the device map")
     path = Path(text).expanduser()
     path = path if path.is_absolute() else Path(base_dir) / path
-    if not path.is_file():
-        raise DeviceMapError(f"device map {text!r} is not {', '.join(STRATEGIES)}, a JSON object or a file")
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL
+        is_file = False
+    if not is_file:
+        raise DeviceMapError(f"device map {text[:100]!r} is not {', '.join(STRATEGIES)}, a JSON object "
+                             "or a file")
     try:
         content = read_json(path)
     except (OSError, ValueError) as error:
@@ -68,11 +74,11 @@ def _checked(value, where: str) -> dict[str, str | int]:
     if not isinstance(value, dict) or not value:
         raise DeviceMapError(f"{where} must be a JSON object from module names to devices")
     for module, place in value.items():
-        valid = (isinstance(place, int) and not isinstance(place, bool) and place >= 0) or (
+        valid = (isinstance(place, int) and not isinstance(place, bool) and 0 <= place < MAX_GPUS) or (
             isinstance(place, str) and _PLACE.match(place))
         if not valid:
-            raise DeviceMapError(f"{where}: module {module!r} has device {place!r}; use a GPU index, "
-                                 "cuda, cuda:N, mps, cpu or disk")
+            raise DeviceMapError(f"{where}: module {module[:100]!r} has device {repr(place)[:100]}; use "
+                                 "a GPU index, cuda, cuda:N, mps, cpu or disk")
     return dict(value)
 
 

@@ -16,6 +16,7 @@ from circ.runtime.render.diagram import HELPS, HURTS, RenderError, parse_node_id
 from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 PART_LINES = {"q": "-", "k": "--", "v": ":", None: "-"}
 MAX_ANNOTATED_CELLS = 160
@@ -49,9 +50,12 @@ def signed_bar_chart(values: dict, *, title: str, xlabel: str, limit: int = MAX_
     return _svg(fig, title)
 
 
-def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str) -> str:
+def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str,
+                  cell_ids: dict | None = None) -> str:
     """Layer x head grid of patching effects, MLPs as the last column, layer 0 at the
-    bottom as in the diagram; cells not patched are left blank."""
+    bottom as in the diagram; cells not patched are left blank. `cell_ids` maps node
+    ids to element ids: each such cell gets an outline, invisible until the page
+    highlights it, as a `<g id=...>` that links can jump to."""
     grid = [[math.nan] * (n_heads + 1) for _ in range(n_layers)]
     for node_id, value in values.items():
         layer, kind = parse_node_id(node_id)
@@ -78,6 +82,12 @@ def patch_heatmap(values: dict, *, n_layers: int, n_heads: int, title: str) -> s
                 if not math.isnan(value):
                     ax.text(column, layer, f"{value:+.2f}", ha="center", va="center",
                             fontsize=8, color="white" if abs(value) > 0.6 * limit else "black")
+    for node_id, element_id in sorted((cell_ids or {}).items()):
+        layer, kind = parse_node_id(node_id)
+        if kind in ("head", "mlp") and 0 <= layer < n_layers:
+            column = n_heads if kind == "mlp" else int(node_id.split(".H")[1])
+            ax.add_patch(Rectangle((column - 0.5, layer - 0.5), 1, 1, fill=False,
+                                   edgecolor="none", gid=element_id))
     fig.colorbar(image, ax=ax, label="patched - clean", shrink=0.9)
     _finish(ax, title, xlabel="head", ylabel="layer", grid=False)
     return _svg(fig, title)

@@ -1,20 +1,26 @@
 """The HTML report of a run: one self-contained page built from results.json.
 
-Everything is inline (CSS, the diagram's SVG, matplotlib charts as SVG), so the file
-opens without a network. Every string taken from the results or the spec is escaped.
+Everything is inline (CSS, the diagram's SVG, matplotlib charts as SVG, the page's
+own script from `page_script`), so the file opens without a network. Every string
+taken from the results or the spec is escaped; data the script reads is JSON in script
+elements (`explorer.json_script`).
 A section appears only for what the results hold; a chart that cannot be drawn from
 malformed values shows the reason in its place and the rest of the page still renders.
 """
 from __future__ import annotations
 
 import json
-from html import escape
+import re
+from html import escape, unescape
 from pathlib import Path
 from string import Template
 
+from circ.compiler.ir import source_lines
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
+from circ.runtime.render.explorer import explorer_html
 from circ.runtime.render.graphviz import INSTALL_HINT
+from circ.runtime.render.page_script import SCRIPT, STYLE
 from circ.runtime.results.safe_write import write_inside
 
 KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness")
@@ -54,6 +60,7 @@ th, td { border-bottom: 1px solid #e3e3e3; padding: 3px 10px; text-align: left;
 .source tr.passed { background: #e6f4ea; } .source tr.failed { background: #fde8e8; }
 pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; }
 .error { color: #cf222e; }
+$style
 </style></head>
 <body>
 <header><h1>$title</h1><div class="meta">$meta</div></header>
@@ -61,6 +68,7 @@ pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; }
 <main>
 $sections
 </main>
+<script>$script</script>
 </body></html>
 """)
 
@@ -89,7 +97,8 @@ def report_html(results: dict, spec_source: str, *, diagram_svg: str | None) -> 
         f"circ {results.get('circ_version', '?')}", f"started {timing.get('started', '?')}")
     ) + _verdict(results)
     return PAGE.substitute(title=escape(f"circ report: {spec.get('name', 'unnamed spec')}"),
-                           meta=meta, nav=nav, sections="\n".join(s[2] for s in sections))
+                           meta=meta, nav=nav, sections="\n".join(s[2] for s in sections),
+                           style=STYLE, script=SCRIPT)
 
 
 def _check_structure(results) -> None:
@@ -150,19 +159,36 @@ def _circuit(results: dict, diagram_svg: str | None):
     circuits = results.get("circuits")
     if not isinstance(circuits, dict) or not circuits:
         return None
+    diagram_nodes = set()
     if diagram_svg:
+        diagram_svg, diagram_nodes = _diagram_ids(diagram_svg)
         body = f'<div class="figure diagram">{diagram_svg}</div>'
     else:
         body = ('<p class="note">The circuit diagram needs Graphviz\'s <code>dot</code>, which '
                 f"was not found: {escape(INSTALL_HINT)}.</p>")
     drawn = _mapping(results, "circuit").get("name")  # the circuit in the diagram
+    cells = _heatmap_cells(results)
     for name in sorted(circuits, key=lambda n: (n != drawn, n)):
         circuit = circuits[name]
-        nodes = [[escape(str(n.get("id"))), escape(str(n.get("kind", ""))),
-                  escape(str(n.get("category") or "")), _num(n.get("score"))]
-                 for n in circuit.get("nodes") or []]
-        body += f"<h3>circuit {escape(name)}: {len(nodes)} nodes</h3>"
-        body += _table(["node", "kind", "category", "score"], nodes)
+        rows = []
+        for n in circuit.get("nodes") or []:
+            node = str(n.get("id"))
+            links = ([_jump(f"diagram-{_anchor(node)}", "diagram")] if node in diagram_nodes else []) + [
+                _jump(f"cell-{_anchor(analysis)}-{_anchor(node)}", f"heatmap {analysis}")
+                for analysis, nodes in sorted(cells.items()) if node in nodes]
+            score = n.get("score")
+            score_cell = (f'<td data-sort="{score!r}">{_num(score)}</td>'
+                          if _is_number(score) else f"<td>{_num(score)}</td>")
+            rows.append(f'<tr id="node-{_anchor(name)}-{_anchor(node)}"><td>{escape(node)}</td>'
+                        f'<td>{escape(str(n.get("kind", "")))}</td>'
+                        f'<td>{escape(str(n.get("category") or ""))}</td>{score_cell}'
+                        f'<td>{" ".join(links)}</td></tr>')
+        body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>"
+        head = "".join(f"<th>{h}</th>" for h in ("node", "kind", "category", "score", "go to"))
+        body += (f'<table class="sortable" id="nodes-{_anchor(name)}"><thead><tr>{head}</tr></thead>'
+                 f'<tbody>{"".join(rows)}</tbody></table>'
+                 '<p class="note">Click a header to sort; a link jumps to the node in the '
+                 "diagram or in a patching heatmap and highlights it.</p>")
         edges = [[escape(f"{e.get('src')} \u2192 {e.get('dst')}"), escape(str(e.get("part") or "")),
                   _num(e.get("weight"))] for e in circuit.get("edges") or []]
         if edges:
@@ -197,7 +223,7 @@ def _source(spec_source: str, results: dict):
     rows = "".join(
         f'<tr id="src-L{n}" class="{marks.get(n, "")}"><td class="ln">{n}</td>'
         f"<td>{escape(line)}</td></tr>"
-        for n, line in enumerate(spec_source.splitlines(), start=1))
+        for n, line in enumerate(source_lines(spec_source), start=1))
     return _section("source", "Spec source", f'<table class="source">{rows}</table>')
 
 
@@ -257,8 +283,10 @@ def _patch_body(name: str, analysis: dict, results: dict) -> str:
     others = {i: v for (_, kind, i), v in zip(ids, values.values()) if kind not in ("head", "mlp")}
     body = f"<p>Baseline: {text}.</p>" if text else ""
     if len(others) < len(values):
+        cell_ids = {node: f"cell-{_anchor(name)}-{_anchor(node)}"
+                    for node in _heatmap_cells(results).get(name, ())}
         body += _figure(charts.patch_heatmap(values, n_layers=n_layers, n_heads=n_heads,
-                                             title=f"{name}: patching effect"))
+                                             title=f"{name}: patching effect", cell_ids=cell_ids))
     if others:
         body += _table(["node", "effect"],
                        [[escape(k), _num(v)] for k, v in sorted(others.items())])
@@ -297,7 +325,7 @@ def _attention_body(name: str, analysis: dict, results: dict) -> str:
             body += _figure(charts.attention_strips(patterns, title=title))
         else:
             body += "".join(_figure(svg) for svg in charts.attention_grids(patterns, title=title))
-    return body
+    return body + explorer_html(_anchor(name), analysis)
 
 
 def _subspace_body(name: str, analysis: dict, results: dict) -> str:
@@ -327,6 +355,44 @@ def _raw_body(name: str, analysis: dict, results: dict) -> str:
 KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
                "path_patch": _path_patch_body, "edges": _edges_body, "attention": _attention_body,
                "subspace": _subspace_body, "faithfulness": _faithfulness_body}
+
+
+# --------------------------------------------------------------------------- links
+def _heatmap_cells(results: dict) -> dict[str, set[str]]:
+    """{patch analysis: the circuit nodes that are heads or MLPs in its heatmap}."""
+    members = {str(n.get("id")) for circuit in _mapping(results, "circuits").values()
+               if isinstance(circuit, dict) for n in circuit.get("nodes") or []}
+    cells = {}
+    for name, analysis in _mapping(results, "analyses").items():
+        if isinstance(analysis, dict) and analysis.get("kind") == "patch" \
+                and isinstance(analysis.get("values"), dict):
+            cells[name] = {node for node in members & set(analysis["values"]) if _cell_kind(node)}
+    return cells
+
+
+def _cell_kind(node: str) -> bool:
+    try:
+        return parse_node_id(node)[1] in ("head", "mlp")
+    except RenderError:
+        return False
+
+
+def _diagram_ids(svg: str) -> tuple[str, set[str]]:
+    """The diagram's SVG with each node group's id set to `diagram-<node>`, and the
+    node ids drawn (Graphviz names a node's group by its `<title>`)."""
+    drawn = set()
+
+    def rename(match) -> str:
+        node = unescape(match.group(2))
+        drawn.add(node)
+        return f'<g id="diagram-{_anchor(node)}" class="node">{match.group(1)}{match.group(2)}</title>'
+
+    svg = re.sub(r'<g id="node\d+" class="node">(\s*<title>)([^<]*)</title>', rename, svg)
+    return svg, drawn
+
+
+def _jump(element_id: str, label: str) -> str:
+    return f'<a class="jump" href="#{escape(element_id)}">{escape(label)}</a>'
 
 
 # --------------------------------------------------------------------------- helpers
@@ -370,6 +436,11 @@ def _num(value) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return escape(_plain(value))
     return f'<span class="num">{value if isinstance(value, int) else f"{value:.4g}"}</span>'
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value \
+        and abs(value) != float("inf")
 
 
 def _verdict_cell(expectation: dict) -> str:

@@ -1,7 +1,10 @@
 """The plain-text summary `circ run` prints: top nodes per analysis, circuits,
 expectations with pass/fail (and why a value could not be computed), warnings.
-Reads only the results dict."""
+Reads only the results dict. Names and text from the spec or its data are escaped
+(`terminal_text`): one printed line per summary line."""
 from __future__ import annotations
+
+from circ.compiler.escape import terminal_text
 
 TOP = 5
 ATTENDED = 0.05  # attention mass below which a named position is not listed
@@ -82,4 +85,4 @@ def summarize(results: dict) -> str:
     if warnings:
         lines.append("warnings")
         lines += [f"  {w['code']}  line {w['line']}: {w['message']}" for w in warnings]
-    return "\n".join(lines) + "\n"
+    return "\n".join(terminal_text(line) for line in lines) + "\n"
