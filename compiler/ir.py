@@ -185,7 +185,8 @@ class Node:
 
 
 # Node-set expressions. Static sets are expanded against the model's Shape by the
-# checker into `NodeList`; sets chosen from analysis results stay as `Select`.
+# checker into `NodeList`; sets chosen from analysis results stay as `Select`, and
+# sets built from those with `+` and `-` as `Combine`.
 @dataclass(frozen=True)
 class NodeList:
     """A fixed node set in canonical order. When the model's shape is unknown (a GGUF
@@ -214,7 +215,19 @@ class Select:
     edges: bool = False  # discover(): `top` counts edges of an edges analysis; the nodes are their ends
 
 
-NodeSet = Union[NodeList, Select]
+@dataclass(frozen=True)
+class Combine:
+    """A node set computed when the spec runs from two others, at least one of them
+    chosen from results: `op` "+" (union) or "-" (`left` without `right`). A node of
+    the union keeps its score from the side it comes from (`left` first)."""
+
+    op: str
+    left: "NodeSet"
+    right: "NodeSet"
+    span: Span = _span()
+
+
+NodeSet = Union[NodeList, Select, Combine]
 
 
 # --------------------------------------------------------------------------- rules

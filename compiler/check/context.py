@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from circ.compiler import ir
+from circ.compiler.check.signatures import SELECTABLE_KINDS, scores_nodes
 from circ.compiler.diagnostics import Diagnostic, did_you_mean
 from circ.compiler.syntax import tree as s
 
@@ -111,6 +112,14 @@ class Context:
                       f"`{name}` is defined at {decl.span.path}:{decl.span.line}; "
                       "move that definition above this line")
         return decl
+
+    def scores_nodes(self, name: str) -> bool | None:
+        """Whether analysis `name` gives a score per node (None when its IR failed and its
+        kind alone cannot tell)."""
+        if name in self.analyses:
+            return scores_nodes(self.analyses[name])
+        kind = self.analysis_kind(name)
+        return None if kind in (None, "attention") else kind in SELECTABLE_KINDS
 
     def analysis_kind(self, name: str) -> str | None:
         """The kind of analysis `name`, from its IR or, when that failed, its syntax."""

@@ -45,7 +45,7 @@ def _reads_attention(rule) -> bool:
 
 def _covering_attention(ctx: Context, circuit: ir.Circuit) -> str | None:
     for analysis in ctx.analyses.values():
-        if analysis.kind != "attention":
+        if analysis.kind != "attention" or analysis.option("score") is not None:
             continue
         nodes = analysis.nodes
         if nodes == ir.Select(circuit.name):
@@ -65,7 +65,7 @@ def _add_implicit(ctx: Context, circuit: ir.Circuit, categories) -> str | None:
         return None
     name = f"_attn_{circuit.name}"
     nodes = (ir.Select(circuit.name, span=circuit.span)
-             if isinstance(circuit.nodes, ir.Select) else circuit.nodes)
+             if not isinstance(circuit.nodes, ir.NodeList) else circuit.nodes)
     ctx.analyses[name] = ir.Analysis(name, "attention", nodes, dataset,
                                      options=(("query", ir.LAST),), span=categories[0].span)
     ctx.implicit.add(name)

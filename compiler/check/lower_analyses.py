@@ -38,7 +38,7 @@ def lower_analysis(ctx: Context, name: str, value, use: Use, span: ir.Span) -> i
             else:
                 options[param.store_as] = values[param.name]
     _check_metric(ctx, call, sig, fields["metric"])
-    if sig.param("ablate") is not None and fields["source"] is None:
+    if fields["source"] is None and any(p.into == "source" for p in sig.params):
         fields["source"] = ir.PatchSource("mean", fields["dataset"], span=call.span)
     _KIND_CHECKS.get(call.func, _no_check)(ctx, call, fields, options)
     return ir.Analysis(name, call.func, fields["nodes"], fields["dataset"], fields["metric"],
@@ -140,9 +140,21 @@ def _check_edges(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
 
 
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
-    if options["query"].kind == "all":
+    """Patterns read one query position (default last); a score reads every query."""
+    query, written = options["query"], any(a.name == "query" for a in call.args)
+    if "score" in options:
+        if written and query.kind != "all":
+            ctx.fail("E360", f"score={options['score']} is read at every query position, not at `{query}`",
+                     _arg_span(call, "query"), "write query=all or leave query out")
+        if any(a.name == "explore" for a in call.args):
+            ctx.fail("E304", "`explore` keeps whole patterns of attention from a query position; "
+                     f"score={options['score']} keeps one number per head", _arg_span(call, "explore"))
+        options["query"] = ir.ALL
+        options.pop("explore", None)
+    elif query.kind == "all":
         ctx.fail("E312", "attention() reads patterns from one query position, not `all`",
-                 _arg_span(call, "query"), "use last, a named position or an index")
+                 _arg_span(call, "query"), "use last, a named position or an index; or give a score over "
+                 "every query: score=induction or score=previous_token")
 
 
 def _check_path_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:

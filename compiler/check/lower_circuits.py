@@ -44,7 +44,7 @@ def _categories(ctx: Context, statement: s.CategoriesStmt, use) -> None:
     if ctx.category_orders.get(name) != use.order:
         return  # a second block for the same circuit, already reported
     circuit = ctx.circuits.get(name)
-    scored = circuit is None or isinstance(circuit.nodes, ir.Select)
+    scored = circuit is None or not isinstance(circuit.nodes, ir.NodeList)
     scope = rules.Scope(source=name, effect=scored, attention=True)
     for entry in ctx.categories[name].values():
         try:

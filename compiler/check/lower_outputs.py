@@ -19,12 +19,12 @@ from circ.compiler.check.context import Context, Reported, Use
 from circ.compiler.check.dataset_positions import dataset_positions
 from circ.compiler.check.lower_analyses import analysis_call, lower_analysis, upstream
 from circ.compiler.check.signatures import (
-    ACCESSORS,
     ANALYSES,
     ATTENTION_POSITIONS,
     QUANTITIES,
     RECOVERED,
-    SELECTABLE_KINDS,
+    accessors,
+    scores_nodes,
 )
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
@@ -127,7 +127,7 @@ def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
         if analysis.kind in ("path_patch", "edges"):
             ctx.fail("E331", f"`{analysis.name}` is a {analysis.kind} analysis: its values are edges, "
                      f"not nodes", left.index.span, _EDGE_HINT)
-        if analysis.kind == "attention":
+        if analysis.kind == "attention" and not scores_nodes(analysis):
             ctx.fail("E308", f"`{analysis.name}` is an attention analysis: say where the head "
                      f"looks", left.span, f"e.g. {expr_text(left)}.to(answer_text)")
         _allowed(ctx, analysis, "node", left)
@@ -165,10 +165,10 @@ def _function(ctx: Context, call: s.Call, use: Use, number: int) -> ir.Number:
                      call.args[0].span, "use a logit_diff, prob, logprob, accuracy or loss metric")
         return ir.MetricMean(values["metric"], values["on"], span=call.span)
     analysis = _analysis(ctx, values["analysis"], use, number)
-    if analysis.kind not in SELECTABLE_KINDS:
+    if not scores_nodes(analysis):
         ctx.fail("E310", f"`{analysis.name}` is {a_or_an(analysis.kind)} analysis: it has no "
                  "per-node score to rank by", values["analysis"].span,
-                 "rank nodes of an attribute or patch analysis")
+                 "rank nodes of an attribute, patch or attention(..., score=...) analysis")
     node = _node(ctx, values["node"], analysis)
     return ir.Quantity(analysis.name, "rank", (("node", node),), span=call.span)
 
@@ -243,7 +243,7 @@ def _checked(ctx: Context, analysis: ir.Analysis, accessor: str, args: tuple, le
 
 
 def _allowed(ctx: Context, analysis: ir.Analysis, accessor: str, left) -> None:
-    allowed = ACCESSORS[analysis.kind]
+    allowed = accessors(analysis)
     if accessor not in allowed:
         hint = (f"{analysis.kind} analyses give " + ", ".join(_SHOWN[a] for a in allowed)
                 if allowed else f"{analysis.kind} analyses give no single number to compare")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from circ.compiler import ir
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.signatures import RULE_FUNCTIONS, SELECTABLE_KINDS
+from circ.compiler.check.signatures import NO_SCORE_HINT, RULE_FUNCTIONS
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 
@@ -82,8 +82,8 @@ def _field(ctx: Context, t: s.Name, scope: Scope, use: Use) -> ir.Field:
                      "node list without scores", t.span, "name an analysis instead, e.g. `dla > 0`")
         return ir.Field("effect", span=t.span)
     ctx.lookup(t.name, t.span, use, ("analysis",), extra=("effect",))
-    kind = ctx.analysis_kind(t.name)
-    if kind is not None and kind not in SELECTABLE_KINDS:
+    if ctx.scores_nodes(t.name) is False:
+        kind = ctx.analysis_kind(t.name)
         ctx.fail("E310", f"`{t.name}` is {a_or_an(kind)} analysis: it has no per-node score", t.span,
-                 "rules read attribute or patch analyses")
+                 NO_SCORE_HINT)
     return ir.Field(t.name, span=t.span)

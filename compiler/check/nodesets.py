@@ -3,7 +3,8 @@
 Fixed sets (`L3.H1`, `L3.*`, `heads`, `a + b`, `[a, b]`) are expanded against the
 model's Shape into a canonically ordered `NodeList`; sets chosen from results
 (`top(A, k)`, `best(A)`, `A where RULE`, `CIRCUIT`, `CIRCUIT.CATEGORY`) become a
-`Select`. Layer and head ranges are checked here.
+`Select`; `+`, `-` and lists with a chosen side become a `Combine`, computed when the
+spec runs. Layer and head ranges are checked here.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
 from circ.compiler.check.arguments import PRIMITIVES, bind
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.signatures import SELECTABLE_KINDS, SELECTIONS
+from circ.compiler.check.signatures import NO_SCORE_HINT, SELECTIONS
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
@@ -49,11 +50,37 @@ class _Fixed:
     pending: frozenset = frozenset()
 
 
+@dataclass(frozen=True)
+class _Combined:
+    """`left op right` where a side is chosen when the spec runs; each side keeps its
+    expression, to point at it when its fixed nodes are not allowed."""
+
+    op: str
+    left: object  # _Fixed | ir.Select | _Combined
+    right: object
+    left_expr: object
+    right_expr: object
+    span: ir.Span
+
+
 def evaluate(ctx: Context, expr, use: Use, kinds: tuple[str, ...]) -> ir.NodeSet:
     """The node set `expr` denotes, checked against the allowed node `kinds`."""
-    value = _eval(ctx, expr, use)
+    return _lowered(ctx, _eval(ctx, expr, use), expr, kinds)
+
+
+def _lowered(ctx: Context, value, expr, kinds: tuple[str, ...]) -> ir.NodeSet:
     if isinstance(value, ir.Select):
         return value
+    if isinstance(value, _Combined):
+        sides, failed = [], False
+        for side, side_expr in ((value.left, value.left_expr), (value.right, value.right_expr)):
+            try:
+                sides.append(_lowered(ctx, side, side_expr, kinds))
+            except Reported:
+                failed = True
+        if failed:
+            raise Reported()
+        return ir.Combine(value.op, sides[0], sides[1], value.span)
     allowed = "only " + ", ".join(PLURAL_NAMES[k] for k in kinds) + " are allowed here"
     for kind in sorted(value.pending):
         if kind not in kinds:
@@ -167,11 +194,10 @@ def _eval(ctx: Context, e, use: Use):
 def _named_selection(ctx: Context, e: s.Name, use: Use) -> ir.Select:
     decl = ctx.lookup(e.name, e.span, use, ("analysis", "circuit"),
                       extra=("heads", "mlps", "resid", "embed"))
-    if decl.kind == "analysis":
+    if decl.kind == "analysis" and ctx.scores_nodes(e.name) is False:
         kind = ctx.analysis_kind(e.name)
-        if kind is not None and kind not in SELECTABLE_KINDS:
-            ctx.fail("E310", f"`{e.name}` is {a_or_an(kind)} analysis: it has no per-node score to "
-                     "select nodes by", e.span, "select from an attribute or patch analysis")
+        ctx.fail("E310", f"`{e.name}` is {a_or_an(kind)} analysis: it has no per-node score to "
+                 "select nodes by", e.span, NO_SCORE_HINT)
     return ir.Select(e.name, span=e.span)
 
 
@@ -188,36 +214,40 @@ def _category(ctx: Context, e: s.Attr, use: Use) -> ir.Select:
     return ir.Select(circuit, span=e.span, category=e.attr)
 
 
-def _fixed(ctx: Context, e, use: Use, role: str) -> _Fixed:
-    value = _eval(ctx, e, use)
-    if isinstance(value, ir.Select):
-        ctx.fail("E313", f"`{expr_text(e)}` is chosen when the spec runs and cannot be {role}",
-                 e.span, "combine fixed node sets only (L0.H1, L0.*, heads, mlps, lists)")
-    return value
-
-
-def _set_op(ctx: Context, e: s.SetOp, use: Use) -> _Fixed:
-    role = "combined with `+`" if e.op == "+" else "combined with `-`"
-    left, right = _collect(ctx, [(e.left, role), (e.right, role)], use)
+def _set_op(ctx: Context, e: s.SetOp, use: Use):
+    """Fixed sets combine now; a side chosen from results makes a `Combine` for the run."""
+    left, right = _collect(ctx, [e.left, e.right], use)
+    if not isinstance(left, _Fixed) or not isinstance(right, _Fixed):
+        return _Combined(e.op, left, right, e.left, e.right, e.span)
     if e.op == "+":
         return _Fixed(left.nodes | right.nodes, left.pending | right.pending)
     return _Fixed(left.nodes - right.nodes, left.pending | right.pending)
 
 
-def _list(ctx: Context, e: s.ListLit, use: Use) -> _Fixed:
+def _list(ctx: Context, e: s.ListLit, use: Use):
+    """The union of the items: fixed ones now, then each chosen one at run time."""
     if not e.items:
         ctx.fail("E314", "this node list is empty", e.span)
-    parts = _collect(ctx, [(item, "put in a list") for item in e.items], use)
-    nodes = frozenset().union(*(p.nodes for p in parts))
-    return _Fixed(nodes, frozenset().union(*(p.pending for p in parts)))
+    parts = _collect(ctx, e.items, use)
+    fixed = [p for p in parts if isinstance(p, _Fixed)]
+    chosen = [(p, item) for p, item in zip(parts, e.items) if not isinstance(p, _Fixed)]
+    if fixed:
+        union = _Fixed(frozenset().union(*(p.nodes for p in fixed)),
+                       frozenset().union(*(p.pending for p in fixed)))
+        value, value_expr = union, e
+    else:
+        (value, value_expr), chosen = chosen[0], chosen[1:]
+    for part, item in chosen:
+        value, value_expr = _Combined("+", value, part, value_expr, item, e.span), e
+    return value
 
 
-def _collect(ctx: Context, items, use: Use) -> list[_Fixed]:
+def _collect(ctx: Context, items, use: Use) -> list:
     """Evaluate every item, reporting all failures before giving up."""
     values, failed = [], False
-    for expr, role in items:
+    for expr in items:
         try:
-            values.append(_fixed(ctx, expr, use, role))
+            values.append(_eval(ctx, expr, use))
         except Reported:
             failed = True
     if failed:
@@ -227,6 +257,9 @@ def _collect(ctx: Context, items, use: Use) -> list[_Fixed]:
 
 def _selection_base(ctx: Context, e, use: Use, what: str) -> ir.Select:
     value = _eval(ctx, e, use)
+    if isinstance(value, _Combined):
+        ctx.fail("E313", f"{what} chooses from one analysis or circuit; `{expr_text(e)}` combines "
+                 "several", e.span, "name the combination first, e.g. `circuit c = ...`, then select from c")
     if not isinstance(value, ir.Select):
         ctx.fail("E313", f"{what} chooses from an analysis or a circuit; `{expr_text(e)}` is a "
                  "fixed node set", e.span, "write e.g. top(dla, 4) where dla is an analysis")

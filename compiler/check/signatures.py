@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from circ.compiler import ir
 from circ.compiler.ir import ALL, LAST
 
 
@@ -50,7 +51,9 @@ class Signature:
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 LABEL_WORDS = ("random_letters", "numbers", "shuffled")
 PARTS = ("q", "k", "v")
-SELECTABLE_KINDS = ("attribute", "patch")
+ATTENTION_SCORES = ("induction", "previous_token")
+SELECTABLE_KINDS = ("attribute", "patch")  # and attention with a score: see `scores_nodes`
+NO_SCORE_HINT = "per-node scores come from attribute, patch and attention(..., score=...) analyses"
 NODE_WORDS = ("heads", "mlps", "resid", "embed", "EMBED")
 SOURCE_WORDS = ("corrupt", "zero")
 RESERVED = frozenset(NODE_WORDS + SOURCE_WORDS + ("effect", "true", "false"))
@@ -175,16 +178,25 @@ ANALYSES = {
     "attention": Signature("attention", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("on", "dataset", True, into="dataset"),
-        Param("query", "position", default=LAST),
+        Param("query", "position", default=LAST, doc="all with score="),
         Param("explore", "posint", default=8,
               doc="prompts whose whole patterns the report's attention explorer shows"),
-    ), "attention patterns", dataset_param="on"),
+        Param("score", "choice", choices=ATTENTION_SCORES,
+              doc="one score per head over every query: induction or previous_token"),
+    ), "attention patterns, or a per-head attention score over every query", dataset_param="on"),
     "faithfulness": Signature("faithfulness", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
         Param("on", "dataset", True, into="dataset"),
         Param("ablate", "source", into="source", doc="default: mean(<on>)"),
         Param("metric", "metric", True, into="metric"),
     ), "metric recovered by the nodes alone, everything else ablated", dataset_param="on"),
+    "ablate": Signature("ablate", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
+        Param("on", "dataset", True, into="dataset"),
+        Param("with", "source", into="source", doc="default: mean(<on>)"),
+        Param("metric", "metric", True, into="metric"),
+    ), "the metric with the nodes ablated together, against the clean run", allow_normalized=False,
+        dataset_param="on"),
     "subspace": Signature("subspace", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("parts", "parts", default=PARTS),
@@ -217,6 +229,13 @@ SELECTIONS = {
 
 RULE_FUNCTIONS = ("abs", "attends", "spread")
 
+
+def scores_nodes(analysis: ir.Analysis) -> bool:
+    """Whether an analysis gives one number per node, to select nodes by and read in rules:
+    attribution, patching, and attention with a score."""
+    return analysis.kind in SELECTABLE_KINDS or (
+        analysis.kind == "attention" and analysis.option("score") is not None)
+
 # Accessors an expectation may read, per analysis kind.
 ACCESSORS = {
     "attribute": ("node", "total", "rank"),
@@ -225,8 +244,18 @@ ACCESSORS = {
     "edges": ("edge",),
     "attention": ("attention",),
     "faithfulness": ("value",),
+    "ablate": ("value",),
     "subspace": ("recovered",),
 }
+
+
+def accessors(analysis: ir.Analysis) -> tuple[str, ...]:
+    """What an expectation may read from `analysis`: its kind's accessors; an attention
+    score gives one number per head ([NODE]), not patterns."""
+    if analysis.kind == "attention" and analysis.option("score") is not None:
+        return ("node",)
+    return ACCESSORS[analysis.kind]
+
 
 RECOVERED = Signature("recovered", (
     Param("dataset", "dataset_name", True, positional=True),

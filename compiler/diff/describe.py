@@ -67,6 +67,13 @@ def _node_list(value: ir.NodeList) -> str:
     return ", ".join(ids) if ids else "no nodes"
 
 
+def _side(value) -> str:
+    """One side of a `+`/`-`, bracketed when it is itself a combination or filtered."""
+    text = describe(value)
+    several = isinstance(value, ir.NodeList) and len(value.nodes) > 1
+    return f"({text})" if several or isinstance(value, ir.Combine) or getattr(value, "where", None) else text
+
+
 def _select(value: ir.Select) -> str:
     source = value.analysis if value.category is None else f"{value.analysis}.{value.category}"
     if value.edges:
@@ -182,6 +189,7 @@ _DESCRIBERS = (
     (ir.Node, lambda value: value.id),
     (ir.NodeList, _node_list),
     (ir.Select, _select),
+    (ir.Combine, lambda value: f"{_side(value.left)} {value.op} {_side(value.right)}"),
     (ir.Field, lambda value: value.name),
     (ir.Attends, lambda value: f"attends({value.position})"),
     (ir.Spread, lambda value: f"spread({value.position})"),

@@ -81,6 +81,8 @@ def normalize(obj, renames: Renames = NO_RENAMES):
     """`obj` with references renamed and order-free parts in canonical order."""
     if isinstance(obj, ir.NodeList):
         return replace(obj, nodes=tuple(sorted(set(obj.nodes))))
+    if isinstance(obj, ir.Combine):
+        return replace(obj, left=normalize(obj.left, renames), right=normalize(obj.right, renames))
     if isinstance(obj, ir.Select):
         category = obj.category and renames.category(obj.analysis, obj.category)
         return replace(obj, analysis=renames.selectable(obj.analysis), category=category,

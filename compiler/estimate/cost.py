@@ -10,13 +10,15 @@ slices of `batch_size` prompts, padded to their longest prompt):
   attribute      1 forward per prompt, and at each position the metric reads, every
                  head's output through W_O and every part (EMBED, heads, MLPs, biases)
                  onto the logit-difference direction
-  attention      1 forward per prompt, and per head the query row of its pattern
+  attention      1 forward per prompt, and per head the query row of its pattern (every
+                 row with a score)
   patch exact    1 clean + s source + 1 per node            (s = 1 for dataset, corrupt
   patch attrib.  K gradient runs + s source + `verify`       and resample sources, which
                  exact, and K backwards per prompt          run the model; 0 for mean, zero;
                  (K = steps, the first the clean run)       K = 1 without steps)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
+  ablate         1 clean + s source + 1 run with the nodes ablated together
   subspace       1 fit forward per fit prompt, then per head, per part group and per
                  scored dataset: 2 + (number of ranks) forwards per prompt
 
@@ -211,6 +213,13 @@ class _Costs:
             if nodes.unexpanded is not None and not nodes.nodes:
                 raise EstimateError(f"`{nodes.unexpanded}` needs the model's shape: pass --model-shape")
             return list(nodes.nodes), len(nodes.nodes), False
+        if isinstance(nodes, ir.Combine):
+            left, left_count, _ = self._nodes(nodes.left)
+            if nodes.op == "-":
+                return left, left_count, True
+            right, right_count, _ = self._nodes(nodes.right)
+            pool = list(dict.fromkeys(left + right))
+            return pool, min(left_count + right_count, len(pool)), True
         names = {c.name for c in self.spec.circuits}
         upstream = (self.spec.circuit(nodes.analysis).nodes if nodes.analysis in names
                     else self.spec.analysis(nodes.analysis).nodes)
@@ -228,7 +237,7 @@ class _Costs:
         order = {op_id: number for number, op_id in enumerate(ordered_ids(graph))}
         for consumer in sorted(graph.successors(op.id), key=order.get):
             analysis = self.spec.analysis(graph.nodes[consumer]["op"].arg("name"))
-            if analysis.kind not in ("patch", "path_patch", "faithfulness"):
+            if analysis.kind not in ("patch", "path_patch", "faithfulness", "ablate"):
                 continue  # subspace ablates to its own fitted mean
             if analysis.kind == "faithfulness":
                 wanted = self._all_outputs()
@@ -250,9 +259,11 @@ class _Costs:
             if a.kind == "attention":
                 layers = len({n.layer for n in pool if n.kind == "head"})
                 heads = min(count, sum(1 for n in pool if n.kind == "head"))
-                return self._cost(op_id, f"attention of {'<=' if bounded else ''}{count} heads", a.dataset, 1,
+                rows = (lambda width: width) if a.option("score") else (lambda width: 1)
+                what = f"{a.option('score')} scores" if a.option("score") else "attention"
+                return self._cost(op_id, f"{what} of {'<=' if bounded else ''}{count} heads", a.dataset, 1,
                                   extra=0, logits=1, pattern_layers=layers,
-                                  per_prompt=lambda width: heads * self.shape.pattern_row_flops(width))
+                                  per_prompt=lambda width: heads * rows(width) * self.shape.pattern_row_flops(width))
             extra = self.shape.d_model + sum(self._all_outputs().values()) + 1
             reads = _positions_read(self.spec.metric(a.metric).position)
             return self._cost(op_id, f"attribution of {count} nodes", a.dataset, 1, extra=extra, logits=1,
@@ -272,6 +283,10 @@ class _Costs:
         if a.kind == "faithfulness":
             extra = sum(self._all_outputs().values()) if runs else 0
             return self._cost(op_id, "faithfulness", a.dataset, 3 + runs, extra=extra, logits=3 + runs)
+        if a.kind == "ablate":
+            pool, count, bounded = self._nodes(a.nodes)
+            return self._cost(op_id, f"ablation of {'<=' if bounded else ''}{count} nodes together", a.dataset,
+                              2 + runs, extra=sum(self._sites(pool).values()), logits=2 + runs, bounded=bounded)
         if a.kind == "subspace":
             return self._subspace(op_id, a)
         raise EstimateError(f"no cost model for analysis kind `{a.kind}`")

@@ -12,6 +12,7 @@ same `mean:D`.
   mean:NAME            mean activations of a dataset  <- run:NAME
   analysis:NAME        an analysis                    <- runs/means it reads, analyses
                                                          and circuits its nodes come from
+                                                         (every side of a `+`/`-` of them)
   circuit:NAME         a circuit                      <- analyses/circuits it selects from
   categories:CIRCUIT   a circuit's categories         <- circuit, analyses its rules read
   expect:N             the N-th expectation           <- the analysis, circuits or
@@ -102,6 +103,9 @@ class _Planner:
         return [self._run(source.dataset)]
 
     def _select(self, nodes) -> list[str]:
+        """The ops a node set chosen at run time waits for (a combination: both sides')."""
+        if isinstance(nodes, ir.Combine):
+            return list(dict.fromkeys(self._select(nodes.left) + self._select(nodes.right)))
         if not isinstance(nodes, ir.Select):
             return []
         if nodes.analysis in self.circuits:

@@ -1,7 +1,9 @@
 """What every analysis shares: node sites (hook + head), patch and freeze hooks,
-node checks, runs with a cache of only the named hooks, and progress bars."""
+node checks, runs with a cache of only the named hooks, means with standard errors,
+and progress bars."""
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
@@ -170,6 +172,16 @@ def patch_values(patched_totals: dict, clean_total: float, source_total: float, 
         difference = total / n - clean_mean
         values[node.id] = difference / (clean_mean - source_mean) if metric.normalized else difference
     return {"values": values, "baseline": {"clean": clean_mean, "patched_source": source_mean}}
+
+
+def mean_and_stderr(samples: list[float]) -> tuple[float, float]:
+    """The mean of per-prompt values and its standard error (sample deviation / sqrt(n);
+    0 for a single prompt)."""
+    n = len(samples)
+    mean = sum(samples) / n
+    if n < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in samples) / (n - 1) / n)
 
 
 def progress(total: int, description: str, enabled: bool = True):

@@ -84,8 +84,12 @@ def _edges(a: ir.Analysis, ctx: AnalysisContext) -> dict:
 
 def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.attention import attention
+    from circ.runtime.analyses.attention_scores import attention_scores
 
     heads = [n for n in ctx.nodes_of(a.nodes) if n.kind == "head"]
+    if a.option("score") is not None:
+        return attention_scores(ctx.loaded, ctx.datasets[a.dataset], heads, score=a.option("score"),
+                                batch_size=ctx.batch_size, show_progress=ctx.show_progress)
     return attention(ctx.loaded, ctx.datasets[a.dataset], heads, query=a.option("query", ir.LAST),
                      explore=a.option("explore", 8), batch_size=ctx.batch_size,
                      show_progress=ctx.show_progress)
@@ -100,6 +104,16 @@ def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
                        show_progress=ctx.show_progress)
     circuit = a.nodes.analysis if isinstance(a.nodes, ir.Select) else None
     return {**out, "circuit": circuit, "source": _source_entry(a.source)}
+
+
+def _ablate(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.ablation import ablate
+
+    target = ctx.datasets[a.dataset]
+    out = ablate(ctx.loaded, target, ctx.nodes_of(a.nodes), ctx.spec.metric(a.metric),
+                 ctx.source_for(a.source, target), batch_size=ctx.batch_size,
+                 show_progress=ctx.show_progress)
+    return {**out, "source": _source_entry(a.source)}
 
 
 def _subspace(a: ir.Analysis, ctx: AnalysisContext) -> dict:
@@ -121,6 +135,7 @@ KERNELS = {
     "edges": _edges,
     "attention": _attention,
     "faithfulness": _faithfulness,
+    "ablate": _ablate,
     "subspace": _subspace,
 }
 

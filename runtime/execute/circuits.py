@@ -2,7 +2,8 @@
 
 A `Select` reads the per-node values of one analysis (or the scores of a circuit),
 keeps the nodes its category and `where` rule admit, then the `top` k (or the
-`best` one) by |value|, ties broken by canonical node order. Pure Python.
+`best` one) by |value|, ties broken by canonical node order. A `Combine` joins or
+subtracts the members of two sets. Pure Python.
 """
 from __future__ import annotations
 
@@ -96,6 +97,16 @@ def discover(selection: ir.Select, values: dict) -> tuple[list[Member], list[dic
     edges.sort(key=lambda e: (_order(e["src"]), (1,) if e["dst"] == "LOGITS" else (0, *_order(e["dst"])),
                               e["part"] or ""))
     return [Member(k, scores[k]) for k in sorted(scores, key=_order)], edges
+
+
+def combine(op: str, left: list[Member], right: list[Member]) -> list[Member]:
+    """`left + right` (a node in both keeps its left score) or `left - right`, in
+    canonical order."""
+    taken = {m.id for m in right}
+    if op == "-":
+        return [m for m in left if m.id not in taken]
+    kept = {m.id for m in left}
+    return sorted(left + [m for m in right if m.id not in kept], key=lambda m: _order(m.id))
 
 
 def categorize(members: list[Member], categories: list[ir.Category], facts: NodeFacts,

@@ -152,7 +152,7 @@ class Executor:
         if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
             values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
             self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
-        if isinstance(circuit.nodes, ir.Select) and not self.members[circuit.name]:
+        if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
 
@@ -160,9 +160,12 @@ class Executor:
         name = op.arg("circuit")
         categories = [c for c in self.spec.categories if c.circuit == name]
         circuit = self.spec.circuit(name)
+        facts = self._facts(op.arg("attention"))
         effect_from = circuit.nodes.analysis if isinstance(circuit.nodes, ir.Select) else None
-        self.members[name] = circuit_rules.categorize(
-            self.members[name], categories, self._facts(op.arg("attention")), effect_from)
+        if isinstance(circuit.nodes, ir.Combine):  # `effect` reads the members' own scores
+            effect_from = name
+            facts.values[name] = {m.id: m.score for m in self.members[name]}
+        self.members[name] = circuit_rules.categorize(self.members[name], categories, facts, effect_from)
         self.warnings += run_warnings.empty_categories(categories, self.members[name])
         return self.members[name]
 
@@ -211,6 +214,8 @@ class Executor:
     def _members(self, nodes: ir.NodeSet) -> list[circuit_rules.Member]:
         if isinstance(nodes, ir.NodeList):
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
+        if isinstance(nodes, ir.Combine):
+            return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
         source = self.analyses.get(nodes.analysis, {})
         if nodes.edges:
             return circuit_rules.discover(nodes, source.get("values", {}))[0]
@@ -219,7 +224,7 @@ class Executor:
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()
-                  if r["kind"] in ("attribute", "patch")}
+                  if r["kind"] in ("attribute", "patch") or r.get("score") is not None}
         attn = self.analyses.get(attention, {}) if attention else {}
         return NodeFacts(values, attn.get("values", {}), attn.get("spread", {}))
 

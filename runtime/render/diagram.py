@@ -76,7 +76,7 @@ def hypothesis_dot(spec: ir.Spec, circuit: str | None = None) -> str:
     n_layers = spec.shape.n_layers if spec.shape else 1 + max(
         [n.layer for n in literal] + [0])
     pending = None
-    if isinstance(chosen.nodes, ir.Select):
+    if isinstance(chosen.nodes, (ir.Select, ir.Combine)):
         pending = (select_text(chosen.nodes), "(chosen from the results when the spec runs)")
     elif not literal and chosen.nodes.unexpanded:
         pending = (chosen.nodes.unexpanded, "(expanded once the model's shape is known)")
@@ -92,8 +92,14 @@ def hypothesis_dot(spec: ir.Spec, circuit: str | None = None) -> str:
                   by_layer, embed, [])
 
 
-def select_text(select: ir.Select) -> str:
-    """The selection as the spec would write it, e.g. `top(patched, 10) where ...`."""
+def select_text(select: ir.Select | ir.Combine | ir.NodeList) -> str:
+    """The selection as the spec would write it, e.g. `top(patched, 10) where ...` or
+    `heads - top(ind, 2)`."""
+    if isinstance(select, ir.Combine):
+        return f"{_side_text(select.left)} {select.op} {_side_text(select.right)}"
+    if isinstance(select, ir.NodeList):
+        ids = [n.id for n in select.nodes]
+        return select.unexpanded or (", ".join(ids) if len(ids) <= 4 else f"{len(ids)} nodes")
     source = f"{select.analysis}.{select.category}" if select.category else select.analysis
     if select.best:
         text = f"best({source})"
@@ -102,6 +108,13 @@ def select_text(select: ir.Select) -> str:
     else:
         text = source
     return f"{text} where {rule_text(select.where)}" if select.where is not None else text
+
+
+def _side_text(nodes) -> str:
+    text = select_text(nodes)
+    plain = isinstance(nodes, ir.Select) and nodes.where is None or (
+        isinstance(nodes, ir.NodeList) and (nodes.unexpanded or len(nodes.nodes) == 1))
+    return text if plain else f"({text})"
 
 
 def rule_text(rule) -> str:

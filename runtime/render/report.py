@@ -23,11 +23,12 @@ from circ.runtime.render.graphviz import INSTALL_HINT
 from circ.runtime.render.page_script import SCRIPT, STYLE
 from circ.runtime.results.safe_write import write_inside
 
-KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness")
+KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness", "ablate")
 EDGES_SHOWN = 30  # an edge-scores analysis lists every edge; the report charts the strongest
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
                "path_patch": "path patching", "edges": "edge scores", "attention": "attention patterns",
-               "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness"}
+               "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness",
+               "ablate": "nodes ablated together"}
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -311,6 +312,10 @@ def _edges_body(name: str, analysis: dict, results: dict) -> str:
 
 def _attention_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
+    if analysis.get("score"):
+        return (f"<p>Mean over {_num(analysis.get('n'))} prompts and {_num(analysis.get('queries'))} "
+                "query positions.</p>" + _figure(charts.signed_bar_chart(
+                    values, title=f"{name}: {analysis['score']} score", xlabel="attention mass")))
     positions = sorted({p for row in values.values() if isinstance(row, dict) for p in row})
     rows = [[escape(head)] + [_num(row.get(p) if isinstance(row, dict) else None)
                               for p in positions]
@@ -348,13 +353,24 @@ def _faithfulness_body(name: str, analysis: dict, results: dict) -> str:
             + _table(["quantity", "value"], rows))
 
 
+def _ablate_body(name: str, analysis: dict, results: dict) -> str:
+    stderr = analysis.get("stderr") if isinstance(analysis.get("stderr"), dict) else {}
+    rows = [[escape(label), _num(analysis.get(key)), _num(stderr.get(key))] for key, label in (
+        ("clean", "metric, clean run"), ("ablated", "metric, nodes ablated"),
+        ("value", "how much the nodes help")) if key in analysis]
+    nodes = ", ".join(escape(str(n)) for n in analysis.get("nodes") or [])
+    return (f"<p>Ablated together: {nodes}; {_num(analysis.get('n'))} prompts.</p>"
+            + _table(["quantity", "mean", "standard error"], rows))
+
+
 def _raw_body(name: str, analysis: dict, results: dict) -> str:
     return f"<pre>{escape(json.dumps(analysis, indent=2, sort_keys=True))}</pre>"
 
 
 KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
                "path_patch": _path_patch_body, "edges": _edges_body, "attention": _attention_body,
-               "subspace": _subspace_body, "faithfulness": _faithfulness_body}
+               "subspace": _subspace_body, "faithfulness": _faithfulness_body,
+               "ablate": _ablate_body}
 
 
 # --------------------------------------------------------------------------- links

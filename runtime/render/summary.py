@@ -26,9 +26,15 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
         head += f" on {result['dataset']}"
     if result.get("metric"):
         head += f", {result['metric']}"
+    if result.get("score"):
+        head += f", {result['score']} score over every query"
     lines = [head + ")"]
     if kind == "faithfulness":
         lines.append(f"  recovered {_fmt(result.get('value'))}")
+        return lines
+    if kind == "ablate":
+        lines.append(f"  clean {_fmt(result.get('clean'))}  ablated {_fmt(result.get('ablated'))}  "
+                     f"helps {_fmt(result.get('value'))}  ({', '.join(result.get('nodes') or [])})")
         return lines
     if kind == "subspace":
         for node, per_data in sorted(result.get("values", {}).items()):
@@ -36,7 +42,7 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
                 row = "  ".join(f"r{r}={v:.3f}" for r, v in per_rank.items() if v is not None)
                 lines.append(f"  {node} [{dataset}] {row}")
         return lines
-    if kind == "attention":
+    if kind == "attention" and not result.get("score"):
         patterns = result.get("patterns") or {}
         for node, stats in sorted(result.get("values", {}).items()):
             lines.append(f"  {node}: " + _attention_line(stats, patterns.get(node)))
