@@ -218,6 +218,7 @@ class Select:
     best: bool = False  # pick the single strongest node (after `where`)
     span: Span = _span()
     category: str | None = None  # CIRCUIT.CATEGORY: only the circuit's nodes of that category
+    edges: bool = False  # discover(): `top` counts edges of an edges analysis; the nodes are their ends
 
 
 @dataclass(frozen=True)
@@ -372,9 +373,12 @@ class Analysis:
 # --------------------------------------------------------------------------- circuits
 @dataclass(frozen=True)
 class Circuit:
+    """`edges`: (src, dst, part) of a circuit imported from a graph file (LOGITS may be a dst)."""
+
     name: str
     nodes: NodeSet
     span: Span = _span()
+    edges: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,20 @@ def render(source, output, circuit):
 
 
 @main.command()
+@click.argument("source", type=click.Path(dir_okay=True, exists=True))
+@click.option("--format", "fmt", required=True, type=click.Choice(["eap-ig"]),
+              help="eap-ig: EAP-IG's graph JSON.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file [default: stdout].")
+@click.option("--circuit", help="The circuit whose edges are in_graph [default: the spec's first].")
+@click.option("--analysis", help="The edges analysis whose scores are written [default: the only one].")
+def export(source, fmt, output, circuit, analysis):
+    """Write a run's edge scores and one circuit for another tool (EAP-IG)."""
+    from circ.cli.export import export_path
+
+    sys.exit(export_path(source, fmt, output, circuit, analysis, sys.stdout, sys.stderr))
+
+
+@main.command()
 def models():
     """List the models that can be loaded here without a download."""
     from circ.runtime.models.listing import list_models

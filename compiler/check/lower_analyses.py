@@ -137,6 +137,17 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
                  "patch from a dataset, corrupt or resample, or use the metric it normalizes")
 
 
+def _check_edges(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    if options["method"] == "eap_ig":
+        if fields["source"].kind in ("mean", "zero"):
+            ctx.fail("E380", "method=eap_ig integrates from the clean toward the source prompts: it needs a "
+                     "source that runs the model (a dataset, corrupt or resample)",
+                     _arg_span(call, "source"), "use method=eap with a mean or zero source")
+        options.setdefault("steps", 5)
+    elif "steps" in options:
+        ctx.fail("E380", "`steps` applies only to method=eap_ig", _arg_span(call, "steps"))
+
+
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
     """Patterns read one query position (default last); a score reads every query."""
     query, written = options["query"], any(a.name == "query" for a in call.args)
@@ -176,4 +187,5 @@ _KIND_CHECKS = {
     "patch": _check_patch,
     "attention": _check_attention,
     "path_patch": _check_path_patch,
+    "edges": _check_edges,
 }

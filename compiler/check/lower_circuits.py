@@ -8,6 +8,7 @@ from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
 from circ.compiler.check import nodesets
 from circ.compiler.check.context import Context, Reported
+from circ.compiler.check.import_graph import imported_circuit
 from circ.compiler.check.signatures import RENDER_FORMATS
 from circ.compiler.diagnostics import one_of
 from circ.compiler.syntax import tree as s
@@ -23,7 +24,11 @@ def lower_circuits(ctx: Context) -> None:
         try:
             if isinstance(statement, s.Definition) and statement.keyword == "circuit" \
                     and ctx.owns(statement):
-                nodes = nodesets.evaluate(ctx, statement.value, use, CIRCUIT_NODE_KINDS)
+                value = statement.value
+                if isinstance(value, s.Call) and value.func == "import":
+                    ctx.circuits[statement.name] = imported_circuit(ctx, statement.name, value, use, statement.span)
+                    continue
+                nodes = nodesets.evaluate(ctx, value, use, CIRCUIT_NODE_KINDS)
                 ctx.circuits[statement.name] = ir.Circuit(statement.name, nodes, statement.span)
             elif isinstance(statement, s.CategoriesStmt):
                 _categories(ctx, statement, use)

@@ -124,8 +124,8 @@ def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
         return _checked(ctx, analysis, left.attr, (), left)
     if isinstance(left, s.Index):
         analysis = _analysis(ctx, left.base, use, number)
-        if analysis.kind == "path_patch":
-            ctx.fail("E331", f"`{analysis.name}` is a path_patch analysis: its values are edges, "
+        if analysis.kind in ("path_patch", "edges"):
+            ctx.fail("E331", f"`{analysis.name}` is a {analysis.kind} analysis: its values are edges, "
                      f"not nodes", left.index.span, _EDGE_HINT)
         if analysis.kind == "attention" and not scores_nodes(analysis):
             ctx.fail("E308", f"`{analysis.name}` is an attention analysis: say where the head "

@@ -178,6 +178,8 @@ def _eval(ctx: Context, e, use: Use):
         return _set_op(ctx, e, use)
     if isinstance(e, s.ListLit):
         return _list(ctx, e, use)
+    if isinstance(e, s.Call) and e.func == "discover":
+        return _discover(ctx, e, use)
     if isinstance(e, s.Call) and e.func in SELECTIONS:
         return _top_or_best(ctx, e, use)
     if isinstance(e, s.Where):
@@ -272,6 +274,20 @@ def _top_or_best(ctx: Context, e: s.Call, use: Use) -> ir.Select:
     if e.func == "best":
         return replace(base, best=True, span=e.span)
     return replace(base, top=values["k"], span=e.span)
+
+
+def _discover(ctx: Context, e: s.Call, use: Use) -> ir.Select:
+    values = bind(ctx, SELECTIONS["discover"], e.args, e.func_span, use, "discover()", PRIMITIVES)
+    source = values["from"]
+    kind = None
+    if isinstance(source, s.Name):
+        ctx.lookup(source.name, source.span, use, ("analysis", "circuit"))
+        kind = ctx.analysis_kind(source.name)
+    if kind != "edges":
+        ctx.fail("E381", f"discover() keeps the strongest edges of an edges analysis; `{expr_text(source)}` "
+                 "is not one", source.span, "e.g. analysis e = edges(heads + mlps + embed, source=corrupt, "
+                 "target=clean, metric=ld), then discover(e, top=20)")
+    return ir.Select(source.name, top=values["top"], edges=True, span=e.span)
 
 
 def _where(ctx: Context, e: s.Where, use: Use) -> ir.Select:

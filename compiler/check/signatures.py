@@ -171,6 +171,16 @@ ANALYSES = {
         Param("metric", "metric", True, into="metric"),
         Param("at", "position", default=ALL, key="position"),
     ), "path patching from senders to receivers", dataset_param="target"),
+    "edges": Signature("edges", (
+        Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
+        Param("source", "source", True, into="source"),
+        Param("target", "dataset", True, into="dataset"),
+        Param("metric", "metric", True, into="metric"),
+        Param("method", "choice", default="eap", choices=("eap", "eap_ig")),
+        Param("steps", "posint", doc="with method=eap_ig: points between the clean and the source inputs (default 5)"),
+        Param("at", "position", default=ALL, key="position"),
+    ), "a score for every edge among the nodes and into the logits", allow_normalized=False,
+        dataset_param="target"),
     "attention": Signature("attention", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=("head",)),
         Param("on", "dataset", True, into="dataset"),
@@ -218,6 +228,9 @@ SELECTIONS = {
                      "the k nodes with the largest |score|"),
     "best": Signature("best", (Param("from", "expr", True, positional=True),),
                       "the single node with the largest |score|"),
+    "discover": Signature("discover", (Param("from", "expr", True, positional=True),
+                                       Param("top", "posint", True)),
+                          "the `top` edges of an edges analysis by |score|, with their end nodes"),
 }
 
 RULE_FUNCTIONS = ("abs", "attends", "spread")
@@ -234,6 +247,7 @@ ACCESSORS = {
     "attribute": ("node", "total", "rank"),
     "patch": ("node", "rank"),
     "path_patch": ("edge",),
+    "edges": ("edge",),
     "attention": ("attention",),
     "faithfulness": ("value",),
     "ablate": ("value",),

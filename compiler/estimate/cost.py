@@ -248,7 +248,7 @@ class _Costs:
         if nodes.best:
             count = min(1, count)
         elif nodes.top is not None:
-            count = min(nodes.top, count)
+            count = min(2 * nodes.top if nodes.edges else nodes.top, count)
         return pool, count, True
 
     # ------------------------------------------------------------------ ops
@@ -297,6 +297,13 @@ class _Costs:
             return self._patch(op_id, a, runs)
         if a.kind == "path_patch":
             return self._path_patch(op_id, a, runs)
+        if a.kind == "edges":
+            pool, count, bounded = self._nodes(a.nodes)
+            steps = int(a.option("steps", 1) or 1) if a.option("method") == "eap_ig" else 1
+            return self._cost(op_id, f"edge attribution among {count} nodes"
+                              + (f", {steps} steps" if steps > 1 else ""), a.dataset, steps + runs,
+                              backwards=steps, extra=sum(self._sites(pool).values()) + self._backward_elements(a.dataset),
+                              logits=1 + runs, bounded=bounded)
         if a.kind == "faithfulness":
             extra = sum(self._all_outputs().values()) if runs else 0
             return self._cost(op_id, "faithfulness", a.dataset, 3 + runs, extra=extra, logits=3 + runs)

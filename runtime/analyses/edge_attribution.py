@@ -20,6 +20,13 @@ matrix product per receiver layer. When the metric reads only the last position,
 last block runs only there (`gradients.py`), and its gradients and sender changes
 elsewhere are zero, as they are in the full model. Values are signed, averaged over
 prompts and given a standard error like path patching's (positive: the edge helps).
+
+With `to_logits`, every sender also gets an edge to `LOGITS`, the unembedding's input:
+its gradient is the one at the final residual stream (`hook_resid_post` of the last
+block), so that edge scores the sender's direct effect. With `steps=K > 1` (a source
+that runs the model) the receivers' gradients are averaged over K runs whose input
+embeddings move k/K of the way (k = 0 .. K-1) toward the source prompts' (EAP-IG);
+the sender changes stay those of the clean run.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from circ.runtime.analyses.common import (
     part_hook,
     progress,
 )
-from circ.runtime.analyses.gradients import full_width, gradient_run, patched_at
+from circ.runtime.analyses.gradients import full_width, gradient_run, input_embeddings, patched_at
 from circ.runtime.analyses.metrics import helps_sign
 from circ.runtime.analyses.node_stats import PerPrompt, summary
 from circ.runtime.analyses.path_patching import precedes
@@ -42,12 +49,17 @@ from circ.runtime.analyses.resumed_blocks import resumer_for
 
 def edge_attribution(loaded, prompts, senders, receivers, metric: ir.Metric, source, *,
                      position: ir.Position = ir.ALL, batch_size: int = 32, show_progress: bool = True,
-                     kernel: str = "auto") -> dict:
+                     kernel: str = "auto", steps: int = 1, to_logits: bool = False) -> dict:
     """{"values": {"SRC->DST": estimated effect}, "baseline": {"clean": m}}; DST is a
-    head's input (`L3.H1.q`) or an MLP (`L3.MLP`)."""
+    head's input (`L3.H1.q`), an MLP (`L3.MLP`) or, with `to_logits`, `LOGITS`."""
     if metric.normalized:
         raise AnalysisError(f'edge attribution reports raw metric changes; use a metric that is not normalised, '
                             f'not "{metric.name}"')
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise AnalysisError(f"steps takes a number of points (1 or more), not {steps!r}")
+    if steps > 1 and not hasattr(source, "tokens"):
+        raise AnalysisError("steps > 1 integrates along the inputs: it needs a patch source that runs the model "
+                            "(a dataset, corrupt or resample)")
     shape = loaded.shape
     senders = check_nodes(senders, shape, ("head", "mlp", "embed"), "edge attribution (senders)")
     receivers = _inputs(check_nodes(receivers, shape, ("head", "head_input", "mlp"), "edge attribution (receivers)"))
@@ -59,12 +71,15 @@ def edge_attribution(loaded, prompts, senders, receivers, metric: ir.Metric, sou
     weights = _Weights(loaded.bridge)
     stacked = sorted(senders, key=_stream_order)  # each receiver layer reads a prefix of these
     wanted = set(edges)
+    final = f"blocks.{shape.n_layers - 1}.hook_resid_post"
+    hooks = _hooks(senders, receivers, shape) | ({final} if to_logits else set())
     per_prompt = PerPrompt()
     with progress(len(prompts), "edge attribution", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             fetched = source.fetch(batch, sorted({node_site(s, shape).hook for s in senders}))
             mask = None if position.kind == "all" else batch.position_mask(position)
-            run = gradient_run(loaded, resumer, batch, metric, _hooks(senders, receivers, shape))
+            run = gradient_run(loaded, resumer, batch, metric, hooks)
+            runs = [run] + _moved_runs(loaded, resumer, batch, metric, hooks, source, steps)
             per_prompt.add("clean", run.values)
             deltas = torch.stack([_sender_change(s, run, fetched.activations, mask, weights, batch, shape)
                                   for s in stacked]).flatten(2)  # [sender, batch, seq * d_model]
@@ -73,17 +88,35 @@ def edge_attribution(loaded, prompts, senders, receivers, metric: ir.Metric, sou
                 reach = max((i + 1 for i, s in enumerate(stacked) if any((s, r) in wanted for r in mine)), default=0)
                 if not reach:
                     continue
-                gradients = _receiver_gradients(loaded.bridge, layer, mine, run, weights, batch, shape)
+                gradients = sum(_receiver_gradients(loaded.bridge, layer, mine, r, weights, batch, shape)
+                                for r in runs) / len(runs)
                 per_receiver = gradients.permute(2, 0, 1, 3).reshape(len(mine), len(batch), -1)
                 scores = torch.einsum("sbx,rbx->srb", deltas[:reach], per_receiver)  # per prompt
                 for i, sender in enumerate(stacked[:reach]):
                     for j, receiver in enumerate(mine):
                         if (sender, receiver) in wanted:
                             per_prompt.add((sender, receiver), scores[i, j])
+            if to_logits:
+                width = batch.tokens.shape[1]
+                gradient = sum(full_width(r.gradients[final], r.positions[final], width) for r in runs) / len(runs)
+                scores = torch.einsum("sbx,bx->sb", deltas, gradient.reshape(len(batch), -1))
+                for sender, score in zip(stacked, scores):
+                    per_prompt.add((sender, "LOGITS"), score)
             bar.update(len(batch))
-    sign = -helps_sign(metric)  # an estimate of metric(patched) - metric(clean)
-    out = summary({f"{s.id}->{r.id}": sign * per_prompt.of((s, r)) for s, r in edges})
-    return {**out, "baseline": {"clean": float(per_prompt.of("clean").mean())}}
+    sign = -helps_sign(metric)  # the estimates are of metric(patched) - metric(clean)
+    columns = {f"{s.id}->{r.id}": sign * per_prompt.of((s, r)) for s, r in edges}
+    columns.update({f"{s.id}->LOGITS": sign * per_prompt.of((s, "LOGITS")) for s in (senders if to_logits else [])})
+    return {**summary(columns), "baseline": {"clean": float(per_prompt.of("clean").mean())}}
+
+
+def _moved_runs(loaded, resumer, batch, metric, hooks, source, steps: int) -> list:
+    """The gradient runs of EAP-IG beyond the clean one: inputs moved k/steps of the
+    way toward the source prompts', k = 1 .. steps - 1."""
+    if steps == 1:
+        return []
+    embeddings = input_embeddings(loaded, resumer, source.tokens(batch))
+    return [gradient_run(loaded, resumer, batch, metric, hooks, toward=(embeddings, k / steps))
+            for k in range(1, steps)]
 
 
 def _stream_order(node: ir.Node) -> tuple:

@@ -68,6 +68,21 @@ def _path_patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     return {**out, "receivers": [n.id for n in receivers], "source": _source_entry(a.source)}
 
 
+def _edges(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.edge_attribution import edge_attribution
+
+    target = ctx.datasets[a.dataset]
+    nodes = ctx.nodes_of(a.nodes)
+    receivers = [n for n in nodes if n.kind in ("head", "mlp")]
+    steps = a.option("steps", 1) if a.option("method", "eap") == "eap_ig" else 1
+    out = edge_attribution(ctx.loaded, target, nodes, receivers, ctx.spec.metric(a.metric),
+                           ctx.source_for(a.source, target), position=a.option("position", ir.ALL),
+                           batch_size=ctx.batch_size, show_progress=ctx.show_progress, steps=steps,
+                           to_logits=True)
+    return {**out, "method": a.option("method", "eap"), "steps": steps,
+            "position": str(a.option("position", ir.ALL)), "source": _source_entry(a.source)}
+
+
 def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.attention import attention
     from circ.runtime.analyses.attention_scores import attention_scores
@@ -119,6 +134,7 @@ KERNELS = {
     "attribute": _attribute,
     "patch": _patch,
     "path_patch": _path_patch,
+    "edges": _edges,
     "attention": _attention,
     "faithfulness": _faithfulness,
     "ablate": _ablate,

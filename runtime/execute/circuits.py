@@ -76,6 +76,28 @@ def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Memb
     return [Member(k, float(scores[k])) for k in sorted(kept, key=_order)]
 
 
+def discover(selection: ir.Select, values: dict) -> tuple[list[Member], list[dict]]:
+    """(members, edges) of `discover(A, top=N)`: the N edges of edges analysis A with the
+    largest |value| (ties in key order), and the nodes at their ends (a head for its
+    q, k or v input; LOGITS is no node). An edge's weight, like a member's score, is
+    its value (positive helps); a node's score sums the weights of its kept edges."""
+    scored = sorted((key for key, v in values.items() if isinstance(v, (int, float))),
+                    key=lambda key: (-abs(values[key]), key))[:selection.top]
+    scores: dict[str, float] = {}
+    edges = []
+    for key in scored:
+        src, dst = key.split("->")
+        base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
+        weight = float(values[key])
+        edges.append({"src": src, "dst": base, "part": part, "weight": weight})
+        for end in (src, base):
+            if end != "LOGITS":
+                scores[end] = scores.get(end, 0.0) + weight
+    edges.sort(key=lambda e: (_order(e["src"]), (1,) if e["dst"] == "LOGITS" else (0, *_order(e["dst"])),
+                              e["part"] or ""))
+    return [Member(k, scores[k]) for k in sorted(scores, key=_order)], edges
+
+
 def combine(op: str, left: list[Member], right: list[Member]) -> list[Member]:
     """`left + right` (a node in both keeps its left score) or `left - right`, in
     canonical order."""

@@ -59,6 +59,7 @@ class Executor:
         self.values: dict[str, object] = {}
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
+        self.circuit_edges: dict[str, list[dict]] = {}  # the kept edges of discovered circuits
         self.expectations: list[dict] = []
         self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
@@ -154,6 +155,12 @@ class Executor:
     def _circuit(self, op):
         circuit = self.spec.circuit(op.arg("name"))
         self.members[circuit.name] = self._members(circuit.nodes)
+        if circuit.edges:
+            self.circuit_edges[circuit.name] = [{"src": src, "dst": dst, "part": part, "weight": None}
+                                                for src, dst, part in circuit.edges]
+        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
+            values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
+            self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
         if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
@@ -223,6 +230,9 @@ class Executor:
             return [circuit_rules.Member(n.id, 0.0) for n in nodes.nodes]
         if isinstance(nodes, ir.Combine):
             return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
+        source = self.analyses.get(nodes.analysis, {})
+        if nodes.edges:
+            return circuit_rules.discover(nodes, source.get("values", {}))[0]
         return circuit_rules.select(nodes, self._facts(None), self.members)
 
     def _facts(self, attention: str | None) -> NodeFacts:

@@ -24,9 +24,10 @@ from circ.runtime.render.page_script import SCRIPT, STYLE
 from circ.runtime.results.safe_write import write_inside
 
 TABLED = 10  # patching nodes of the heatmap also listed with their standard error, largest first
-KIND_ORDER = ("attribute", "patch", "path_patch", "attention", "subspace", "faithfulness", "ablate")
+KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness", "ablate")
+EDGES_SHOWN = 30  # an edge-scores analysis lists every edge; the report charts the strongest
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
-               "path_patch": "path patching", "attention": "attention patterns",
+               "path_patch": "path patching", "edges": "edge scores", "attention": "attention patterns",
                "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness",
                "ablate": "nodes ablated together"}
 
@@ -313,6 +314,15 @@ def _path_patch_body(name: str, analysis: dict, results: dict) -> str:
         stderr=_stderr(analysis)))
 
 
+def _edges_body(name: str, analysis: dict, results: dict) -> str:
+    values = _values(analysis)
+    strongest = dict(sorted(values.items(), key=lambda kv: -abs(kv[1]) if isinstance(kv[1], (int, float)) else 0)
+                     [:EDGES_SHOWN])
+    body = f"<p>The {len(strongest)} strongest of {len(values)} edges.</p>"
+    return body + _figure(charts.signed_bar_chart(
+        strongest, title=f"{name}: estimated effect through each edge", xlabel="edge effect"))
+
+
 def _attention_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
     if analysis.get("score"):
@@ -371,7 +381,7 @@ def _raw_body(name: str, analysis: dict, results: dict) -> str:
 
 
 KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
-               "path_patch": _path_patch_body, "attention": _attention_body,
+               "path_patch": _path_patch_body, "edges": _edges_body, "attention": _attention_body,
                "subspace": _subspace_body, "faithfulness": _faithfulness_body,
                "ablate": _ablate_body}
 

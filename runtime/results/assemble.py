@@ -37,11 +37,15 @@ def _metric_entry(metric: ir.Metric) -> dict:
             "better": better(metric)}
 
 
-def _circuit_entry(members, analyses: dict) -> dict:
+def _circuit_entry(members, analyses: dict, kept_edges: list[dict] | None = None) -> dict:
+    """The nodes of a circuit, and its kept edges when it was discovered; otherwise
+    every measured edge between two of its nodes."""
+    if kept_edges is not None:
+        return {"nodes": [m.entry() for m in members], "edges": kept_edges}
     ids = {m.id for m in members}
     edges = []
     for result in analyses.values():
-        if result["kind"] != "path_patch":
+        if result["kind"] not in ("path_patch", "edges"):
             continue
         for edge, weight in sorted(result["values"].items()):
             src, dst = edge.split("->")
@@ -52,7 +56,8 @@ def _circuit_entry(members, analyses: dict) -> dict:
 
 
 def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: dict) -> dict:
-    circuits = {name: _circuit_entry(executor.members[name], executor.analyses)
+    circuits = {name: _circuit_entry(executor.members[name], executor.analyses,
+                                     executor.circuit_edges.get(name))
                 for name in (c.name for c in spec.circuits)}
     first = spec.circuits[0].name if spec.circuits else None
     return {

@@ -1,0 +1,83 @@
+"""Convert between circ's edge scores and EAP-IG's graph JSON (the `Graph.to_json`
+layout of the EAP-IG library): `cfg` (n_layers, n_heads, d_model,
+parallel_attn_mlp), `nodes` {name: in_graph} and `edges` {name: {score, in_graph}}.
+Nodes are `input`, `a{L}.h{H}`, `m{L}` and `logits`; an edge into a head's query, key
+or value input is `parent->child<q>` (`<k>`, `<v>`), any other `parent->child`.
+A score is circ's edge value as it is: positive when the edge helps the metric, the
+sign EAP-IG's scores have for a metric that is a loss to lower. Pure Python."""
+from __future__ import annotations
+
+import re
+
+_CIRC_NODE = re.compile(r"^L(\d+)\.(?:H(\d+)|MLP)$")
+_EAP_NODE = re.compile(r"^(?:a(\d+)\.h(\d+)|m(\d+)|input|logits)$")
+_EAP_EDGE = re.compile(r"^([^<>]+)->([^<>]+?)(?:<([qkv])>)?$")
+
+
+class ExchangeError(Exception):
+    """A results file or graph that cannot be converted; the message says why."""
+
+
+def eap_name(node_id: str) -> str:
+    """The EAP-IG name of a circ node id (EMBED, L3.H1, L3.MLP, LOGITS)."""
+    if node_id == "EMBED":
+        return "input"
+    if node_id == "LOGITS":
+        return "logits"
+    match = _CIRC_NODE.match(node_id)
+    if match is None:
+        raise ExchangeError(f"node {node_id!r} has no EAP-IG name (heads, MLPs, EMBED and LOGITS have)")
+    layer, head = match.groups()
+    return f"m{layer}" if head is None else f"a{layer}.h{head}"
+
+
+def circ_id(name: str) -> str | None:
+    """The circ node id of an EAP-IG node name; None when it is not one."""
+    match = _EAP_NODE.match(name)
+    if match is None:
+        return None
+    if name in ("input", "logits"):
+        return "EMBED" if name == "input" else "LOGITS"
+    layer, head, mlp = match.groups()
+    return f"L{mlp}.MLP" if mlp is not None else f"L{layer}.H{head}"
+
+
+def split_edge(name: str) -> tuple[str, str, str | None] | None:
+    """(parent, child, part) of an EAP-IG edge name; None when it is not one."""
+    match = _EAP_EDGE.match(name)
+    return None if match is None else match.groups()
+
+
+def to_eap_ig(results: dict, analysis: str | None = None, circuit: str | None = None) -> dict:
+    """EAP-IG's graph JSON from an edges analysis of `results` (default: its only one)
+    and the edges of one of its circuits (default: the first) marked in_graph."""
+    analyses = {name: a for name, a in (results.get("analyses") or {}).items()
+                if isinstance(a, dict) and a.get("kind") == "edges"}
+    if analysis is None:
+        if len(analyses) != 1:
+            raise ExchangeError(f"the results hold {len(analyses)} edges analyses; name one with --analysis"
+                                if analyses else "the results hold no edges analysis (edges(...)) to export")
+        analysis = next(iter(analyses))
+    if analysis not in analyses:
+        raise ExchangeError(f"no edges analysis named {analysis!r}; edges analyses: {', '.join(analyses) or 'none'}")
+    circuits = results.get("circuits") or {}
+    if circuit is None and circuits:
+        circuit = next(iter(circuits))
+    if circuit is not None and circuit not in circuits:
+        raise ExchangeError(f"no circuit named {circuit!r}; circuits: {', '.join(circuits) or 'none'}")
+    kept = set()
+    for edge in (circuits[circuit].get("edges") or []) if circuit else []:
+        kept.add((eap_name(edge["src"]), eap_name(edge["dst"]), edge.get("part")))
+    edges, nodes = {}, {}
+    for key, score in sorted(analyses[analysis].get("values", {}).items()):
+        src, dst = key.split("->")
+        base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
+        parent, child = eap_name(src), eap_name(base)
+        in_graph = (parent, child, part) in kept
+        edges[f"{parent}->{child}" + (f"<{part}>" if part else "")] = {"score": float(score), "in_graph": in_graph}
+        for name in (parent, child):
+            nodes[name] = nodes.get(name, False) or in_graph
+    model = results.get("model") or {}
+    cfg = {"n_layers": model.get("n_layers"), "n_heads": model.get("n_heads"), "d_model": model.get("d_model"),
+           "parallel_attn_mlp": False}
+    return {"cfg": cfg, "nodes": nodes, "edges": edges}
