@@ -61,7 +61,7 @@ class AnalysisResult:
         return dict(self.entry.get("stderr") or {})
 
     @property
-    def n(self) -> int | None:
+    def n(self) -> int | dict | None:
         return self.entry.get("n")
 
     @property
@@ -91,6 +91,10 @@ class AnalysisResult:
                 if not extra:
                     row["stderr"] = stderr.get(key)
                     row["n"] = n
+                elif isinstance(stderr.get(key), dict) and len(extra) == 1:  # attention: per position
+                    (inner,) = extra.values()
+                    row["stderr"] = stderr[key].get(inner)
+                    row["n"] = n.get(key, {}).get(inner) if isinstance(n, dict) else n
                 rows.append(row)
         return rows
 

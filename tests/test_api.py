@@ -99,8 +99,11 @@ def test_to_pandas_has_one_row_per_node_and_nested_levels_as_columns(results):
     attention = results.analysis("attn").to_pandas()
     assert {"node", "position", "value"} <= set(attention.columns)
     values = results.analysis("attn").values
+    entry = results.analysis("attn").entry
     for row in attention.itertuples():
         assert row.value == pytest.approx(values[row.node][row.position])
+        assert row.stderr == pytest.approx(entry["stderr"][row.node][row.position])
+        assert row.n == entry["n"][row.node][row.position] == 12
 
 
 def test_a_loaded_bridge_is_used_as_it_is(results, monkeypatch):

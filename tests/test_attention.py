@@ -52,6 +52,21 @@ def test_masses_spread_and_pattern_match_the_cache(tiny, query):
         assert first["weights"] == pytest.approx(rows[0][:length].tolist(), abs=1e-6)
 
 
+def test_masses_carry_their_standard_error_and_prompt_count(tiny):
+    import statistics
+
+    prompts = tokenize(tiny, mcq_examples(6, ragged=True), source_name="clean")
+    result = attention(tiny, prompts, HEADS, batch_size=4, show_progress=False)
+    for head in HEADS:
+        rows, selves = rows_by_hand(tiny, prompts, head, ir.LAST)
+        labels = [float(rows[i][prompts.marks["labels"].index[i]].sum()) for i in range(6)]
+        for name, per_prompt in (("labels", labels), ("self", selves)):
+            assert result["n"][head.id][name] == 6
+            expected = statistics.stdev(per_prompt) / math.sqrt(6)
+            assert result["stderr"][head.id][name] == pytest.approx(expected, abs=1e-6)
+            assert result["values"][head.id][name] == pytest.approx(statistics.mean(per_prompt), abs=1e-6)
+
+
 def test_only_heads(tiny):
     prompts = tokenize(tiny, mcq_examples(2), source_name="clean")
     with pytest.raises(AnalysisError, match="does not take L0.MLP"):

@@ -115,7 +115,7 @@ def hand_patch(loaded, prompts, node, effect):
                   for l in range(later, n_layers)]
         hooks += [(f"blocks.{l}.hook_mlp_out", lambda x, hook, c=clean[f"blocks.{l}.hook_mlp_out"]: c)
                   for l in range(later_mlp, n_layers)]
-    return logit_diff(run(loaded, prompts.tokens, hooks), prompts) - logit_diff(logits, prompts)
+    return logit_diff(logits, prompts) - logit_diff(run(loaded, prompts.tokens, hooks), prompts)  # positive helps
 
 
 PATCHED = [ir.Node(0, "head", 1), ir.Node(1, "head", 3), ir.Node(0, "mlp"), ir.Node(1, "mlp"), ir.Node(0, "embed"),
@@ -173,7 +173,7 @@ def hand_path(loaded, prompts, sender, receiver):
         return hook
 
     patched = run(loaded, prompts.tokens, [(name, put(name, node)) for name, node in outputs])
-    return logit_diff(patched, prompts) - logit_diff(logits, prompts)
+    return logit_diff(logits, prompts) - logit_diff(patched, prompts)  # positive helps
 
 
 EDGES = [(ir.Node(0, "head", 1), ir.Node(1, "head_input", 2, "q")),

@@ -118,7 +118,7 @@ def hand_patch(loaded, prompts, node, effect):
                 hooks.append((f"blocks.{layer}.hook_mlp_out",
                               lambda x, hook, c=clean[f"blocks.{layer}.hook_mlp_out"]: c))
         patched = bridge.run_with_hooks(prompts.tokens, fwd_hooks=hooks)
-    return (metric_values(patched, prompts, LD) - metric_values(clean_logits, prompts, LD)).mean().item()
+    return (metric_values(clean_logits, prompts, LD) - metric_values(patched, prompts, LD)).mean().item()  # positive helps
 
 
 def test_the_engine_runs_llama_models(llama, llama_compat, prompts):
@@ -220,5 +220,5 @@ def test_direct_attribution_equals_the_gradient_at_the_final_stream(llama, promp
         else:
             name = f"blocks.{node.layer}.hook_mlp_out"
             change = corrupt[name] - clean[name]
-        expected = float((change * gradient).sum()) / len(prompts)
+        expected = -float((change * gradient).sum()) / len(prompts)  # minus the estimated change: positive helps
         assert engine["values"][node.id] == pytest.approx(expected, abs=1e-5), node.id

@@ -9,6 +9,12 @@ from circ.compiler.check.dataset_positions import FIRST_LINES, dataset_positions
 from circ.compiler.check.signatures import DERIVATIONS, GENERATORS
 from circ.compiler.diagnostics import CircError
 from circ.runtime.data.generators import build
+from circ.runtime.data.token_vocabulary import TokenVocabulary
+
+# A tokenizer of one token per lowercase letter, for the generator that draws tokens.
+LETTERS = TokenVocabulary(encode=lambda text: [ord(c) - 97 for c in text],
+                          decode=lambda ids: "".join(chr(97 + i) for i in ids),
+                          size=26, special=frozenset(), bos=None)
 
 
 
@@ -20,6 +26,7 @@ MCQ = {"n": 6, "seed": 1}
 BUILT = {
     "mcq": lambda: build("mcq", MCQ),
     "induction": lambda: build("induction", {"n": 6, "length": 9}),
+    "repeated_tokens": lambda: build("repeated_tokens", {"n": 6, "length": 9}, vocabulary=LETTERS),
     "move_answer": lambda: build("move_answer", {"seed": 2}, ("mcq", MCQ)),
     "shuffle_answers": lambda: build("shuffle_answers", {"seed": 2}, ("mcq", MCQ)),
     "relabel": lambda: build("relabel", {"labels": "numbers"}, ("mcq", MCQ)),

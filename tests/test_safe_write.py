@@ -217,7 +217,7 @@ def test_render_does_not_write_through_a_link(tmp_path):
     (tmp_path / "s.circ").write_text("model demo\ncircuit c = [L0.H1]\n")
     (tmp_path / "c.dot").symlink_to(victim)
     result = CliRunner().invoke(main, ["render", str(tmp_path / "s.circ"), "-o", str(tmp_path / "c.dot")])
-    assert result.exit_code == 1 and "symbolic link" in result.output
+    assert result.exit_code == 2 and "symbolic link" in result.output
     assert victim.read_text() == VICTIM_TEXT
 
 

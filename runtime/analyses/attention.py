@@ -6,6 +6,8 @@ positions when it picks several) is summarised per prompt and averaged over prom
   values[head][name]  attention mass onto the tokens of each named position of the
                       dataset, plus "bos" (position 0, when the model puts a BOS
                       there) and "self" (the query position itself)
+  stderr[head][name]  the mass's standard error over those prompts; n[head][name]
+                      how many prompts have the name
   spread[head][name]  normalised entropy (0: all on one token, 1: uniform) of the
                       attention within a named position's tokens, for names that
                       cover more than one token
@@ -19,6 +21,8 @@ dataset's clean run when the executor gathered them there, else in a forward pas
 of their own; the explorer's few prompts are read in a pass of their own.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from circ.compiler import ir
@@ -72,7 +76,8 @@ class AttentionSums:
         self.query = query
         self.names = sorted(prompts.marks)
         self.tokenizer = tokenizer
-        self.sums: dict[tuple[int, str, str], list] = {}  # (layer, "mass"|"spread", name) -> [per head totals, prompts]
+        # (layer, "mass"|"spread", name) -> [per head sums, per head sums of squares, prompts]
+        self.sums: dict[tuple[int, str, str], list] = {}
         self.first: dict[int, torch.Tensor] = {}  # layer -> the first prompt's rows [h, k]
         self.first_tokens: list[str] | None = None
 
@@ -94,19 +99,29 @@ class AttentionSums:
 
     def _add(self, layer: int, pattern: torch.Tensor, weights: torch.Tensor, batch) -> None:
         rows = torch.einsum("bq,bhqk->bhk", weights.to(pattern.device), pattern)
-        for (kind, name), (totals, count) in _summaries(rows, pattern, weights, batch, self.names).items():
-            entry = self.sums.setdefault((layer, kind, name), [[0.0] * len(totals), 0])
-            entry[0] = [a + b for a, b in zip(entry[0], totals)]
-            entry[1] += count
+        for key, per_prompt in _summaries(rows, pattern, weights, batch, self.names).items():
+            per_prompt = per_prompt.double().cpu()
+            entry = self.sums.setdefault((layer, *key), [0.0, 0.0, 0])
+            entry[0] = entry[0] + per_prompt.sum(0)
+            entry[1] = entry[1] + (per_prompt ** 2).sum(0)
+            entry[2] += int(per_prompt.shape[0])
         if layer not in self.first:
             self.first[layer] = rows[0, :, :int(batch.lengths[0])]
 
     def result(self, heads) -> dict:
-        result = {"values": {h.id: {} for h in heads}, "spread": {h.id: {} for h in heads}}
+        """values and spread as in the module docstring; stderr[head][name] the standard
+        error of a mass over prompts, n[head][name] the prompts that have the name."""
+        result = {key: {h.id: {} for h in heads} for key in ("values", "spread", "stderr", "n")}
         for head in heads:
-            for (layer, kind, name), (totals, count) in sorted(self.sums.items()):
-                if layer == head.layer and count:
-                    result["values" if kind == "mass" else "spread"][head.id][name] = totals[head.head] / count
+            for (layer, kind, name), (totals, squares, count) in sorted(self.sums.items()):
+                if layer != head.layer or not count:
+                    continue
+                mean = float(totals[head.head]) / count
+                result["values" if kind == "mass" else "spread"][head.id][name] = mean
+                if kind == "mass":
+                    variance = max(0.0, float(squares[head.head]) - count * mean * mean) / max(1, count - 1)
+                    result["stderr"][head.id][name] = math.sqrt(variance / count) if count > 1 else 0.0
+                    result["n"][head.id][name] = count
         patterns = {h.id: {"tokens": self.first_tokens, "weights": self.first[h.layer][h.head].tolist()}
                     for h in heads}
         return {**result, "patterns": patterns, "query": str(self.query)}
@@ -144,23 +159,23 @@ def _keep_example(example: dict, loaded, cache, batch, row: int, heads) -> None:
 
 
 def _summaries(rows, pattern, weights, batch, names) -> dict:
-    """{("mass"|"spread", name): (per head, the sum over the batch's prompts that have
-    it; how many have it)} from rows [b, h, k] and patterns [b, h, q, k]."""
+    """{("mass"|"spread", name): float [prompts that have it, h], each prompt's value
+    per head} from rows [b, h, k] and patterns [b, h, q, k]."""
     mass, spread = {}, {}
     for name in names:
         marks = batch.marks[name]
         index, valid = marks.index.to(rows.device), marks.valid.to(rows.device)
         picked = rows.gather(2, index[:, None, :].expand(-1, rows.shape[1], -1)) * valid[:, None, :]  # [b, h, m]
         present = valid.any(1)
-        mass[name] = (picked.sum(2)[present].sum(0).tolist(), int(present.sum()))
+        mass[name] = picked.sum(2)[present]
         several = valid.sum(1) > 1
         if bool(several.any()):
             share = picked / picked.sum(2, keepdim=True).clamp_min(1e-30)
             entropy = (-(share * share.clamp_min(1e-30).log()).sum(2)
                        / valid.sum(1).float().log().clamp_min(1e-30)[:, None])  # [b, h]
-            spread[name] = (entropy[several].sum(0).tolist(), int(several.sum()))
+            spread[name] = entropy[several]
     if batch.has_bos:
-        mass["bos"] = (rows[:, :, 0].sum(0).tolist(), len(batch))
+        mass["bos"] = rows[:, :, 0]
     diagonal = pattern.diagonal(dim1=2, dim2=3)  # [b, h, q]
-    mass["self"] = ((diagonal * weights.to(diagonal.device)[:, None, :]).sum((0, 2)).tolist(), len(batch))
+    mass["self"] = (diagonal * weights.to(diagonal.device)[:, None, :]).sum(2)
     return {**{("mass", k): v for k, v in mass.items()}, **{("spread", k): v for k, v in spread.items()}}
