@@ -91,10 +91,12 @@ class AnalysisResult:
                 if not extra:
                     row["stderr"] = stderr.get(key)
                     row["n"] = n
-                elif isinstance(stderr.get(key), dict) and len(extra) == 1:  # attention: per position
-                    (inner,) = extra.values()
-                    row["stderr"] = stderr[key].get(inner)
-                    row["n"] = n.get(key, {}).get(inner) if isinstance(n, dict) else n
+                else:  # nested like the value: attention per position, subspaces per dataset and rank
+                    row["stderr"] = _nested(stderr.get(key), extra.values())
+                    if self.kind == "attention":
+                        row["n"] = _nested(n.get(key) if isinstance(n, dict) else None, extra.values())
+                    elif isinstance(n, dict) and "dataset" in extra:
+                        row["n"] = n.get(extra["dataset"])
                 rows.append(row)
         return rows
 
@@ -238,6 +240,13 @@ def _position_key(position: str) -> int | str:
 
 def _position_order(position: int | str) -> tuple:
     return (0, position, "") if isinstance(position, int) else (1, 0, position)
+
+
+def _nested(tree, keys):
+    """tree[k1][k2]... for the keys in order, or None where a level is missing."""
+    for key in keys:
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
 
 
 _NESTED_LEVELS = {"attention": ("position",), "subspace": ("dataset", "rank")}

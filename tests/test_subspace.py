@@ -108,3 +108,29 @@ expect low.recovered(other, rank == full) >= 0.99
     assert set(results["analyses"]["low"]["values"]["L1.H0"]) == {"clean", "other"}
     assert [e["value"] for e in results["expectations"]] == [1.0, 1.0]
     assert code == 0
+
+
+def test_ratio_of_means_error_equals_the_covariance_form_of_the_delta_method():
+    import math
+    import statistics
+
+    from circ.runtime.analyses.node_stats import ratio_of_means
+
+    above = torch.tensor([1.0, 2.5, 0.5, 3.0, 2.0], dtype=torch.float64)
+    below = torch.tensor([2.0, 3.0, 1.5, 4.0, 2.5], dtype=torch.float64)
+    ratio, error = ratio_of_means(above, below)
+    a, b = above.tolist(), below.tolist()
+    r = statistics.mean(a) / statistics.mean(b)
+    variance = statistics.variance(a) - 2 * r * statistics.covariance(a, b) + r * r * statistics.variance(b)
+    assert ratio == pytest.approx(r, abs=1e-12)
+    assert error == pytest.approx(math.sqrt(variance / len(a)) / statistics.mean(b), abs=1e-12)
+    assert ratio_of_means(above, torch.tensor([1.0, -1.0, 2.0, -2.0, 0.0], dtype=torch.float64)) == (None, None)
+
+
+def test_recoveries_carry_their_standard_error_and_prompt_count(tiny):
+    prompts = tokenize(tiny, mcq_examples(6, ragged=True), source_name="clean")
+    result = subspace(tiny, prompts, [ir.Node(1, "head", 1)], LD, parts=["q"], ranks=[1, 4, "full"],
+                      show_progress=False)
+    errors = result["stderr"]["L1.H1"]["clean"]
+    assert result["n"] == {"clean": 6} and errors["full"] == 0.0
+    assert set(errors) == {"1", "4", "full"} and all(errors[r] > 0 for r in ("1", "4"))

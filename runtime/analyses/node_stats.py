@@ -40,3 +40,14 @@ def standard_error(column: torch.Tensor) -> float:
     if n < 2:
         return 0.0
     return float(column.std(unbiased=True)) / math.sqrt(n)
+
+
+def ratio_of_means(above: torch.Tensor, below: torch.Tensor) -> tuple[float | None, float | None]:
+    """mean(above) / mean(below) and its standard error by the delta method: the
+    standard error of the mean of the linearised residuals (above - r * below) /
+    mean(below). (None, None) when mean(below) is 0."""
+    denominator = float(below.mean())
+    if denominator == 0:
+        return None, None
+    ratio = float(above.mean()) / denominator
+    return ratio, standard_error((above - ratio * below) / denominator)

@@ -33,6 +33,7 @@ from circ.runtime.analyses.common import (
     run_hooked,
 )
 from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.node_stats import PerPrompt, ratio_of_means
 
 PARTS = ("q", "k", "v")
 
@@ -57,9 +58,10 @@ class Fit:
 def subspace(loaded, fit_prompts, heads, metric: ir.Metric, *, parts: Sequence[str] = PARTS,
              ranks: Sequence = (1, 2, 4, "full"), evals: Mapping[str, object] | None = None,
              batch_size: int = 32, show_progress: bool = True, fit_name: str | None = None) -> dict:
-    """{"values": {head: {dataset: {rank: recovered}}}, "per_part": {head: {part: ...}},
-    "explained": {head: {part: {rank: fraction}}}}; the fit dataset is always scored,
-    under `fit_name` (default: the prompts' own name)."""
+    """{"values": {head: {dataset: {rank: recovered}}}, "stderr": the same shape,
+    "n": {dataset: prompts}, "per_part": {head: {part: ...}}, "explained": {head:
+    {part: {rank: fraction}}}}; the fit dataset is always scored, under `fit_name`
+    (default: the prompts' own name)."""
     shape = loaded.shape
     heads = check_nodes(heads, shape, ("head",), "subspace")
     parts = tuple(parts)
@@ -74,19 +76,22 @@ def subspace(loaded, fit_prompts, heads, metric: ir.Metric, *, parts: Sequence[s
     groups = [parts] + ([(p,) for p in parts] if len(parts) > 1 else [])
     numeric = [r for r in ranks if r != "full"]
     runs = sum(len(p) for p in datasets.values()) * len(heads) * len(groups) * (2 + len(numeric))
-    values, per_part = {}, {}
+    values, stderr, per_part = {}, {}, {}
     with progress(runs, "subspace", show_progress) as bar:
         for head in heads:
             for group in groups:
-                scores = {name: _recovery(loaded, prompts, head, {p: fits[(head, p)] for p in group}, ranks, raw,
-                                          batch_size, bar) for name, prompts in datasets.items()}
+                measured = {name: _recovery(loaded, prompts, head, {p: fits[(head, p)] for p in group}, ranks, raw,
+                                            batch_size, bar) for name, prompts in datasets.items()}
+                scores = {name: found[0] for name, found in measured.items()}
                 if group == parts:
                     values[head.id] = scores
+                    stderr[head.id] = {name: found[1] for name, found in measured.items()}
                 else:
                     per_part.setdefault(head.id, {})[group[0]] = scores
     explained = {head.id: {p: {str(r): (1.0 if r == "full" else fits[(head, p)].explained(r)) for r in ranks}
                            for p in parts} for head in heads}
-    return {"values": values, "per_part": per_part, "explained": explained}
+    return {"values": values, "stderr": stderr, "n": {name: len(p) for name, p in datasets.items()},
+            "per_part": per_part, "explained": explained}
 
 
 def fit_subspaces(loaded, prompts, heads, parts, batch_size: int) -> dict[tuple, Fit]:
@@ -114,27 +119,28 @@ def fit_subspaces(loaded, prompts, heads, parts, batch_size: int) -> dict[tuple,
     return fits
 
 
-def _recovery(loaded, prompts, head, fits: dict[str, Fit], ranks, metric, batch_size, bar) -> dict:
-    """recovered(rank) on one dataset with the parts in `fits` replaced together."""
+def _recovery(loaded, prompts, head, fits: dict[str, Fit], ranks, metric, batch_size, bar) -> tuple[dict, dict]:
+    """recovered(rank) on one dataset with the parts in `fits` replaced together, and
+    its standard error over prompts (a ratio of means: node_stats.ratio_of_means)."""
     numeric = sorted({r for r in ranks if r != "full"})
-    totals = {"clean": 0.0, 0: 0.0, **{r: 0.0 for r in numeric}}
+    per_prompt = PerPrompt()
     for batch in prompts.batches(batch_size):
         clean_logits, _ = run_cached(loaded.bridge, batch.tokens, [])
-        totals["clean"] += float(metric_values(clean_logits, batch, metric, clean_logits=clean_logits).sum())
+        per_prompt.add("clean", metric_values(clean_logits, batch, metric, clean_logits=clean_logits))
         for rank in [0, *numeric]:
             hooks = [(part_hook(head.layer, part), _projection_hook(fit, head.head, rank, loaded.shape.n_heads))
                      for part, fit in fits.items()]
             logits = run_hooked(loaded.bridge, batch.tokens, hooks)
-            totals[rank] += float(metric_values(logits, batch, metric, clean_logits=clean_logits).sum())
+            per_prompt.add(rank, metric_values(logits, batch, metric, clean_logits=clean_logits))
         bar.update(len(batch) * (2 + len(numeric)))
-    clean, ablated = totals["clean"], totals[0]
-    scores = {}
+    clean, ablated = per_prompt.of("clean"), per_prompt.of(0)
+    scores, errors = {}, {}
     for rank in ranks:
         if rank == "full":
-            scores["full"] = 1.0
+            scores["full"], errors["full"] = 1.0, 0.0
         else:
-            scores[str(rank)] = (totals[rank] - ablated) / (clean - ablated) if clean != ablated else None
-    return scores
+            scores[str(rank)], errors[str(rank)] = ratio_of_means(per_prompt.of(rank) - ablated, clean - ablated)
+    return scores, errors
 
 
 def _projection_hook(fit: Fit, head: int, rank: int, n_heads: int):
