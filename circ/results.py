@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+PER_PROMPT_FILE = "per_prompt.json"  # `circ run --per-prompt`'s side file (docs/results.md)
+
+
 @dataclass(frozen=True)
 class Expectation:
     """One `expect` line and what the run found."""
@@ -35,9 +38,10 @@ class Expectation:
 class AnalysisResult:
     """One analysis of the run: its kind, dataset, metric and values by node id."""
 
-    def __init__(self, name: str, entry: dict):
+    def __init__(self, name: str, entry: dict, per_prompt: dict | None = None):
         self.name = name
         self.entry = entry
+        self.per_prompt = dict(per_prompt or {})  # node id -> [value of each prompt], when the run kept them
 
     @property
     def kind(self) -> str:
@@ -100,13 +104,20 @@ class AnalysisResult:
                 rows.append(row)
         return rows
 
-    def to_pandas(self):
-        """The rows as a pandas DataFrame (pandas is needed only here)."""
+    def prompt_rows(self) -> list[dict]:
+        """One row per node and prompt (node, prompt index, value), from the values
+        `circ.run` keeps for every prompt; empty for analyses without them."""
+        return [{"node": node, "prompt": index, "value": value}
+                for node, values in self.per_prompt.items() for index, value in enumerate(values)]
+
+    def to_pandas(self, per_prompt: bool = False):
+        """The rows (or, with per_prompt, the prompt rows) as a pandas DataFrame
+        (pandas is needed only here)."""
         try:
             import pandas
         except ImportError:
             raise ImportError("to_pandas() needs pandas: pip install pandas") from None
-        return pandas.DataFrame(self.rows())
+        return pandas.DataFrame(self.prompt_rows() if per_prompt else self.rows())
 
     def __repr__(self) -> str:
         return f"<AnalysisResult {self.name}: {self.kind}, {len(self.values)} values>"
@@ -152,10 +163,11 @@ class CircuitResult:
 class Results:
     """What a run produced. `data` is results.json's dictionary; `spec_text` the spec."""
 
-    def __init__(self, data: dict, spec_text: str = "", *, renders: tuple = ()):
+    def __init__(self, data: dict, spec_text: str = "", *, renders: tuple = (), per_prompt: dict | None = None):
         self.data = data
         self.spec_text = spec_text
         self.renders = tuple(renders)  # (circuit name, relative path) the spec asks for
+        self.per_prompt = dict(per_prompt or {})  # per_prompt.json: {analysis: {node id: [values]}}
 
     @property
     def name(self) -> str:
@@ -169,7 +181,7 @@ class Results:
         entries = self.data.get("analyses") or {}
         if name not in entries:
             raise KeyError(f"no analysis {name!r}; the run has {', '.join(entries) or 'none'}")
-        return AnalysisResult(name, entries[name])
+        return AnalysisResult(name, entries[name], self.per_prompt.get(name))
 
     @property
     def circuits(self) -> list[str]:
@@ -201,15 +213,19 @@ class Results:
 
     def save(self, folder: str | Path) -> Path:
         """Write results.json, the diagrams the spec renders and report.html into
-        `folder`; return the path of results.json. A diagram that cannot be drawn
-        (Graphviz missing) is a warning; the other files are still written."""
+        `folder` (and per_prompt.json when the run kept per-prompt values); return the
+        path of results.json. A diagram that cannot be drawn (Graphviz missing) is a
+        warning; the other files are still written."""
         import warnings
 
         from circ.runtime.render.outputs import write_outputs
+        from circ.runtime.results.write import write_results
 
         path, problems = write_outputs(self.data, self.spec_text, Path(folder), self.renders)
         for problem in problems:
             warnings.warn(problem, stacklevel=2)
+        if self.per_prompt:
+            write_results(path.parent / PER_PROMPT_FILE, self.per_prompt)
         return path
 
     def _repr_html_(self) -> str:
@@ -224,14 +240,17 @@ class Results:
 
 
 def load_results(path: str | Path) -> Results:
-    """Results read from a results.json file, or from the folder holding one."""
+    """Results read from a results.json file, or from the folder holding one, with the
+    per_prompt.json beside it when there is one."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or "analyses" not in data:
         raise ValueError(f"{path} is not a circ results.json")
-    return Results(data)
+    beside = path.parent / PER_PROMPT_FILE
+    per_prompt = json.loads(beside.read_text(encoding="utf-8")) if beside.is_file() else None
+    return Results(data, per_prompt=per_prompt if isinstance(per_prompt, dict) else None)
 
 
 def _position_key(position: str) -> int | str:

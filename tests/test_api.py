@@ -170,3 +170,18 @@ def test_every_code_block_of_the_api_page_runs(monkeypatch):
     for block in blocks:
         exec(compile(block, "docs/api.md", "exec"), namespace)  # noqa: S102 - our own docs
     assert namespace["rows"]["different"] is False
+
+
+def test_every_prompts_values_reach_the_notebook_and_round_trip(results, tmp_path):
+    import statistics
+
+    dla = results.analysis("dla")
+    assert set(dla.per_prompt) == set(dla.values)
+    for node, values in dla.per_prompt.items():
+        assert len(values) == dla.n == 12
+        assert statistics.mean(values) == pytest.approx(dla.values[node], abs=1e-9)
+    table = dla.to_pandas(per_prompt=True)
+    assert list(table.columns) == ["node", "prompt", "value"] and len(table) == 12 * len(dla.values)
+    path = results.save(tmp_path / "kept")
+    assert (path.parent / "per_prompt.json").is_file()
+    assert circ.load_results(path).analysis("dla").per_prompt == dla.per_prompt
