@@ -321,6 +321,23 @@ class Not:
 Rule = Union[Compare, And, Or, Not]
 
 
+def rule_leaves(rule):
+    """Every leaf term of a rule or term, left to right: fields, attention terms,
+    relative terms and numbers."""
+    if isinstance(rule, (Compare, Arith)):
+        yield from rule_leaves(rule.left)
+        yield from rule_leaves(rule.right)
+    elif isinstance(rule, (And, Or)):
+        for part in rule.parts:
+            yield from rule_leaves(part)
+    elif isinstance(rule, Not):
+        yield from rule_leaves(rule.rule)
+    elif isinstance(rule, Abs):
+        yield from rule_leaves(rule.term)
+    else:
+        yield rule
+
+
 # --------------------------------------------------------------------------- metrics
 @dataclass(frozen=True)
 class Metric:

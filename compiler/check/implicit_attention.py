@@ -30,19 +30,7 @@ def add_attention_analyses(ctx: Context) -> None:
 
 
 def _reads_attention(rule) -> bool:
-    if isinstance(rule, (ir.Attends, ir.Spread)):
-        return True
-    if isinstance(rule, ir.Compare):
-        return _reads_attention(rule.left) or _reads_attention(rule.right)
-    if isinstance(rule, (ir.And, ir.Or)):
-        return any(_reads_attention(p) for p in rule.parts)
-    if isinstance(rule, ir.Not):
-        return _reads_attention(rule.rule)
-    if isinstance(rule, ir.Abs):
-        return _reads_attention(rule.term)
-    if isinstance(rule, ir.Arith):
-        return _reads_attention(rule.left) or _reads_attention(rule.right)
-    return False
+    return any(isinstance(leaf, (ir.Attends, ir.Spread)) for leaf in ir.rule_leaves(rule))
 
 
 def _covering_attention(ctx: Context, circuit: ir.Circuit) -> str | None:
@@ -92,18 +80,4 @@ def _source_dataset(ctx: Context, circuit: ir.Circuit, categories) -> str | None
 
 
 def _fields(rule):
-    if isinstance(rule, ir.Field):
-        yield rule.name
-    elif isinstance(rule, ir.Compare):
-        yield from _fields(rule.left)
-        yield from _fields(rule.right)
-    elif isinstance(rule, (ir.And, ir.Or)):
-        for part in rule.parts:
-            yield from _fields(part)
-    elif isinstance(rule, ir.Not):
-        yield from _fields(rule.rule)
-    elif isinstance(rule, ir.Abs):
-        yield from _fields(rule.term)
-    elif isinstance(rule, ir.Arith):
-        yield from _fields(rule.left)
-        yield from _fields(rule.right)
+    return (leaf.name for leaf in ir.rule_leaves(rule) if isinstance(leaf, ir.Field))

@@ -92,18 +92,7 @@ def _what(ctx: Context, analysis: ir.Analysis) -> str:
 
 
 def _attention_terms(rule):
-    if isinstance(rule, (ir.Attends, ir.Spread)):
-        yield rule
-    elif isinstance(rule, ir.Compare):
-        yield from _attention_terms(rule.left)
-        yield from _attention_terms(rule.right)
-    elif isinstance(rule, (ir.And, ir.Or)):
-        for part in rule.parts:
-            yield from _attention_terms(part)
-    elif isinstance(rule, ir.Not):
-        yield from _attention_terms(rule.rule)
-    elif isinstance(rule, ir.Abs):
-        yield from _attention_terms(rule.term)
+    return (leaf for leaf in ir.rule_leaves(rule) if isinstance(leaf, (ir.Attends, ir.Spread)))
 
 
 def _common(known: dict, datasets) -> set[str]:

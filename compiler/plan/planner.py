@@ -165,25 +165,7 @@ class _Planner:
 
 def rule_fields(rule) -> list[str]:
     """Names of the analyses a rule reads (not `effect`), in order, once each."""
-    found: list[str] = []
-
-    def visit(node):
-        if isinstance(node, ir.Field) and node.name != "effect" and node.name not in found:
-            found.append(node.name)
-        elif isinstance(node, ir.Compare):
-            visit(node.left)
-            visit(node.right)
-        elif isinstance(node, (ir.And, ir.Or)):
-            for part in node.parts:
-                visit(part)
-        elif isinstance(node, ir.Not):
-            visit(node.rule)
-        elif isinstance(node, ir.Abs):
-            visit(node.term)
-        elif isinstance(node, ir.Arith):
-            visit(node.left)
-            visit(node.right)
-
-    if rule is not None:
-        visit(rule)
-    return found
+    if rule is None:
+        return []
+    return list(dict.fromkeys(leaf.name for leaf in ir.rule_leaves(rule)
+                              if isinstance(leaf, ir.Field) and leaf.name != "effect"))
