@@ -18,6 +18,7 @@ from circ.runtime.analyses.subspace import subspace
 from circ.runtime.data.generators import build
 from circ.runtime.data.prompts import prepends_bos, tokenize
 from circ.runtime.data.token_vocabulary import TokenVocabulary
+from test_path_patching import sender_output
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -130,14 +131,6 @@ def test_patching_equals_hand_written_hooks(bpe_model, prompts, effect):
     for node in PATCHED:
         assert result["values"][node.id] == pytest.approx(hand_patch(bpe_model, prompts, node, effect), abs=TOL), node.id
     assert len({round(v, 4) for v in result["values"].values()}) >= len(PATCHED) - 1
-
-
-def sender_output(cache, W_O, sender):
-    if sender.kind == "embed":
-        return cache["blocks.0.hook_resid_pre"]
-    if sender.kind == "mlp":
-        return cache[f"blocks.{sender.layer}.hook_mlp_out"]
-    return cache[f"blocks.{sender.layer}.attn.hook_z"][:, :, sender.head] @ W_O[sender.layer, sender.head]
 
 
 def hand_path(loaded, prompts, sender, receiver):
