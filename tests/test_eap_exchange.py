@@ -75,4 +75,4 @@ def test_bad_graphs(tmp_path, content, code):
 def test_export_without_edges_analysis_says_so(tmp_path):
     (tmp_path / "results.json").write_text('{"analyses": {}, "circuits": {}}')
     outcome = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "eap-ig"])
-    assert outcome.exit_code == 1 and "no edges analysis" in outcome.output
+    assert outcome.exit_code == 2 and "no edges analysis" in outcome.output

@@ -1,5 +1,6 @@
 """`circ export`: write a run's edge scores and one circuit in another tool's format
-(EAP-IG's graph JSON). No torch is imported."""
+(EAP-IG's graph JSON). No torch is imported. Exit 0 when written, 2 when the results
+cannot be read or exported or the output cannot be written, as `circ render`."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ def export_path(source: str, fmt: str, output: str | None, circuit: str | None, 
         text = json.dumps(to_eap_ig(results, analysis, circuit), indent=1) + "\n"
     except ExchangeError as error:
         print(f"circ: {error}", file=stderr)
-        return 1
+        return 2
     if output is None:
         stdout.write(text)
         return 0
@@ -30,7 +31,7 @@ def export_path(source: str, fmt: str, output: str | None, circuit: str | None, 
         written = write_inside(target.parent, target.name, text)
     except (UnsafePath, OSError) as error:
         print(f"circ: cannot write {output}: {error}", file=stderr)
-        return 1
+        return 2
     print(f"wrote {written}", file=stderr)
     return 0
 
