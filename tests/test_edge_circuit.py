@@ -171,3 +171,31 @@ def test_planted_path_alone_carries_the_metric(planted):
         kept = [k for k in PLANTED_PATH if k != key]
         broken = float(circuit.metric([e for e in edges if edge_key(e) not in kept]).mean())
         assert (broken - none) / (full - none) < 0.1, key
+
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2])
+def test_llama_edges_are_path_patching(tmp_path, n_kv_heads):
+    """Rotary, RMSNorm and SwiGLU: removing one edge is still exact path patching. With
+    grouped keys and values (2 groups of 4 heads) a head has no k or v input of its
+    own, so only q and MLP edges can be removed."""
+    from circ.runtime.data.generators import build
+    from circ.runtime.data.prompts import prepends_bos
+    from circ.runtime.data.token_vocabulary import TokenVocabulary
+    from model_builders import build_model_dir
+
+    loaded = load_tiny(build_model_dir(tmp_path, "llama", n_kv_heads=n_kv_heads))
+    vocabulary = TokenVocabulary.from_hf(loaded.tokenizer, prepends_bos(loaded))
+    clean = tokenize(loaded, build("mcq", {"n": 4, "seed": 4}, vocabulary=vocabulary), source_name="clean")
+    source = make_source(loaded, clean, ir.PatchSource("corrupt"), {})
+    edges = graph_edges(loaded, NODES)
+    by_key = {edge_key(e): e for e in edges}
+    parts = "qkv" if n_kv_heads == 4 else "q"
+    receivers = [ir.Node(1, "head_input", 3, p) for p in parts] + [ir.Node(1, "mlp")]
+    exact = path_patch(loaded, clean, NODES, receivers, LD, source, show_progress=False)["values"]
+    circuit = EdgeCircuit(loaded, clean, edges, LD, source)
+    for key in [f"L0.H2->L1.H3.{p}" for p in parts] + ["EMBED->L1.H3.q", "L0.MLP->L1.MLP", "L1.H1->L1.MLP"]:
+        effect = float((circuit.clean - circuit.metric([by_key[key]])).mean())
+        assert effect == pytest.approx(exact[key], abs=1e-5), key
+    if n_kv_heads == 2:
+        with pytest.raises(AnalysisError, match="shares keys and values"):
+            circuit.metric([by_key["L0.H2->L1.H3.k"]])

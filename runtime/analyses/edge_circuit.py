@@ -123,9 +123,7 @@ class EdgeCircuit:
         bridge = loaded.bridge
         with torch.no_grad():
             self.W_O = bridge.W_O.detach()
-            self._weights = {"q": (bridge.W_Q.detach(), bridge.b_Q.detach()),
-                             "k": (bridge.W_K.detach(), bridge.b_K.detach()),
-                             "v": (bridge.W_V.detach(), bridge.b_V.detach())}
+            self._weights = {part: _input_weights(bridge, part) for part in "qkv"}
         self.clean_logits = run_hooked(bridge, batch.tokens, [])
         self.clean = metric_values(self.clean_logits, batch, metric, clean_logits=self.clean_logits)
 
@@ -207,6 +205,17 @@ class EdgeCircuit:
             return out
 
         return hook
+
+
+def _input_weights(bridge, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, b) of a head input (W_Q, b_Q for q): [layer, head, d_model, d_head] and
+    [layer, head, d_head]; zeros for a model without that bias."""
+    weight = getattr(bridge, f"W_{part.upper()}").detach()
+    try:
+        bias = getattr(bridge, f"b_{part.upper()}").detach()
+    except AttributeError:  # a bias-free checkpoint has none
+        bias = weight.new_zeros(weight.shape[:2] + weight.shape[3:])
+    return weight, bias
 
 
 def _keep(streams: dict, layer: int):
