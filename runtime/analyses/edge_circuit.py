@@ -88,10 +88,11 @@ def graph_edges(loaded, nodes: Iterable[ir.Node], *, to_logits: bool = True) -> 
 
 
 def stream_order(node: ir.Node) -> tuple:
-    """EMBED, then layer by layer each layer's heads (and their inputs) before its MLP."""
+    """EMBED, then layer by layer each layer's heads (a head's q, k, v inputs in that
+    order) before its MLP."""
     if node.kind == "embed":
-        return (-1, 0, 0, "")
-    return (node.layer, node.kind == "mlp", node.head or 0, node.part or "")
+        return (-1, 0, 0, -1)
+    return (node.layer, node.kind == "mlp", node.head or 0, "qkv".index(node.part) if node.part else -1)
 
 
 def receiver_node(receiver: Receiver) -> Receiver:

@@ -1,0 +1,205 @@
+"""ACDC and exact edge scores. Exact scores equal path patching; on the demo model
+ACDC's pruning of a small subgraph equals a brute-force pruning written here with
+hand-made TransformerLens hooks (same order, same rule); on the planted model ACDC,
+exact scores and EAP-IG all find exactly the planted edges."""
+import json
+
+import pytest
+import torch
+from circ.compiler import ir
+from circ.runtime.analyses.acdc import acdc
+from circ.runtime.analyses.edge_attribution import edge_attribution
+from circ.runtime.analyses.edge_circuit import LOGITS, edge_key, graph_edges
+from circ.runtime.analyses.exact_edges import exact_edge_scores
+from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.patch_sources import make_source
+from circ.runtime.analyses.path_patching import path_patch
+from circ.runtime.data.generators import build
+from circ.runtime.data.prompts import prepends_bos, tokenize
+from circ.runtime.data.readers import read_jsonl
+from circ.runtime.data.token_vocabulary import TokenVocabulary
+from circ.runtime.models.loading import load_model
+from conftest import load_tiny
+
+LD = ir.Metric("ld", "logit_diff")
+EMBED = ir.Node(0, "embed")
+SUBGRAPH = [EMBED, ir.Node(0, "head", 1), ir.Node(0, "head", 3), ir.Node(0, "mlp"), ir.Node(1, "head", 2)]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return load_model(ir.Model(source="demo"), spec_dir=tmp_path_factory.mktemp("spec"))
+
+
+@pytest.fixture(scope="module")
+def mcq(demo):
+    vocabulary = TokenVocabulary.from_hf(demo.tokenizer, prepends_bos(demo))
+    clean = tokenize(demo, build("mcq", {"n": 6, "seed": 2}, vocabulary=vocabulary), source_name="clean")
+    return clean, make_source(demo, clean, ir.PatchSource("corrupt"), {})
+
+
+def test_exact_scores_are_path_patching(demo, mcq):
+    clean, corrupt = mcq
+    edges = graph_edges(demo, SUBGRAPH)
+    exact = exact_edge_scores(demo, clean, edges, LD, corrupt, batch_size=4, show_progress=False)
+    receivers = [ir.Node(0, "mlp")] + [ir.Node(1, "head_input", 2, p) for p in "qkv"]
+    paths = path_patch(demo, clean, SUBGRAPH, receivers, LD, corrupt, show_progress=False)
+    for key, value in paths["values"].items():
+        assert exact["values"][key] == pytest.approx(value, abs=1e-5), key
+        assert exact["stderr"][key] == pytest.approx(paths["stderr"][key], abs=1e-5), key
+    assert exact["n"] == len(clean) and len(exact["values"]) == len(edges) == 26
+    assert exact["baseline"]["clean"] == pytest.approx(paths["baseline"]["clean"], abs=1e-6)
+    assert len({round(v, 5) for v in exact["values"].values()}) > 20  # not a table of zeros
+
+
+class HandCircuit:
+    """The subgraph's metric with some edges removed, by hooks written out here: every
+    sender's output and its corrupted value are read from their own hooks (hook_embed
+    plus hook_pos_embed for EMBED, z times W_O for a head, hook_mlp_out); a receiver
+    reads the stream minus the removed senders' changes; a head's input goes through
+    ln1 and W_Q/W_K/W_V into hook_q/k/v, an MLP's in at ln2, the logits' at ln_final."""
+
+    def __init__(self, loaded, clean, corrupt_tokens):
+        self.bridge, self.clean = loaded.bridge, clean
+        with torch.no_grad():
+            self.clean_logits = self.bridge(clean.tokens)
+            _, self.bad = self.bridge.run_with_cache(corrupt_tokens)
+
+    def output(self, cache, node):
+        if node.kind == "embed":
+            return cache["hook_embed"] + cache["hook_pos_embed"]
+        if node.kind == "mlp":
+            return cache[f"blocks.{node.layer}.hook_mlp_out"]
+        return cache[f"blocks.{node.layer}.attn.hook_z"][:, :, node.head] @ self.bridge.W_O[node.layer, node.head]
+
+    def metric(self, removed) -> float:
+        bridge, now = self.bridge, {}
+
+        def keep(name):
+            def hook(x, hook):
+                now[name] = x
+            return hook
+
+        def change(receiver):
+            return sum(self.output(now, s) - self.output(self.bad, s) for s, r in removed if r == receiver)
+
+        def head_input(layer, part):
+            def hook(x, hook):
+                x = x.clone()
+                for receiver in {r for _, r in removed if r != LOGITS and r.kind == "head_input"
+                                 and r.layer == layer and r.part == part}:
+                    weight = getattr(bridge, f"W_{part.upper()}")[layer, receiver.head]
+                    bias = getattr(bridge, f"b_{part.upper()}")[layer, receiver.head]
+                    stream = now[f"blocks.{layer}.hook_resid_pre"] - change(receiver)
+                    x[:, :, receiver.head] = bridge.blocks[layer].ln1(stream) @ weight + bias
+                return x
+            return hook
+
+        names = ["hook_embed", "hook_pos_embed", "blocks.0.hook_mlp_out"] + [f"blocks.{l}.{h}" for l in range(2)
+                                                                         for h in ("attn.hook_z", "hook_resid_pre")]
+        hooks = [(name, keep(name)) for name in names]
+        hooks += [(f"blocks.1.attn.hook_{p}", head_input(1, p)) for p in "qkv"]
+        hooks += [(f"blocks.0.attn.hook_{p}", head_input(0, p)) for p in "qkv"]
+        hooks.append(("blocks.0.ln2.hook_in", lambda x, hook: x - change(ir.Node(0, "mlp"))))
+        hooks.append(("ln_final.hook_in", lambda x, hook: x - change(LOGITS)))
+        with torch.no_grad():
+            logits = bridge.run_with_hooks(self.clean.tokens, fwd_hooks=hooks)
+        return float(metric_values(logits, self.clean, LD).mean())
+
+
+def brute_force_acdc(hand, threshold):
+    """ACDC written out: receivers LOGITS, L1.H2 (v, k, q), L0.MLP, L0.H3 (v, k, q),
+    L0.H1 (v, k, q); senders latest first; remove an edge when the metric drops by
+    less than the threshold."""
+    h01, h03, mlp0, h12 = SUBGRAPH[1:]
+    order = [(LOGITS, [h12, mlp0, h03, h01, EMBED])]
+    order += [(ir.Node(1, "head_input", 2, p), [mlp0, h03, h01, EMBED]) for p in "vkq"]
+    order += [(mlp0, [h03, h01, EMBED])]
+    order += [(ir.Node(0, "head_input", head, p), [EMBED]) for head in (3, 1) for p in "vkq"]
+    removed, current, tried = [], hand.metric([]), {}
+    for receiver, senders in order:
+        for sender in senders:
+            trial = hand.metric(removed + [(sender, receiver)])
+            tried[edge_key((sender, receiver))] = current - trial
+            if current - trial < threshold:
+                removed.append((sender, receiver))
+                current = trial
+    return removed, tried, current
+
+
+def test_acdc_equals_brute_force_on_a_subgraph(demo, mcq):
+    clean, corrupt = mcq
+    edges = graph_edges(demo, SUBGRAPH)
+    threshold = 0.05
+    found = acdc(demo, clean, edges, LD, corrupt, threshold, batch_size=4, show_progress=False)
+    hand = HandCircuit(demo, clean, clean.corrupt)
+    removed, tried, final = brute_force_acdc(hand, threshold)
+    assert found["kept"] == [edge_key(e) for e in edges if e not in set(removed)]
+    assert 3 <= len(found["kept"]) <= len(edges) - 3  # the threshold splits the graph
+    assert found["values"].keys() == tried.keys()
+    for key, drop in tried.items():
+        assert found["values"][key] == pytest.approx(drop, abs=1e-4), key
+    assert found["baseline"]["circuit"] == pytest.approx(final, abs=1e-4)
+    assert found["untried"] == 0  # a subgraph never skips: its nodes send outside it too
+
+
+def test_a_threshold_above_every_drop_removes_every_edge(demo, mcq):
+    clean, corrupt = mcq
+    edges = graph_edges(demo, SUBGRAPH)
+    everything = acdc(demo, clean, edges, LD, corrupt, 1e9, show_progress=False)
+    assert everything["kept"] == []
+    assert everything["baseline"]["circuit"] == pytest.approx(
+        float(HandCircuit(demo, clean, clean.corrupt).metric(edges)), abs=1e-4)
+
+
+def test_kl_metric_prunes_toward_the_full_model(demo, mcq):
+    clean, corrupt = mcq
+    edges = graph_edges(demo, SUBGRAPH)
+    kl = ir.Metric("kl", "kl")
+    found = acdc(demo, clean, edges, kl, corrupt, 0.01, show_progress=False)
+    assert found["baseline"]["clean"] == 0.0
+    assert 0 <= found["baseline"]["circuit"]
+    assert all(value < 0.01 for key, value in found["values"].items() if key not in found["kept"])
+    assert all(found["values"][key] >= 0.01 for key in found["kept"])
+
+
+PLANTED_PATH = ["EMBED->L0.H2.v", "L0.H2->L1.H1.k", "L1.H1->LOGITS"]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    from planted_model import build_planted_model_dir, marker_records
+
+    folder = tmp_path_factory.mktemp("planted-acdc")
+    build_planted_model_dir(folder / "model")
+    with open(folder / "data.jsonl", "w") as handle:
+        for record in marker_records(16, seed=1):
+            handle.write(json.dumps(record) + "\n")
+    loaded = load_tiny(folder / "model")
+    clean = tokenize(loaded, read_jsonl(folder / "data.jsonl"), source_name="clean")
+    nodes = [EMBED] + [ir.Node(layer, "head", head) for layer in range(2) for head in range(4)] \
+        + [ir.Node(0, "mlp"), ir.Node(1, "mlp")]
+    return loaded, clean, make_source(loaded, clean, ir.PatchSource("corrupt"), {}), graph_edges(loaded, nodes)
+
+
+def test_acdc_keeps_exactly_the_planted_edges(planted):
+    loaded, clean, corrupt, edges = planted
+    found = acdc(loaded, clean, edges, LD, corrupt, 0.5, batch_size=8, show_progress=False)
+    assert found["kept"] == PLANTED_PATH
+    assert found["untried"] > 0  # heads that no longer send anything are skipped
+    assert found["baseline"]["circuit"] == pytest.approx(found["baseline"]["clean"], rel=1e-3)
+
+
+@pytest.mark.parametrize("method", ["exact", "eap_ig"])
+def test_scores_above_a_threshold_are_exactly_the_planted_edges(planted, method):
+    loaded, clean, corrupt, edges = planted
+    if method == "exact":
+        values = exact_edge_scores(loaded, clean, edges, LD, corrupt, show_progress=False)["values"]
+    else:
+        nodes = list(dict.fromkeys(s for s, _ in edges))
+        receivers = [n for n in nodes if n.kind != "embed"]
+        values = edge_attribution(loaded, clean, nodes, receivers, LD, corrupt, steps=20, to_logits=True,
+                                  show_progress=False)["values"]
+    above = sorted(key for key, value in values.items() if value > 0.5)
+    assert above == sorted(PLANTED_PATH)
+    assert all(abs(value) < 0.5 for key, value in values.items() if key not in PLANTED_PATH)
