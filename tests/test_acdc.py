@@ -203,3 +203,65 @@ def test_scores_above_a_threshold_are_exactly_the_planted_edges(planted, method)
     above = sorted(key for key, value in values.items() if value > 0.5)
     assert above == sorted(PLANTED_PATH)
     assert all(abs(value) < 0.5 for key, value in values.items() if key not in PLANTED_PATH)
+
+
+SPEC = '''spec "acdc"
+model demo
+data clean = mcq(n=6, seed=0)
+data moved = clean.move_answer(seed=3)
+metric ld = logit_diff(answer, wrong) at last
+analysis pruned = edges(embed + L0.H1 + L0.H3 + L0.MLP + L1.H2, source=moved, target=clean, metric=ld,
+                        method=acdc, threshold=0.05)
+analysis exact = edges(embed + L0.H1 + L0.H3 + L0.MLP + L1.H2, source=moved, target=clean, metric=ld, method=exact)
+circuit found = discover(pruned)
+circuit strongest = discover(exact, top=4)
+expect exact[L0.H3 -> L0.MLP] > 0
+'''
+
+
+def test_spec_runs_acdc_and_exact_and_discovers_the_kept_edges(tmp_path):
+    from circ import api
+
+    path = tmp_path / "acdc.circ"
+    path.write_text(SPEC)
+    results = api.run(path, progress=False)
+    pruned, exact = results.data["analyses"]["pruned"], results.data["analyses"]["exact"]
+    assert pruned["method"] == "acdc" and pruned["threshold"] == 0.05 and exact["method"] == "exact"
+    assert len(exact["values"]) == 26 and set(exact["stderr"]) == set(exact["values"]) and exact["n"] == 6
+    assert set(pruned["kept"]) <= set(pruned["values"])
+    circuit = results.data["circuits"]["found"]
+    kept = {f'{e["src"]}->{e["dst"]}' + (f'.{e["part"]}' if e["part"] else "") for e in circuit["edges"]}
+    assert kept == set(pruned["kept"]) and kept
+    assert all(e["weight"] == pytest.approx(pruned["values"][f'{e["src"]}->{e["dst"]}' + (f'.{e["part"]}' if e["part"] else "")])
+               for e in circuit["edges"])
+    ends = {e["src"] for e in circuit["edges"]} | {e["dst"] for e in circuit["edges"]} - {"LOGITS"}
+    assert {n["id"] for n in circuit["nodes"]} == ends
+    assert len(results.data["circuits"]["strongest"]["edges"]) == 4
+    assert results.data["expectations"][0]["passed"]
+
+
+@pytest.mark.parametrize("call, code", [
+    ("edges(heads, source=moved, target=clean, metric=ld, method=acdc)", "E385"),
+    ("edges(heads, source=moved, target=clean, metric=ld, method=exact, threshold=0.1)", "E385"),
+    ("edges(heads, source=moved, target=clean, metric=ld, method=exact, at=last)", "E386"),
+    ("edges(heads, source=moved, target=clean, metric=ld, method=acdc, threshold=0.1, steps=3)", "E380"),
+])
+def test_bad_acdc_and_exact_options(tmp_path, call, code):
+    from circ import api
+
+    path = tmp_path / "bad.circ"
+    path.write_text(SPEC.split("analysis")[0] + "analysis e = " + call + "\n")
+    with pytest.raises(api.CircError) as error:
+        api.compile(path)
+    assert code in str(error.value.diagnostics[0])
+
+
+@pytest.mark.parametrize("circuit", ["discover(pruned, top=3)", "discover(exact)"])
+def test_discover_takes_top_exactly_when_the_method_ranks(tmp_path, circuit):
+    from circ import api
+
+    path = tmp_path / "bad.circ"
+    path.write_text(SPEC.split("circuit")[0] + f"circuit c = {circuit}\n")
+    with pytest.raises(api.CircError) as error:
+        api.compile(path)
+    assert "E387" in str(error.value.diagnostics[0])

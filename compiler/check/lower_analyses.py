@@ -138,7 +138,17 @@ def _check_patch(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
 
 
 def _check_edges(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
-    if options["method"] == "eap_ig":
+    method = options["method"]
+    if method == "acdc" and "threshold" not in options:
+        ctx.fail("E385", "method=acdc prunes every edge whose removal costs the metric less than a threshold; "
+                 "give it threshold=T", call.func_span, "e.g. threshold=0.05 (in the metric's units)")
+    if method != "acdc" and "threshold" in options:
+        ctx.fail("E385", "`threshold` applies only to method=acdc", _arg_span(call, "threshold"),
+                 "to keep the strongest edges of other methods, write discover(A, top=N)")
+    if method in ("exact", "acdc") and options["position"].kind != "all":
+        ctx.fail("E386", f"method={method} removes an edge at every position; `at` applies to eap and eap_ig",
+                 _arg_span(call, "at"))
+    if method == "eap_ig":
         if fields["source"].kind in ("mean", "zero"):
             ctx.fail("E380", "method=eap_ig integrates from the clean toward the source prompts: it needs a "
                      "source that runs the model (a dataset, corrupt or resample)",

@@ -287,7 +287,16 @@ def _discover(ctx: Context, e: s.Call, use: Use) -> ir.Select:
         ctx.fail("E381", f"discover() keeps the strongest edges of an edges analysis; `{expr_text(source)}` "
                  "is not one", source.span, "e.g. analysis e = edges(heads + mlps + embed, source=corrupt, "
                  "target=clean, metric=ld), then discover(e, top=20)")
-    return ir.Select(source.name, top=values["top"], edges=True, span=e.span)
+    top = values.get("top")
+    analysis = ctx.analyses.get(source.name) if isinstance(source, s.Name) else None
+    method = analysis.option("method", "eap") if analysis is not None else None
+    if method == "acdc" and top is not None:
+        ctx.fail("E387", f"`{source.name}` is an ACDC analysis: it keeps its own edges, so discover() takes "
+                 "no `top`", e.span, f"write discover({source.name})")
+    elif method is not None and method != "acdc" and top is None:
+        ctx.fail("E387", f"discover() keeps the `top` strongest edges of `{source.name}` (method={method})",
+                 e.span, f"write e.g. discover({source.name}, top=20)")
+    return ir.Select(source.name, top=top, edges=True, span=e.span)
 
 
 def _where(ctx: Context, e: s.Where, use: Use) -> ir.Select:

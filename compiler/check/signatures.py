@@ -176,8 +176,9 @@ ANALYSES = {
         Param("source", "source", True, into="source"),
         Param("target", "dataset", True, into="dataset"),
         Param("metric", "metric", True, into="metric"),
-        Param("method", "choice", default="eap", choices=("eap", "eap_ig")),
+        Param("method", "choice", default="eap", choices=("eap", "eap_ig", "exact", "acdc")),
         Param("steps", "posint", doc="with method=eap_ig: points between the clean and the source inputs (default 5)"),
+        Param("threshold", "number", doc="with method=acdc: the smallest metric drop for which an edge stays"),
         Param("at", "position", default=ALL, key="position"),
     ), "a score for every edge among the nodes and into the logits", allow_normalized=False,
         dataset_param="target"),
@@ -229,8 +230,9 @@ SELECTIONS = {
     "best": Signature("best", (Param("from", "expr", True, positional=True),),
                       "the single node with the largest |score|"),
     "discover": Signature("discover", (Param("from", "expr", True, positional=True),
-                                       Param("top", "posint", True)),
-                          "the `top` edges of an edges analysis by |score|, with their end nodes"),
+                                       Param("top", "posint", doc="not with an ACDC analysis, which keeps its own edges")),
+                          "the `top` edges of an edges analysis by |score| (an ACDC analysis: the edges it kept), "
+                          "with their end nodes"),
 }
 
 RULE_FUNCTIONS = ("abs", "attends", "spread")

@@ -77,7 +77,7 @@ def _side(value) -> str:
 def _select(value: ir.Select) -> str:
     source = value.analysis if value.category is None else f"{value.analysis}.{value.category}"
     if value.edges:
-        text = f"discover({source}, top={value.top})"
+        text = f"discover({source})" if value.top is None else f"discover({source}, top={value.top})"
     elif value.best:
         text = f"best({source})"
     elif value.top is not None:

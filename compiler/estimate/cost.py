@@ -297,6 +297,13 @@ class _Costs:
             return self._patch(op_id, a, runs)
         if a.kind == "path_patch":
             return self._path_patch(op_id, a, runs)
+        if a.kind == "edges" and a.option("method") in ("exact", "acdc"):
+            pool, count, bounded = self._nodes(a.nodes)
+            edges = graph_edge_count(pool)
+            what = "exact edge scores" if a.option("method") == "exact" else "ACDC pruning (at most)"
+            return self._cost(op_id, f"{what}: {edges} edges among {count} nodes, one pass each", a.dataset,
+                              1 + edges + runs, extra=sum(self._sites(pool).values()), logits=2 + runs,
+                              bounded=bounded or a.option("method") == "acdc")
         if a.kind == "edges":
             pool, count, bounded = self._nodes(a.nodes)
             steps = int(a.option("steps", 1) or 1) if a.option("method") == "eap_ig" else 1
@@ -445,3 +452,19 @@ def _precedes(sender: ir.Node, receiver: ir.Node) -> bool:
     if sender.kind == "embed" or sender.layer < receiver.layer:
         return True
     return sender.layer == receiver.layer and sender.kind == "head" and receiver.kind == "mlp"
+
+
+def graph_edge_count(nodes) -> int:
+    """Edges among `nodes` as edges(method=exact|acdc) builds them: from EMBED, a head or
+    an MLP to each later head's q, k and v, each later MLP (a layer's heads feed its own
+    MLP) and LOGITS."""
+    senders = [n for n in nodes if n.kind in ("embed", "head", "mlp")]
+
+    def feeds(sender, receiver) -> bool:
+        if sender.kind == "embed" or sender.layer < receiver.layer:
+            return True
+        return sender.layer == receiver.layer and sender.kind == "head" and receiver.kind == "mlp"
+
+    inputs = sum(3 if r.kind == "head" else 1 for r in senders for s in senders
+                 if r.kind != "embed" and feeds(s, r))
+    return inputs + len(senders)

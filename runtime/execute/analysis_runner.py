@@ -69,18 +69,44 @@ def _path_patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:
 
 
 def _edges(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    method = a.option("method", "eap")
+    if method in ("exact", "acdc"):
+        return _removed_edges(a, ctx, method)
     from circ.runtime.analyses.edge_attribution import edge_attribution
 
     target = ctx.datasets[a.dataset]
     nodes = ctx.nodes_of(a.nodes)
     receivers = [n for n in nodes if n.kind in ("head", "mlp")]
-    steps = a.option("steps", 1) if a.option("method", "eap") == "eap_ig" else 1
+    steps = a.option("steps", 1) if method == "eap_ig" else 1
     out = edge_attribution(ctx.loaded, target, nodes, receivers, ctx.spec.metric(a.metric),
                            ctx.source_for(a.source, target), position=a.option("position", ir.ALL),
                            batch_size=ctx.batch_size, show_progress=ctx.show_progress, steps=steps,
                            to_logits=True)
-    return {**out, "method": a.option("method", "eap"), "steps": steps,
+    return {**out, "method": method, "steps": steps,
             "position": str(a.option("position", ir.ALL)), "source": _source_entry(a.source)}
+
+
+def _removed_edges(a: ir.Analysis, ctx: AnalysisContext, method: str) -> dict:
+    """Edge scores measured by removing edges (`exact`) or ACDC's pruning (`acdc`). The
+    graph is every edge among the nodes; with `receivers` set (the Ray executor's
+    chunks), the nodes are the senders and the graph's nodes are the receivers."""
+    from circ.runtime.analyses.acdc import acdc
+    from circ.runtime.analyses.edge_circuit import graph_edges
+    from circ.runtime.analyses.exact_edges import exact_edge_scores
+
+    target = ctx.datasets[a.dataset]
+    nodes = ctx.nodes_of(a.nodes)
+    edges = graph_edges(ctx.loaded, ctx.nodes_of(a.receivers) if a.receivers is not None else nodes)
+    if a.receivers is not None:
+        edges = [e for e in edges if e[0] in set(nodes)]
+    metric, source = ctx.spec.metric(a.metric), ctx.source_for(a.source, target)
+    if method == "exact":
+        out = exact_edge_scores(ctx.loaded, target, edges, metric, source, batch_size=ctx.batch_size,
+                                show_progress=ctx.show_progress)
+    else:
+        out = acdc(ctx.loaded, target, edges, metric, source, a.option("threshold"), batch_size=ctx.batch_size,
+                   show_progress=ctx.show_progress)
+    return {**out, "method": method, "position": "all", "source": _source_entry(a.source)}
 
 
 def _attention(a: ir.Analysis, ctx: AnalysisContext) -> dict:

@@ -76,13 +76,17 @@ def select(selection: ir.Select, facts: NodeFacts, circuits: dict[str, list[Memb
     return [Member(k, float(scores[k])) for k in sorted(kept, key=_order)]
 
 
-def discover(selection: ir.Select, values: dict) -> tuple[list[Member], list[dict]]:
+def discover(selection: ir.Select, values: dict, kept: list[str] | None = None) -> tuple[list[Member], list[dict]]:
     """(members, edges) of `discover(A, top=N)`: the N edges of edges analysis A with the
-    largest |value| (ties in key order), and the nodes at their ends (a head for its
-    q, k or v input; LOGITS is no node). An edge's weight, like a member's score, is
-    its value (positive helps); a node's score sums the weights of its kept edges."""
-    scored = sorted((key for key, v in values.items() if isinstance(v, (int, float))),
-                    key=lambda key: (-abs(values[key]), key))[:selection.top]
+    largest |value| (ties in key order), or of `discover(A)` for an ACDC analysis: the
+    edges it `kept`; and the nodes at their ends (a head for its q, k or v input;
+    LOGITS is no node). An edge's weight, like a member's score, is its value
+    (positive helps); a node's score sums the weights of its kept edges."""
+    if kept is not None and selection.top is None:
+        scored = [key for key in kept if isinstance(values.get(key), (int, float))]
+    else:
+        scored = sorted((key for key, v in values.items() if isinstance(v, (int, float))),
+                        key=lambda key: (-abs(values[key]), key))[:selection.top]
     scores: dict[str, float] = {}
     edges = []
     for key in scored:

@@ -159,8 +159,9 @@ class Executor:
             self.circuit_edges[circuit.name] = [{"src": src, "dst": dst, "part": part, "weight": None}
                                                 for src, dst, part in circuit.edges]
         if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
-            values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
-            self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
+            entry = self.analyses.get(circuit.nodes.analysis, {})
+            self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, entry.get("values", {}),
+                                                                      entry.get("kept"))[1]
         if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
@@ -232,7 +233,7 @@ class Executor:
             return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
         source = self.analyses.get(nodes.analysis, {})
         if nodes.edges:
-            return circuit_rules.discover(nodes, source.get("values", {}))[0]
+            return circuit_rules.discover(nodes, source.get("values", {}), source.get("kept"))[0]
         return circuit_rules.select(nodes, self._facts(None), self.members)
 
     def _facts(self, attention: str | None) -> NodeFacts:
