@@ -174,35 +174,37 @@ class EdgeCircuit:
         return hooks
 
     def _record_change(self, changes: dict, site: str, senders: list[ir.Node]):
-        """A hook on the senders' output site that records out_s - ablated_out_s."""
+        """A hook on the senders' output site (one layer's heads, an MLP or EMBED) that
+        records out_s - ablated_out_s."""
 
         def hook(activation, hook):
-            ablated = self._ablated[site].to(activation.device, activation.dtype).expand_as(activation)
-            difference = activation - ablated
-            for sender in senders:
-                if sender.kind == "head":
-                    changes[sender] = difference[:, :, sender.head] @ self.W_O[sender.layer, sender.head]
-                else:
-                    changes[sender] = difference
+            difference = activation - self._ablated[site].to(activation.device, activation.dtype)
+            if senders[0].kind != "head":
+                changes[senders[0]] = difference
+                return activation
+            heads = [s.head for s in senders]
+            outputs = torch.einsum("bphd,hdm->hbpm", difference[:, :, heads], self.W_O[senders[0].layer, heads])
+            changes.update(zip(senders, outputs))
             return activation
 
         return hook
 
     def _head_inputs(self, layer: int, part: str, receivers: list[ir.Node], streams: dict, change_of):
-        """A hook on hook_q (k, v) that recomputes each receiving head's slice from its
-        corrected residual input."""
+        """A hook on hook_q (k, v) that recomputes the receiving heads' slices from their
+        corrected residual inputs, all heads through the LayerNorm at once."""
         norm = self.loaded.bridge.blocks[layer].ln1
         weight, bias = self._weights[part]
+        heads = [r.head for r in receivers]
         n_heads = self.loaded.shape.n_heads
 
         def hook(activation, hook):
             if activation.shape[2] != n_heads:
                 raise AnalysisError(f"{receivers[0].id}: this model shares keys and values among heads; "
                                     f"edge circuits need a {part} input of its own for every head")
+            corrected = streams[layer][:, :, None] - torch.stack([change_of(r) for r in receivers], dim=2)
+            computed = torch.einsum("bphd,hde->bphe", norm(corrected), weight[layer, heads]) + bias[layer, heads]
             out = activation.clone()
-            for receiver in receivers:
-                normed = norm(streams[layer] - change_of(receiver))
-                out[:, :, receiver.head] = (normed @ weight[layer, receiver.head] + bias[layer, receiver.head]).to(out.dtype)
+            out[:, :, heads] = computed.to(out.dtype)
             return out
 
         return hook
