@@ -46,8 +46,11 @@ def test_merge_joins_per_node_tables_and_keeps_shared_fields():
         merge_entries([a, {**b, "kind": "other"}])
 
 
-def test_only_exact_patching_and_path_patching_are_spread():
+def test_only_exact_patching_path_patching_and_exact_edges_are_spread():
     nodes = ir.NodeList(())
+    assert distributable(ir.Analysis("e", "edges", nodes, "clean", options=(("method", "exact"),)))
+    assert not distributable(ir.Analysis("e", "edges", nodes, "clean", options=(("method", "acdc"),)))
+    assert not distributable(ir.Analysis("e", "edges", nodes, "clean", options=(("method", "eap"),)))
     assert distributable(ir.Analysis("p", "patch", nodes, "clean"))
     assert distributable(ir.Analysis("pp", "path_patch", nodes, "clean", receivers=nodes))
     assert not distributable(ir.Analysis("p", "patch", nodes, "clean", options=(("method", "attribution"),)))
@@ -150,3 +153,34 @@ def test_address_needs_the_ray_executor():
     spec = str(Path(__file__).resolve().parent.parent / "specs" / "mcq_correct_letter.circ")
     result = CliRunner().invoke(main, ["run", spec, "--address", "auto"])
     assert result.exit_code == 2 and "--address goes with --executor ray" in result.output
+
+
+EXACT_EDGES = '''
+spec "exact-edges"
+model hf("model")
+data clean = jsonl("data.jsonl")
+metric ld = logit_diff(answer, wrong) at last
+analysis exact = edges(heads + mlps + embed, source=corrupt, target=clean, metric=ld, method=exact)
+circuit strongest = discover(exact, top=5)
+'''
+
+
+def test_exact_edge_scores_are_spread_over_the_workers(cluster):
+    """Senders along the residual stream in chunks, each chunk's edges scored in the
+    whole graph: the same results.json as the local executor, edges in the same order."""
+    from circ.cli.run import run_spec
+
+    folder, _ = cluster
+    (folder / "exact.circ").write_text(EXACT_EDGES)
+    results, log = {}, io.StringIO()
+    for executor in ("local", "ray"):
+        code = run_spec(str(folder / "exact.circ"), str(folder / f"exact-{executor}"), model=None, device=None,
+                        batch_size=3, seed=0, trust_remote_code=False, progress=executor == "ray", executor=executor,
+                        stderr=log)
+        assert code == 0, log.getvalue()
+        results[executor] = json.loads((folder / f"exact-{executor}" / "results.json").read_text())
+        results[executor].pop("timing")
+    assert "exact: 11 nodes in 8 chunks on 2 Ray workers" in log.getvalue()
+    local, distributed = results["local"]["analyses"]["exact"], results["ray"]["analyses"]["exact"]
+    assert len(local["values"]) == 110 and list(distributed["values"]) == list(local["values"])
+    assert _close(results["local"], results["ray"]) == []

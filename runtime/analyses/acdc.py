@@ -32,7 +32,14 @@ from __future__ import annotations
 import torch
 from circ.compiler import ir
 from circ.runtime.analyses.common import AnalysisError, progress
-from circ.runtime.analyses.edge_circuit import LOGITS, EdgeCircuit, edge_key, receiver_node, stream_order
+from circ.runtime.analyses.edge_circuit import (
+    LOGITS,
+    EdgeCircuit,
+    edge_key,
+    receiver_node,
+    receiver_order,
+    stream_order,
+)
 from circ.runtime.analyses.metrics import helps_sign
 from circ.runtime.analyses.node_stats import summary
 
@@ -83,7 +90,7 @@ def pruning_order(edges) -> list[tuple]:
     incoming: dict = {}
     for sender, receiver in edges:
         incoming.setdefault(receiver, []).append(sender)
-    receivers = sorted(incoming, key=lambda r: (1,) if r == LOGITS else (0, *stream_order(r)), reverse=True)
+    receivers = sorted(incoming, key=receiver_order, reverse=True)
     return [(r, sorted(incoming[r], key=stream_order, reverse=True)) for r in receivers]
 
 

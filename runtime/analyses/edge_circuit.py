@@ -95,6 +95,11 @@ def stream_order(node: ir.Node) -> tuple:
     return (node.layer, node.kind == "mlp", node.head or 0, "qkv".index(node.part) if node.part else -1)
 
 
+def receiver_order(receiver: Receiver) -> tuple:
+    """Receivers along the residual stream, LOGITS last."""
+    return (1,) if receiver == LOGITS else (0, *stream_order(receiver))
+
+
 def receiver_node(receiver: Receiver) -> Receiver:
     """The node a receiver belongs to: a head for its q, k or v input."""
     if receiver != LOGITS and receiver.kind == "head_input":

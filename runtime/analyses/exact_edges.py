@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from circ.compiler import ir
 from circ.runtime.analyses.common import AnalysisError, progress
-from circ.runtime.analyses.edge_circuit import EdgeCircuit, edge_key
+from circ.runtime.analyses.edge_circuit import EdgeCircuit, edge_key, receiver_order, stream_order
 from circ.runtime.analyses.metrics import helps_sign
 from circ.runtime.analyses.node_stats import PerPrompt, summary
 
@@ -21,11 +21,12 @@ from circ.runtime.analyses.node_stats import PerPrompt, summary
 def exact_edge_scores(loaded, prompts, edges, metric: ir.Metric, source, *, batch_size: int = 32,
                       show_progress: bool = True) -> dict:
     """{"values": {"SRC->DST": effect}, "stderr", "n", "per_prompt", "baseline": {"clean": m}}
-    for every edge of `edges` (from `edge_circuit.graph_edges`)."""
+    for every edge of `edges` (from `edge_circuit.graph_edges`), sender by sender along
+    the residual stream, each sender's receivers in stream order (LOGITS last)."""
     if metric.normalized:
         raise AnalysisError(f'exact edge scores are raw metric changes; use a metric that is not normalised, '
                             f'not "{metric.name}"')
-    edges = list(edges)
+    edges = sorted(edges, key=lambda e: (stream_order(e[0]), receiver_order(e[1])))
     per_prompt = PerPrompt()
     with progress(len(prompts) * len(edges), "exact edges", show_progress) as bar:
         for batch in prompts.batches(batch_size):

@@ -1,8 +1,10 @@
 """Run a plan with its patching sweeps spread over a Ray cluster (`circ run --executor ray`).
 
-Everything but exact activation patching and path patching runs as in `Executor`,
-on this machine. A patch analysis's nodes, or a path patching analysis's senders
-(those with an edge to some receiver; each chunk takes every receiver), are split,
+Everything but exact activation patching, path patching and exact edge scores runs
+as in `Executor`, on this machine (ACDC too: each edge it tries depends on the ones
+before). A patch analysis's nodes, a path patching analysis's senders (those with an
+edge to some receiver; each chunk takes every receiver), or the senders of exact edge
+scores (along the residual stream; each chunk scores their edges in the whole graph) are split,
 in canonical order, into chunks; a pool of Ray actors (`PatchWorker`), each of which
 loads the model once from the spec's model description (the model itself is never
 sent), runs the analysis on one chunk at a time. What every chunk reads is put in
@@ -47,7 +49,10 @@ class PrecomputedSource:
 
 
 def distributable(analysis: ir.Analysis) -> bool:
-    """Exact patching (independent patched runs per node) and path patching (per sender)."""
+    """Exact patching (independent patched runs per node), path patching and exact edge
+    scores (per sender). ACDC is not: each removal it tries depends on every one before."""
+    if analysis.kind == "edges":
+        return analysis.option("method") == "exact"
     return analysis.kind == "path_patch" or (analysis.kind == "patch" and analysis.option("method", "exact") == "exact")
 
 
@@ -162,6 +167,10 @@ class RayExecutor(Executor):
         from circ.runtime.analyses.path_patching import path_edges
 
         nodes = self._nodes_of(analysis.nodes)
+        if analysis.kind == "edges":  # senders along the stream: chunks' edges follow one another
+            from circ.runtime.analyses.edge_circuit import stream_order
+
+            return sorted(dict.fromkeys(nodes), key=stream_order)
         if analysis.kind != "path_patch":
             return nodes
         try:
@@ -181,6 +190,8 @@ class RayExecutor(Executor):
         chunks = chunked(nodes, len(pool) * CHUNKS_PER_WORKER)
         receivers = analysis.receivers and ir.NodeList(tuple(self._nodes_of(analysis.receivers)),
                                                        analysis.receivers.span)
+        if analysis.kind == "edges":  # each chunk: edges from its senders within the whole graph
+            receivers = ir.NodeList(tuple(nodes), analysis.nodes.span)
         tasks = [replace(analysis, nodes=ir.NodeList(tuple(chunk), analysis.nodes.span), receivers=receivers)
                  for chunk in chunks]
         if self.settings.show_progress:
