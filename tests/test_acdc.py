@@ -238,6 +238,9 @@ def test_spec_runs_acdc_and_exact_and_discovers_the_kept_edges(tmp_path):
     assert {n["id"] for n in circuit["nodes"]} == ends
     assert len(results.data["circuits"]["strongest"]["edges"]) == 4
     assert results.data["expectations"][0]["passed"]
+    from circ.runtime.render.summary import summarize
+
+    assert f"ACDC kept {len(kept)} of 26 edges at threshold +0.0500" in summarize(results.data)
 
 
 @pytest.mark.parametrize("call, code", [

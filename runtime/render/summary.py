@@ -59,6 +59,11 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
         lines[0] = head + f", n={result['n']}" + ("; + helps)" if signed else ")")
     if "total" in result:
         lines.append(f"  total {_fmt(result['total'])}")
+    if "kept" in result:
+        baseline = result.get("baseline") or {}
+        graph = len(result.get("values", {})) + int(result.get("untried") or 0)
+        lines.append(f"  ACDC kept {len(result['kept'])} of {graph} edges at threshold {_fmt(result.get('threshold'))}: "
+                     f"metric {_fmt(baseline.get('clean'))} clean, {_fmt(baseline.get('circuit'))} with the kept edges")
     errors = result.get("stderr") if isinstance(result.get("stderr"), dict) else {}
     for node, value in _top_values(result.get("values", {})):
         lines.append(f"  {node:<12} {_with_error(value, errors.get(node))}")
