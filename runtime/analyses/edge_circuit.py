@@ -121,9 +121,8 @@ class EdgeCircuit:
 
     def __init__(self, loaded, batch, edges: Iterable[Edge], metric: ir.Metric, source):
         self.loaded, self.batch, self.metric_spec = loaded, batch, metric
-        self.edges = list(edges)
         shape = loaded.shape
-        senders = list(dict.fromkeys(s for s, _ in self.edges))
+        senders = {s for s, _ in edges}
         fetched = source.fetch(batch, sorted({node_site(s, shape).hook for s in senders}))
         self._ablated = fetched.activations
         bridge = loaded.bridge
