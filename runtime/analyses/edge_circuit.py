@@ -24,6 +24,8 @@ itself untouched. Receivers with every edge kept run as in the clean model, so
 keeping every edge gives the clean metric exactly; removing every edge gives the
 ablation source's own run (for a dataset source, that run's metric). Edges among
 nodes outside the graph always stay (a subgraph is evaluated inside the full model).
+A model whose heads share keys and values (grouped-query attention) has no k or v
+input per head: edges into them are refused (`AnalysisError`); q and MLP edges work.
 
 Node granularity: `node_edges(edges, kept_nodes)` keeps the edges whose sender is a
 kept node or EMBED and whose receiver belongs to a kept node (a head for its q, k, v)
@@ -122,6 +124,13 @@ class EdgeCircuit:
     def __init__(self, loaded, batch, edges: Iterable[Edge], metric: ir.Metric, source):
         self.loaded, self.batch, self.metric_spec = loaded, batch, metric
         shape = loaded.shape
+        edges = list(edges)
+        groups = getattr(loaded.bridge.cfg, "n_key_value_heads", None)
+        shared = next((r for _, r in edges if r != LOGITS and r.kind == "head_input" and r.part in "kv"), None)
+        if groups and groups != shape.n_heads and shared is not None:
+            raise AnalysisError(f"{shared.id}: this model's heads share keys and values ({groups} groups of "
+                                f"{shape.n_heads // groups} heads), so a head has no {shared.part} input of its "
+                                "own to remove an edge from; edge circuits need one key and value per head")
         senders = {s for s, _ in edges}
         fetched = source.fetch(batch, sorted({node_site(s, shape).hook for s in senders}))
         self._ablated = fetched.activations
@@ -199,12 +208,8 @@ class EdgeCircuit:
         norm = self.loaded.bridge.blocks[layer].ln1
         weight, bias = self._weights[part]
         heads = [r.head for r in receivers]
-        n_heads = self.loaded.shape.n_heads
 
         def hook(activation, hook):
-            if activation.shape[2] != n_heads:
-                raise AnalysisError(f"{receivers[0].id}: this model shares keys and values among heads; "
-                                    f"edge circuits need a {part} input of its own for every head")
             corrected = streams[layer][:, :, None] - torch.stack([change_of(r) for r in receivers], dim=2)
             computed = torch.einsum("bphd,hde->bphe", norm(corrected), weight[layer, heads]) + bias[layer, heads]
             out = activation.clone()
