@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from circ import api
 from circ.cli.main import main
 from circ.compiler.mib_layout import MIB_PERCENTAGES, model_edge_count
+from circ.runtime.render.diagram import circuit_dot
+from test_edge_circuit_diagram import edges_drawn
 
 SPEC = '''spec "exchange"
 model demo
@@ -61,6 +63,8 @@ def test_round_trip(exported):
     assert set(circuit.edges) == {(e["src"], e["dst"], e["part"]) for e in found["edges"]}
     back = api.run(folder / "back.circ", progress=False)
     assert {(e["src"], e["dst"], e["part"]) for e in back.data["circuits"]["x"]["edges"]} == set(circuit.edges)
+    assert back.data["circuits"]["x"]["granularity"] == "edge"
+    assert set(edges_drawn(circuit_dot(back.data, "x"))) == set(circuit.edges)
 
 
 @pytest.mark.parametrize("content, code", [
@@ -165,3 +169,10 @@ def test_malformed_results_exit_2(tmp_path, results, fmt):
     outcome = _export(tmp_path, "--format", fmt, *extra)
     assert outcome.exit_code == 2 and outcome.output.startswith("circ: "), outcome.output
     assert "Traceback" not in outcome.output
+
+
+def test_discovered_circuit_is_drawn_by_its_kept_edges(exported):
+    _, results, _ = exported
+    found = results["circuits"]["found"]
+    assert found["granularity"] == "edge" and len(found["edges"]) == 6
+    assert set(edges_drawn(circuit_dot(results, "found"))) == {(e["src"], e["dst"], e["part"]) for e in found["edges"]}
