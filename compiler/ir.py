@@ -475,7 +475,7 @@ class Expectation:
         """"number", "membership" or "relation"."""
         if isinstance(self.left, Node):
             return "membership"
-        if isinstance(self.left, (NodeList, Select)):
+        if isinstance(self.left, (NodeList, Select, Combine)):
             return "relation"
         return "number"
 
