@@ -5,11 +5,13 @@ added into LOGITS; and Graphviz draws the result."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 
 import pytest
-from circ.runtime.render.diagram import HELPS, HURTS, NEUTRAL, circuit_dot
+from circ.compiler.api import compile_file
+from circ.runtime.render.diagram import HELPS, HURTS, NEUTRAL, circuit_dot, hypothesis_dot
 from circ.runtime.render.graphviz import inline_svg
 
 KEPT = [
@@ -107,3 +109,17 @@ def test_graphviz_draws_the_edge_circuit():
     assert sorted(t.replace("&#45;&gt;", "->") for t in titles) == [  # Graphviz names each edge's port
         "EMBED->L0.H1:sw", "L0.H1->L1.H0:s", "L0.H1->L1.H0:se", "L0.MLP->L1.MLP", "L1.H0->LOGITS"]
     assert svg.count('stroke-dasharray="5,2"') >= 1 and svg.count('stroke-dasharray="1,5"') >= 1
+
+
+def test_an_imported_circuit_is_drawn_by_its_edges_before_the_run(tmp_path):
+    graph = {"edges": {"input->a0.h1<q>": {"score": 0.5, "in_graph": True},
+                       "a0.h1->a1.h0<k>": {"score": 0.2, "in_graph": True},
+                       "a1.h0->logits": {"score": 1.0, "in_graph": True},
+                       "a0.h2->a1.h0<v>": {"score": 9.0, "in_graph": False}}}
+    (tmp_path / "graph.json").write_text(json.dumps(graph))
+    (tmp_path / "x.circ").write_text('spec "x"\nmodel demo\ncircuit x = import("graph.json")\n')
+    dot = hypothesis_dot(compile_file(tmp_path / "x.circ"))
+    drawn = edges_drawn(dot)
+    assert set(drawn) == {("EMBED", "L0.H1", "q"), ("L0.H1", "L1.H0", "k"), ("L1.H0", "LOGITS", None)}
+    assert drawn[("EMBED", "L0.H1", "q")]["headport"] == "sw" and drawn[("L0.H1", "L1.H0", "k")]["headport"] == "s"
+    assert "3 edges (imported)" in dot

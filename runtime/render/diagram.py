@@ -64,7 +64,8 @@ def circuit_dot(results: dict, circuit: str | None = None) -> str:
 def hypothesis_dot(spec: ir.Spec, circuit: str | None = None) -> str:
     """DOT text of a circuit of a spec that has not run (its first circuit by default).
 
-    Nodes listed literally are drawn in their layers; a circuit chosen by a rule
+    Nodes listed literally are drawn in their layers, with the circuit's edges when it
+    has them (an imported graph), marked as an edge circuit's; a circuit chosen by a rule
     from results (or a node set not yet expanded for want of the model's shape) is
     drawn as a note, on the last layer's rank, that names the rule.
     The title lists the circuit's category rules.
@@ -94,9 +95,14 @@ def hypothesis_dot(spec: ir.Spec, circuit: str | None = None) -> str:
             f"label={_q_lines(lines)}];")
     rules = [f"category {c.name}: {rule_text(c.rule)}"
              for c in spec.categories if c.circuit == chosen.name]
+    links = _edge_statements([{"src": src, "dst": dst, "part": part, "weight": None}
+                              for src, dst, part in chosen.edges], ports=True)
+    if links:
+        rules.append(f"{len(links)} edges (imported); into a head: q dashed, enters lower left; "
+                     "k dotted, below; v solid, lower right")
     title = f"hypothesis {chosen.name} | spec {spec.name} | not run"
     return _graph(f"hypothesis {chosen.name}", _note(title, rules), n_layers,
-                  by_layer, embed, [])
+                  by_layer, embed, links)
 
 
 def select_text(select: ir.Select | ir.Combine | ir.NodeList) -> str:
