@@ -106,11 +106,29 @@ def test_mib_importances_are_the_eap_ig_graph(exported):
     assert set(circuit.edges) == {(e["src"], e["dst"], e["part"]) for e in results["circuits"]["found"]["edges"]}
 
 
+def full_graph_edges(n_layers: int, n_heads: int) -> set[str]:
+    """Every edge name of EAP-IG's `Graph.from_model` for a model with sequential
+    attention and MLP, built the way it walks the residual stream."""
+    names, stream = set(), ["input"]
+    for layer in range(n_layers):
+        heads = [f"a{layer}.h{head}" for head in range(n_heads)]
+        names |= {f"{parent}->{head}<{part}>" for parent in stream for head in heads for part in "qkv"}
+        stream += heads
+        names |= {f"{parent}->m{layer}" for parent in stream}
+        stream.append(f"m{layer}")
+    return names | {f"{parent}->logits" for parent in stream}
+
+
+def test_export_names_every_edge_of_eap_igs_full_graph(exported):
+    _, results, graph = exported
+    assert set(graph["edges"]) == full_graph_edges(results["model"]["n_layers"], results["model"]["n_heads"])
+
+
 def test_model_edge_count_is_every_edge_of_the_full_graph(exported):
     _, results, _ = exported
     model = results["model"]
     assert len(results["analyses"]["e"]["values"]) == model_edge_count(model["n_layers"], model["n_heads"])
-    assert model_edge_count(12, 12) == 32334 + 157  # head/MLP edges (bench/README.md) and 157 into the logits
+    assert model_edge_count(12, 12) == len(full_graph_edges(12, 12)) == 32334 + 157  # 157 into the logits
 
 
 def test_mib_by_budget_keeps_the_strongest_share_of_edges(exported):
