@@ -70,14 +70,14 @@ class AnalysisResult:
 
     @property
     def positions(self) -> dict:
-        """For patch(at=each): node id to {position index: value} (or {name: value}
+        """For patch and attribute at=each: node id to {position index: value} (or {name: value}
         for listed positions such as `at=[answer_label, last]`); empty otherwise."""
         return {node: {_position_key(p): v for p, v in by_position.items()}
                 for node, by_position in (self.entry.get("positions") or {}).items()}
 
     def rows(self) -> list[dict]:
         """One flat row per value: node (and position, dataset or rank for nested
-        values), value, stderr, n. For patch(at=each), one row per node and token
+        values), value, stderr, n. For patch and attribute at=each, one row per node and token
         position: node, position (the index, or the name of a listed position), token
         (of the first prompt, for indices), value."""
         if self.positions:

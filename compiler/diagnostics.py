@@ -64,6 +64,7 @@ CODES = {
     "E340": "`max` or `metric` in a rule without scores",
     "E341": "normalized metric with a source that does not run the model",
     "E360": "attention score at one query position",
+    "E370": "attribute() at one position",
     "E375": "`each` position where one position is needed",
     "E401": "layer out of range",
     "E402": "head out of range",

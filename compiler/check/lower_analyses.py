@@ -183,7 +183,17 @@ def upstream(sender: ir.Node, receiver: ir.Node) -> bool:
     return sender.layer == receiver.layer and sender.kind == "head" and receiver.kind == "mlp"
 
 
+def _check_attribute(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    """`at` only adds positions: each, or a list of them; the metric's own position stays."""
+    position = options.get("position")
+    if position is not None and position.kind != "each":
+        ctx.fail("E370", f"attribute() reads the metric at its own position; `at={position}` would only "
+                 "repeat or contradict it", _arg_span(call, "at"),
+                 "write at=each or a list such as at=[answer_label, last], or change the metric's `at`")
+
+
 _KIND_CHECKS = {
+    "attribute": _check_attribute,
     "patch": _check_patch,
     "attention": _check_attention,
     "path_patch": _check_path_patch,

@@ -148,6 +148,8 @@ ANALYSES = {
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
         Param("on", "dataset", True, into="dataset"),
         Param("metric", "metric", True, into="metric"),
+        Param("at", "patch_position", key="position",
+              doc="each (or a list of positions): also the attribution of the metric read at each position"),
     ), "direct logit attribution", metric_kinds=("logit_diff",), allow_normalized=False,
         dataset_param="on"),
     "patch": Signature("patch", (

@@ -270,7 +270,20 @@ def _attribute_body(name: str, analysis: dict, results: dict) -> str:
     summed = sum(v for v in values.values() if v is not None)
     check = (f"<p>The values sum to {_num(summed)}; the metric is "
              f"{_num(total)}.</p>" if total is not None else "")
-    return check + chart
+    return check + chart + _position_figure(name, analysis, "direct contribution by position",
+                                            "The metric read at each token position on its own; the chart "
+                                            "above is at the metric's own position.")
+
+
+def _position_figure(name: str, analysis: dict, what: str, note: str) -> str:
+    """The layer x token heatmap of an analysis at each position (BIAS, no node, left
+    out), or nothing when it has none."""
+    positions = analysis.get("positions")
+    if not isinstance(positions, dict) or not positions:
+        return ""
+    nodes = {node: row for node, row in positions.items() if node != "BIAS"}
+    return f"<p>{escape(note)}</p>" + _figure(charts.position_heatmap(
+        nodes, list(analysis.get("tokens") or []), title=f"{name}: {what}"))
 
 
 def _patch_body(name: str, analysis: dict, results: dict) -> str:
@@ -284,11 +297,8 @@ def _patch_body(name: str, analysis: dict, results: dict) -> str:
     text = ", ".join(f"{escape(str(k))} {_num(v)}" for k, v in sorted(baseline.items()))
     others = {i: v for (_, kind, i), v in zip(ids, values.values()) if kind not in ("head", "mlp")}
     body = f"<p>Baseline: {text}.</p>" if text else ""
-    if isinstance(analysis.get("positions"), dict) and analysis["positions"]:
-        body += ("<p>Patched at each token position on its own; a node's value below is the sum over "
-                 "positions.</p>")
-        body += _figure(charts.position_heatmap(analysis["positions"], list(analysis.get("tokens") or []),
-                                                title=f"{name}: effect by position"))
+    body += _position_figure(name, analysis, "effect by position", "Patched at each token position on its "
+                             "own; a node's value below is the sum over positions.")
     if len(others) < len(values):
         cell_ids = {node: f"cell-{_anchor(name)}-{_anchor(node)}"
                     for node in _heatmap_cells(results).get(name, ())}
