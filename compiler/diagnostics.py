@@ -65,6 +65,8 @@ CODES = {
     "E341": "normalized metric with a source that does not run the model",
     "E360": "attention score at one query position",
     "E370": "attribute() at one position",
+    "E371": "answer_logprob read at a position other than last",
+    "E372": "direct logit attribution of a whole-answer metric",
     "E375": "`each` position where one position is needed",
     "E401": "layer out of range",
     "E402": "head out of range",

@@ -91,6 +91,11 @@ def _check_metric(ctx: Context, call: s.Call, sig, metric_name: str | None) -> N
     if metric is None:
         return
     span = next((a.value.span for a in call.args if a.name == "metric"), call.span)
+    if metric.kind == "answer_logprob" and sig.metric_kinds is not None and metric.kind not in sig.metric_kinds:
+        ctx.fail("E372", f"{call.func}() decomposes a metric linear in the logits; `{metric.name}` "
+                 "(answer_logprob) sums log-softmaxes at several positions, which no sum of direct "
+                 "contributions equals", span,
+                 "patch the nodes with this metric instead, or attribute a logit_diff where answers are one token")
     if sig.metric_kinds is not None and metric.kind not in sig.metric_kinds:
         ctx.fail("E306", f"{call.func}() needs a metric linear in the logits "
                  f"({', '.join(sig.metric_kinds)}); `{metric.name}` is {metric.kind}", span,

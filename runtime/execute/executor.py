@@ -134,6 +134,10 @@ class Executor:
         metrics = self.spec.metrics + ((ACCURACY,) if op.arg("accuracy") else ())
         means, attention = clean_run(self.loaded, prompts, metrics, self.settings.batch_size, queries)
         if op.arg("accuracy"):
+            if ACCURACY.name not in means:  # left out: an answer of several tokens
+                from circ.runtime.analyses.metrics import MetricError, split_message
+
+                raise MetricError(split_message(ACCURACY, prompts))
             self.dataset_entries[name]["accuracy"] = means.pop(ACCURACY.name)
         self.dataset_entries[name]["metrics"] = means
         return DatasetRun(prompts, means, attention)
