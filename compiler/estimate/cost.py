@@ -53,6 +53,7 @@ from circ.compiler.plan.output import ordered_ids
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "half": 2, "bfloat16": 2, "bf16": 2,
                "float64": 8}
 RUN_SOURCES = ("dataset", "corrupt", "resample")
+WHOLE_ANSWER = ("answer_logprob",)  # metrics read at every token of the answer: up to every position
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,7 @@ class _Costs:
             columns = 1 if metric.kind == "logit_diff" else None
         s = self.shape
         resume_cache = s.n_layers * (2 * s.d_model + 2 * s.n_kv_heads * s.d_head)
-        reads = 1 if metric.position.kind == "last" else None
+        reads = 1 if metric.position.kind == "last" and metric.kind not in WHOLE_ANSWER else None
 
         def changes(width: int) -> int:
             return sum(sorted((s.change_flops(node.kind, width) for node in pool), reverse=True)[:count])
