@@ -97,3 +97,22 @@ def test_each_needs_prompts_of_one_length(tiny):
     prompts = tokenize(tiny, mcq_examples(5, ragged=True), source_name="d")
     with pytest.raises(AnalysisError, match=r"attribute\(at=each\) needs prompts of one token length"):
         attribute(tiny, prompts, all_nodes(tiny.shape), LD, position=ir.EACH, show_progress=False)
+
+
+def test_parts_sum_at_every_position_on_the_llama_family(bpe_models):
+    """RMSNorm, rotary positions, no biases: the identity holds there too."""
+    from circ.runtime.data.examples import Example
+
+    llama = bpe_models["llama"]
+    generator = torch.Generator().manual_seed(0)
+    examples = [Example(prompt="", answer=int(ids[-1]), wrong=(int(ids[0]), int(ids[1])),
+                        tokens=tuple(int(i) for i in ids[:-1]), line=row + 1)
+                for row, ids in enumerate(torch.randint(1, llama.shape.d_vocab, (4, 9), generator=generator))]
+    prompts = tokenize(llama, examples, source_name="ids")
+    result = attribute(llama, prompts, all_nodes(llama.shape), LD, position=ir.EACH, show_progress=False)
+    with torch.no_grad():
+        logits = llama.bridge(prompts.tokens)
+    for p in range(8):
+        direct = metric_values(logits, prompts, _at(p)).mean().item()
+        assert sum(row[str(p)] for row in result["positions"].values()) == pytest.approx(direct, abs=1e-4), p
+    assert max(abs(row["3"]) for row in result["positions"].values()) > 0.01
