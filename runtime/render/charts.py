@@ -158,7 +158,7 @@ def prompt_distributions(stats: dict, points: dict, *, title: str, xlabel: str) 
     for row, node in zip(rows, nodes):
         dots = points.get(node) or []
         jitter = [0.25 * (((i * 0.618034) % 1.0) - 0.5) for i in range(len(dots))]
-        ax.scatter(dots, [row + j for j in jitter], s=7, alpha=0.45, linewidths=0,
+        ax.scatter(dots, [row + j for j in jitter], s=10, alpha=0.6, linewidths=0,
                    c=[HELPS if v >= 0 else HURTS for v in dots])
     ax.bxp([{"whislo": stats[n]["min"], "q1": stats[n]["q1"], "med": stats[n]["median"],
              "q3": stats[n]["q3"], "whishi": stats[n]["max"], "label": _text(n)} for n in nodes],
