@@ -23,9 +23,9 @@ are the first prompt's (None for listed positions).
 """
 from __future__ import annotations
 
-import torch
 from dataclasses import replace
 
+import torch
 from circ.compiler import ir
 from circ.runtime.analyses.common import (
     EMBED_HOOK,

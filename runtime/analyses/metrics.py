@@ -144,7 +144,8 @@ def split_message(metric: ir.Metric, prompts) -> str:
     count = int(prompts.answer_count[row])
     what = (f"its answer {example.answer!r} is {count} tokens" if count > 1
             else "one of its wrong answers is several tokens")
-    where = f"line {example.line} of {prompts.name}" if example.line is not None else f"prompt {row} of {prompts.name}"
+    where = (f"line {example.line} of {prompts.name}" if example.line is not None
+             else f"prompt {int(prompts.rows[row])} of {prompts.name}")
     label = f"{metric.kind}()" if metric.name.startswith("_") else f"`{metric.name}` ({metric.kind})"
     return (f"{label} reads one answer token, but at {where} {what}; "
             f"score the whole answer with `answer_logprob(answer)`")
