@@ -121,11 +121,19 @@ def test_size_stays_bounded_with_many_prompts_and_nodes():
     assert len(re.findall(r"<pre>text \d+ y", page)) == prompt_view.WORST_PROMPTS
 
 
-def test_malformed_per_prompt_values_show_a_reason_and_the_rest_renders():
-    page = report_html(_results({"L0.H0": 1.0}), "", diagram_svg=None,
-                       per_prompt={"dla": {"L0.H0": [1.0, "x"]}})
+@pytest.mark.parametrize("lists", [{"L0.H0": [1.0, "x"]}, {"L0.H0": [1.0, float("nan")]},
+                                   {"L0.H0": [1.0], "L0.H1": [1.0, 2.0]}, ["L0.H0"]])
+def test_malformed_per_prompt_values_show_a_reason_and_the_rest_renders(lists):
+    page = report_html(_results({"L0.H0": 1.0}), "", diagram_svg=None, per_prompt={"dla": lists})
     assert "cannot show the per-prompt values" in page
     assert "dla: contribution to ld" in page
+
+
+def test_without_prompt_texts_the_worst_prompts_are_listed_by_index():
+    lists = {"L0.H0": [0.5, -2.0, 1.0]}
+    page = report_html(_results({"L0.H0": -0.17}), "", diagram_svg=None, per_prompt={"dla": lists})
+    assert re.findall(r'data-prompt="(\d+)"', page) == ["1", "0", "2"]
+    assert "texts were not kept" in page
 
 
 def test_circ_run_per_prompt_report_matches_per_prompt_json(tiny_dir, tmp_path):

@@ -13,6 +13,7 @@ strip draws at most `MAX_POINTS` per node, and only the listed prompts' texts (c
 """
 from __future__ import annotations
 
+import math
 from html import escape
 
 import numpy
@@ -94,8 +95,8 @@ def _columns(lists) -> dict[str, list[float]]:
     columns = {}
     for node, values in lists.items():
         if not isinstance(values, list) or not values or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise RenderError(f"per-prompt values of '{node}' must be a non-empty list of numbers")
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise RenderError(f"per-prompt values of '{node}' must be a non-empty list of finite numbers")
         columns[str(node)] = [float(v) for v in values]
     if len({len(values) for values in columns.values()}) > 1:
         raise RenderError("its per-prompt lists have different numbers of prompts")
