@@ -47,7 +47,10 @@ def prompt_view(name: str, lists: dict, members: set[str], texts: list | None) -
                   for key, _ in QUANTILES) + "</tr>" for node in nodes)
     table = (f'<table class="quantiles" id="quantiles-{_anchor(name)}"><thead><tr><th>node</th>'
              + "".join(f"<th>{key}</th>" for key, _ in QUANTILES) + f"</tr></thead><tbody>{rows}</tbody></table>")
-    chosen = "the circuit's nodes" if set(nodes) <= members else f"the {len(nodes)} strongest nodes"
+    in_circuits = [node for node in columns if node in members]
+    chosen = ("the circuit's nodes" if len(nodes) == len(in_circuits)
+              else f"the circuit's {len(nodes)} strongest nodes" if in_circuits
+              else f"the {len(nodes)} strongest nodes")
     return (f"<h3>per prompt</h3><div class=\"figure\">{chart}</div>{table}"
             + _worst_html(name, columns, nodes, texts, chosen))
 
