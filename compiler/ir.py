@@ -344,7 +344,8 @@ class Metric:
     """A scalar per prompt, averaged over the dataset.
 
     kind: "logit_diff" (answer minus mean of wrong answers), "prob", "logprob",
-    "accuracy", "kl" (KL divergence from the clean run), "loss".
+    "accuracy", "kl" (KL divergence from the clean run), "loss", "answer_logprob" (the
+    log-probability of the whole answer, summed over its tokens, teacher-forced).
     normalized: report (x - corrupt) / (clean - corrupt) instead of x.
     """
 

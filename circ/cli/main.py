@@ -87,7 +87,8 @@ def plan(file, fmt, estimate, model_shape, batch_size, include_outside):
 @click.option("--address", help="With --executor ray: the cluster to join [default: a local one].")
 @INCLUDE_OUTSIDE
 @click.option("--per-prompt", is_flag=True,
-              help="Also write every prompt's node values to per_prompt.json in the output folder.")
+              help="Also write every prompt's node values to per_prompt.json in the output folder, and show "
+                   "their distributions and the prompts where the main nodes help least in report.html.")
 def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet, resume, device_map,
         executor, address, include_outside, per_prompt):
     """Run a spec; exit 0 if every expectation holds, 1 if one fails, 2 if the spec,

@@ -140,7 +140,7 @@ def _source(ctx, e, param, use):
 
 def _position(ctx, e, param, use):
     if isinstance(e, s.Name) and e.name == "each":
-        ctx.fail("E375", "`each` patches every position on its own: only patch() takes `at=each`", e.span,
+        ctx.fail("E375", "`each` reads every position on its own: only patch() and attribute() take `at=each`", e.span,
                  "use last, all, a named position or an index")
     return _single_position(ctx, e)
 

@@ -91,6 +91,11 @@ def _check_metric(ctx: Context, call: s.Call, sig, metric_name: str | None) -> N
     if metric is None:
         return
     span = next((a.value.span for a in call.args if a.name == "metric"), call.span)
+    if metric.kind == "answer_logprob" and sig.metric_kinds is not None and metric.kind not in sig.metric_kinds:
+        ctx.fail("E372", f"{call.func}() decomposes a metric linear in the logits; `{metric.name}` "
+                 "(answer_logprob) sums log-softmaxes at several positions, which no sum of direct "
+                 "contributions equals", span,
+                 "patch the nodes with this metric instead, or attribute a logit_diff where answers are one token")
     if sig.metric_kinds is not None and metric.kind not in sig.metric_kinds:
         ctx.fail("E306", f"{call.func}() needs a metric linear in the logits "
                  f"({', '.join(sig.metric_kinds)}); `{metric.name}` is {metric.kind}", span,
@@ -183,7 +188,17 @@ def upstream(sender: ir.Node, receiver: ir.Node) -> bool:
     return sender.layer == receiver.layer and sender.kind == "head" and receiver.kind == "mlp"
 
 
+def _check_attribute(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    """`at` only adds positions: each, or a list of them; the metric's own position stays."""
+    position = options.get("position")
+    if position is not None and position.kind != "each":
+        ctx.fail("E370", f"attribute() reads the metric at its own position; `at={position}` would only "
+                 "repeat or contradict it", _arg_span(call, "at"),
+                 "write at=each or a list such as at=[answer_label, last], or change the metric's `at`")
+
+
 _KIND_CHECKS = {
+    "attribute": _check_attribute,
     "patch": _check_patch,
     "attention": _check_attention,
     "path_patch": _check_path_patch,

@@ -139,6 +139,10 @@ METRICS = {
     "accuracy": Signature("accuracy", (), "1 when the answer has the highest logit among the options"),
     "kl": Signature("kl", (), "KL divergence from the clean run's next-token distribution"),
     "loss": Signature("loss", (), "next-token cross-entropy"),
+    "answer_logprob": Signature("answer_logprob", (Param("answer", "choice", default="answer", positional=True,
+                                                         choices=("answer",)),),
+                                "log-probability of the whole answer: the sum over its tokens, each read at "
+                                "the position before it"),
     "normalized": Signature("normalized", (Param("metric", "metric", True, positional=True),),
                             "(x - corrupt) / (clean - corrupt) of another metric"),
 }
@@ -148,6 +152,8 @@ ANALYSES = {
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
         Param("on", "dataset", True, into="dataset"),
         Param("metric", "metric", True, into="metric"),
+        Param("at", "patch_position", key="position",
+              doc="each (or a list of positions): also the attribution of the metric read at each position"),
     ), "direct logit attribution", metric_kinds=("logit_diff",), allow_normalized=False,
         dataset_param="on"),
     "patch": Signature("patch", (

@@ -11,7 +11,8 @@ slices of `batch_size` prompts, padded to their longest prompt):
   mean:D         1 forward per prompt for each consumer that asks for hooks not yet averaged
   attribute      1 forward per prompt, and at each position the metric reads, every
                  head's output through W_O and every part (EMBED, heads, MLPs, biases)
-                 onto the logit-difference direction
+                 onto the logit-difference direction; with at=each once more at every
+                 position (or each listed one)
   attention      the sums its dataset's clean run gathered, and 1 forward for each of
                  the explorer's first `explore` prompts; with a score, 1 forward per
                  prompt and every row of each head's pattern
@@ -52,6 +53,7 @@ from circ.compiler.plan.output import ordered_ids
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "half": 2, "bfloat16": 2, "bf16": 2,
                "float64": 8}
 RUN_SOURCES = ("dataset", "corrupt", "resample")
+WHOLE_ANSWER = ("answer_logprob",)  # metrics read at every token of the answer: up to every position
 
 
 @dataclass(frozen=True)
@@ -288,9 +290,11 @@ class _Costs:
                                       a, bounded)
             extra = self.shape.d_model + sum(self._all_outputs().values()) + 1
             reads = _positions_read(self.spec.metric(a.metric).position)
+            at = a.option("position")  # each position (or each listed one) projected once more
             return self._cost(op_id, f"attribution of {count} nodes", a.dataset, 1, extra=extra, logits=1,
                               bounded=bounded,
-                              per_prompt=lambda width: self.shape.attribution_flops(reads or width))
+                              per_prompt=lambda width: self.shape.attribution_flops(reads or width) + (
+                                  self.shape.attribution_flops(len(at.items) or width) if at else 0))
         if a.kind == "patch" and a.option("position", ir.ALL).kind == "each":
             return self._each_position(op_id, a, runs)
         if a.kind == "patch":
@@ -341,7 +345,7 @@ class _Costs:
             columns = 1 if metric.kind == "logit_diff" else None
         s = self.shape
         resume_cache = s.n_layers * (2 * s.d_model + 2 * s.n_kv_heads * s.d_head)
-        reads = 1 if metric.position.kind == "last" else None
+        reads = 1 if metric.position.kind == "last" and metric.kind not in WHOLE_ANSWER else None
 
         def changes(width: int) -> int:
             return sum(sorted((s.change_flops(node.kind, width) for node in pool), reverse=True)[:count])

@@ -37,9 +37,9 @@ def _common(analysis: ir.Analysis) -> dict:
 def _attribute(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.dla import attribute
 
-    return attribute(ctx.loaded, ctx.datasets[a.dataset], ctx.nodes_of(a.nodes),
-                     ctx.spec.metric(a.metric), batch_size=ctx.batch_size,
-                     show_progress=ctx.show_progress)
+    out = attribute(ctx.loaded, ctx.datasets[a.dataset], ctx.nodes_of(a.nodes), ctx.spec.metric(a.metric),
+                    position=a.option("position"), batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+    return {**out, "position": str(a.option("position"))} if a.option("position") else out
 
 
 def _patch(a: ir.Analysis, ctx: AnalysisContext) -> dict:

@@ -63,6 +63,7 @@ class Executor:
         self.expectations: list[dict] = []
         self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
+        self.prompt_texts: dict[str, list[str]] = {}  # each dataset's prompts, for the report's per-prompt views
         self._handlers = {
             "model": self._model, "dataset": self._dataset, "cache_run": self._cache_run,
             "mean": self._mean, "analysis": self._analysis, "circuit": self._circuit,
@@ -119,6 +120,7 @@ class Executor:
         examples = build_examples(dataset, self.spec, TokenVocabulary.from_hf(tokenizer, prepends_bos(self.loaded)))
         prompts = tokenize(self.loaded, examples, source_name=_source_name(dataset))
         self.dataset_entries[dataset.name] = dataset_entry(dataset, examples, prompts, tokenizer)
+        self.prompt_texts[dataset.name] = [example.prompt for example in examples]
         return prompts
 
     def _cache_run(self, op):
@@ -132,6 +134,10 @@ class Executor:
         metrics = self.spec.metrics + ((ACCURACY,) if op.arg("accuracy") else ())
         means, attention = clean_run(self.loaded, prompts, metrics, self.settings.batch_size, queries)
         if op.arg("accuracy"):
+            if ACCURACY.name not in means:  # left out: an answer of several tokens
+                from circ.runtime.analyses.metrics import MetricError, split_message
+
+                raise MetricError(split_message(ACCURACY, prompts))
             self.dataset_entries[name]["accuracy"] = means.pop(ACCURACY.name)
         self.dataset_entries[name]["metrics"] = means
         return DatasetRun(prompts, means, attention)

@@ -143,6 +143,34 @@ def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = 
     return _svg(fig, title)
 
 
+def prompt_distributions(stats: dict, points: dict, *, title: str, xlabel: str) -> str:
+    """One horizontal box per node (first node on top): the box from the first to the
+    third quartile with the median, whiskers from the smallest to the largest value,
+    over a strip of per-prompt points (blue where the node helps on that prompt, red
+    where it hurts). `stats[node]` holds "min", "q1", "median", "q3", "max" as
+    computed by the caller; `points[node]` the values drawn as dots."""
+    nodes = list(stats)
+    if not nodes:
+        raise RenderError(f"{title}: there are no per-prompt values to draw")
+    fig = _figure(7.5, 1.1 + 0.45 * len(nodes))
+    ax = fig.add_subplot()
+    rows = list(range(len(nodes)))[::-1]
+    for row, node in zip(rows, nodes):
+        dots = points.get(node) or []
+        jitter = [0.25 * (((i * 0.618034) % 1.0) - 0.5) for i in range(len(dots))]
+        ax.scatter(dots, [row + j for j in jitter], s=10, alpha=0.6, linewidths=0,
+                   c=[HELPS if v >= 0 else HURTS for v in dots])
+    ax.bxp([{"whislo": stats[n]["min"], "q1": stats[n]["q1"], "med": stats[n]["median"],
+             "q3": stats[n]["q3"], "whishi": stats[n]["max"], "label": _text(n)} for n in nodes],
+           positions=rows, orientation="horizontal", showfliers=False, widths=0.5,
+           medianprops={"color": "#222222"}, boxprops={"color": "#555555"})
+    ax.axvline(0, color="#333333", linewidth=0.8)
+    ax.legend(handles=[Patch(color=HELPS, label="helps"), Patch(color=HURTS, label="hurts")],
+              loc="lower right", fontsize=8, frameon=False)
+    _finish(ax, title, xlabel=xlabel)
+    return _svg(fig, title)
+
+
 def _finite_abs(values) -> list[float]:
     return [abs(v) for v in values if not math.isnan(v)] or [0.0]
 
