@@ -22,6 +22,9 @@ slices of `batch_size` prompts, padded to their longest prompt):
   patch at=each  a patch exact, once per position of the longest prompt (or listed)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
+  curve          1 clean + s source + 1 all-ablated run + one run per nonempty size
+                 (at most min(points, N), N the heads and MLPs ranked) and order
+                 (the ranking and `random` random ones)
   ablate         1 clean + s source + 1 run with the nodes ablated together
   subspace       1 fit forward per fit prompt, then per head, per part group and per
                  scored dataset: 2 + (number of ranks) forwards per prompt
@@ -258,9 +261,9 @@ class _Costs:
         order = {op_id: number for number, op_id in enumerate(ordered_ids(graph))}
         for consumer in sorted(graph.successors(op.id), key=order.get):
             analysis = self.spec.analysis(graph.nodes[consumer]["op"].arg("name"))
-            if analysis.kind not in ("patch", "path_patch", "faithfulness", "ablate"):
+            if analysis.kind not in ("patch", "path_patch", "faithfulness", "curve", "ablate"):
                 continue  # subspace ablates to its own fitted mean
-            if analysis.kind == "faithfulness":
+            if analysis.kind in ("faithfulness", "curve"):
                 wanted = self._all_outputs()
             else:
                 pool, _, bounded_here = self._nodes(analysis.nodes)
@@ -307,6 +310,15 @@ class _Costs:
         if a.kind == "faithfulness":
             extra = sum(self._all_outputs().values()) if runs else 0
             return self._cost(op_id, "faithfulness", a.dataset, 3 + runs, extra=extra, logits=3 + runs)
+        if a.kind == "curve":
+            pool, _, _ = self._nodes(a.nodes)
+            ranked = sum(1 for node in pool if node.kind in ("head", "mlp"))
+            orders = 1 + a.option("random", 5)
+            runs_per_order = min(a.option("points", 10), ranked)
+            extra = sum(self._all_outputs().values()) if runs else 0
+            return self._cost(op_id, f"faithfulness curve, {orders} orders of {ranked} nodes", a.dataset,
+                              2 + runs + orders * runs_per_order, extra=extra,
+                              logits=2 + runs + orders * runs_per_order)
         if a.kind == "ablate":
             pool, count, bounded = self._nodes(a.nodes)
             return self._cost(op_id, f"ablation of {'<=' if bounded else ''}{count} nodes together", a.dataset,

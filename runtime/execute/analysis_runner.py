@@ -2,7 +2,7 @@
 shape the kernel's output into the results.json entry of docs/results.md."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from circ.compiler import ir
@@ -21,6 +21,7 @@ class AnalysisContext:
     batch_size: int
     show_progress: bool
     recorded_attention: Callable = lambda dataset, query: None  # (dataset, Position) -> AttentionSums or None
+    results: dict = field(default_factory=dict)  # the results entries of analyses run so far, by name
 
 
 def _source_entry(source: ir.PatchSource | None) -> dict | None:
@@ -108,6 +109,20 @@ def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     return {**out, "circuit": circuit, "source": _source_entry(a.source)}
 
 
+def _curve(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.faithfulness_curve import faithfulness_curve
+    from circ.runtime.execute.circuits import ranked_nodes
+
+    target = ctx.datasets[a.dataset]
+    ranking = ranked_nodes(ctx.results[a.nodes.analysis]["values"])
+    out = faithfulness_curve(ctx.loaded, target, ranking, ctx.spec.metric(a.metric),
+                             ctx.source_for(a.source, target), points=a.option("points", 10),
+                             random_orders=a.option("random", 5), seed=a.option("seed", 0),
+                             target=a.option("target", 0.9), batch_size=ctx.batch_size,
+                             show_progress=ctx.show_progress)
+    return {**out, "level": "nodes", "ranked_by": a.nodes.analysis, "source": _source_entry(a.source)}
+
+
 def _ablate(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.ablation import ablate
 
@@ -137,6 +152,7 @@ KERNELS = {
     "edges": _edges,
     "attention": _attention,
     "faithfulness": _faithfulness,
+    "curve": _curve,
     "ablate": _ablate,
     "subspace": _subspace,
 }

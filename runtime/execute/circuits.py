@@ -98,6 +98,16 @@ def discover(selection: ir.Select, values: dict) -> tuple[list[Member], list[dic
     return [Member(k, scores[k]) for k in sorted(scores, key=_order)], edges
 
 
+def ranked_nodes(values: dict) -> list[ir.Node]:
+    """The heads and MLPs among an analysis's per-node values by |value|, largest first,
+    ties in canonical order: the ranking that curve() and discover(A, faithfulness=F)
+    grow circuits along (the embeddings are never ablated, so never ranked)."""
+    scored = [key for key in values
+              if key != "BIAS" and isinstance(values[key], (int, float)) and not isinstance(values[key], bool)
+              and node_from_id(key).kind in ("head", "mlp")]
+    return [node_from_id(key) for key in sorted(scored, key=lambda key: (-abs(values[key]), _order(key)))]
+
+
 def combine(op: str, left: list[Member], right: list[Member]) -> list[Member]:
     """`left + right` (a node in both keeps its left score) or `left - right`, in
     canonical order."""

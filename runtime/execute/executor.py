@@ -148,7 +148,7 @@ class Executor:
         analysis = self.spec.analysis(op.arg("name"))
         ctx = AnalysisContext(self.loaded, self.spec, _LazyDatasets(self), self._source_for,
                               self._nodes_of, self.settings.batch_size, self.settings.show_progress,
-                              self._recorded_attention)
+                              self._recorded_attention, self.analyses)
         self.analyses[analysis.name] = run_analysis(analysis, ctx)
         return self.analyses[analysis.name]
 
