@@ -163,6 +163,8 @@ def _quantity(value: ir.Quantity) -> str:
         return f"{value.analysis}[{args['node']}].to({args['position']})"
     if value.accessor == "rank":
         return f"rank({value.analysis}, {args['node']})"
+    if value.accessor == "size_at":
+        return f"{value.analysis}.size_at({args['target']:g})"
     text = f"{value.analysis}.{value.accessor}"
     return f"{text}({_arguments(value.args)})" if value.args else text
 

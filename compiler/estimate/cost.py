@@ -22,6 +22,9 @@ slices of `batch_size` prompts, padded to their longest prompt):
   patch at=each  a patch exact, once per position of the longest prompt (or listed)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
+  circuit grown  discover(A, faithfulness=F): 1 clean + s source + 1 all-ablated run
+                 + one run per size 1, 2, 4, ... and N, then per halving step
+                 (at most log2 N) 1 clean + s source + 2 runs; counted at that bound
   curve          1 clean + s source + 1 all-ablated run + one run per nonempty size
                  (at most min(points, N), N the heads and MLPs ranked) and order
                  (the ranking and `random` random ones)
@@ -154,6 +157,8 @@ class _Costs:
             return self._mean(op, graph)
         if op.kind == "analysis":
             return self._analysis(op.id, self.spec.analysis(op.arg("name")))
+        if op.kind == "circuit":
+            return self._growth(op.id, self.spec.circuit(op.arg("name")).nodes)
         return None
 
     # ------------------------------------------------------------------ arithmetic
@@ -260,10 +265,15 @@ class _Costs:
         passes, bounded, widths = 0, False, {}
         order = {op_id: number for number, op_id in enumerate(ordered_ids(graph))}
         for consumer in sorted(graph.successors(op.id), key=order.get):
-            analysis = self.spec.analysis(graph.nodes[consumer]["op"].arg("name"))
-            if analysis.kind not in ("patch", "path_patch", "faithfulness", "curve", "ablate"):
+            consumer_op = graph.nodes[consumer]["op"]
+            if consumer_op.kind == "circuit":  # grown to a faithfulness: every output ablated
+                kind = "faithfulness"
+            else:
+                analysis = self.spec.analysis(consumer_op.arg("name"))
+                kind = analysis.kind
+            if kind not in ("patch", "path_patch", "faithfulness", "curve", "ablate"):
                 continue  # subspace ablates to its own fitted mean
-            if analysis.kind in ("faithfulness", "curve"):
+            if kind in ("faithfulness", "curve"):
                 wanted = self._all_outputs()
             else:
                 pool, _, bounded_here = self._nodes(analysis.nodes)
@@ -326,6 +336,22 @@ class _Costs:
         if a.kind == "subspace":
             return self._subspace(op_id, a)
         raise EstimateError(f"no cost model for analysis kind `{a.kind}`")
+
+    def _growth(self, op_id: str, nodes: ir.NodeSet) -> OpCost | None:
+        """discover(A, faithfulness=F): a pass over sizes 1, 2, 4, ... and the whole
+        ranking, then one pass per halving, each with a clean and an all-ablated run."""
+        grown = [s for s in _selections(nodes) if s.grow is not None]
+        if not grown:
+            return None
+        forwards, extra = 0, 0
+        for select in grown:
+            pool, _, _ = self._nodes(self.spec.analysis(select.analysis).nodes)
+            steps = sum(1 for node in pool if node.kind in ("head", "mlp")).bit_length()
+            runs = 1 if select.grow.source.kind in RUN_SOURCES else 0
+            forwards += (2 + runs + steps + 1) + steps * (3 + runs)
+            extra = max(extra, sum(self._all_outputs().values()) if runs else 0)
+        return self._cost(op_id, f"growth to faithfulness {grown[0].grow.target:g}", grown[0].grow.dataset,
+                          forwards, extra=extra, logits=3, bounded=True)
 
     def _patch(self, op_id: str, a: ir.Analysis, runs: int) -> OpCost:
         pool, count, bounded = self._nodes(a.nodes)
@@ -436,6 +462,12 @@ class _Costs:
         return OpCost(op_id, f"subspace of {heads} heads, {len(ranks)} ranks, {len(scored)} datasets",
                       sum(r.forwards for r in runs), 0, sum(r.calls for r in runs), sum(r.flops for r in runs),
                       max(r.peak_bytes for r in runs), bounded)
+
+
+def _selections(nodes: ir.NodeSet) -> list[ir.Select]:
+    if isinstance(nodes, ir.Combine):
+        return _selections(nodes.left) + _selections(nodes.right)
+    return [nodes] if isinstance(nodes, ir.Select) else []
 
 
 def _positions_read(position: ir.Position) -> int | None:

@@ -14,6 +14,8 @@ same `mean:D`.
                                                          and circuits its nodes come from
                                                          (every side of a `+`/`-` of them)
   circuit:NAME         a circuit                      <- analyses/circuits it selects from
+                                                         (and, grown to a faithfulness,
+                                                         the run and source it measures on)
   categories:CIRCUIT   a circuit's categories         <- circuit, analyses its rules read
   expect:N             the N-th expectation           <- the analysis, circuits or
                                                          dataset run it reads
@@ -114,6 +116,8 @@ class _Planner:
                 deps.append(f"categories:{nodes.analysis}")
         else:
             deps = [f"analysis:{nodes.analysis}"]
+        if nodes.grow is not None:  # discover(A, faithfulness=F) runs the model to measure what it grows
+            deps += [self._run(nodes.grow.dataset)] + self._source(nodes.grow.source)
         return deps + [f"analysis:{name}" for name in rule_fields(nodes.where)]
 
     def _analysis(self, analysis: ir.Analysis) -> None:

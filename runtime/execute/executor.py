@@ -60,6 +60,9 @@ class Executor:
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
         self.circuit_edges: dict[str, list[dict]] = {}  # the kept edges of discovered circuits
+        self.circuit_growth: dict[str, dict] = {}  # by circuit name, for results.json
+        self.growth: dict[ir.Select, dict] = {}  # discover(A, faithfulness=F): what growing measured
+        self.grown: dict[ir.Select, list[circuit_rules.Member]] = {}
         self.expectations: list[dict] = []
         self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
@@ -161,6 +164,8 @@ class Executor:
         if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
             values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
             self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
+        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.grow is not None:
+            self.circuit_growth[circuit.name] = self.growth[circuit.nodes]
         if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
@@ -231,9 +236,27 @@ class Executor:
         if isinstance(nodes, ir.Combine):
             return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
         source = self.analyses.get(nodes.analysis, {})
+        if nodes.grow is not None:
+            return self._grow(nodes, source.get("values", {}))
         if nodes.edges:
             return circuit_rules.discover(nodes, source.get("values", {}))[0]
         return circuit_rules.select(nodes, self._facts(None), self.members)
+
+    def _grow(self, nodes: ir.Select, values: dict) -> list[circuit_rules.Member]:
+        """The members of `discover(A, faithfulness=F)`, grown once and kept."""
+        from circ.runtime.analyses.faithfulness_curve import grow
+
+        if nodes not in self.grown:
+            growth = nodes.grow
+            ranking = circuit_rules.ranked_nodes(values)
+            prompts = self._prompts(growth.dataset)
+            self.growth[nodes] = grow(self.loaded, prompts, ranking, self.spec.metric(growth.metric),
+                                      self._source_for(growth.source, prompts), growth.target,
+                                      batch_size=self.settings.batch_size,
+                                      show_progress=self.settings.show_progress)
+            kept = circuit_rules.ordered(n.id for n in ranking[:self.growth[nodes]["size"]])
+            self.grown[nodes] = [circuit_rules.Member(node_id, float(values[node_id])) for node_id in kept]
+        return self.grown[nodes]
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()

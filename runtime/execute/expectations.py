@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from circ.compiler import ir
+from circ.runtime.analyses.curve_areas import size_at
 from circ.runtime.execute import uncomputable
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -43,8 +44,10 @@ class Readings:
 def quantity_value(quantity: ir.Quantity, analyses: dict) -> float | None:
     result = analyses[quantity.analysis]
     args = dict(quantity.args)
-    if quantity.accessor in ("value", "total"):
+    if quantity.accessor in ("value", "total", "cpr", "cmd"):
         return _number(result.get(quantity.accessor))
+    if quantity.accessor == "size_at":
+        return _size_at(quantity.analysis, result, args["target"])
     if quantity.accessor == "node":
         return _number(result.get("values", {}).get(args["node"]))
     if quantity.accessor == "recovered":
@@ -77,6 +80,13 @@ def _admits(rank, args: dict) -> bool:
     if "rank" in args:
         return rank == args["rank"] or str(rank) == str(args["rank"])
     return rank != "full" and rank <= args["max_rank"]
+
+
+def _size_at(name: str, result: dict, target: float) -> float:
+    size = size_at(result.get("sizes", []), result.get("faithfulness", []), target)
+    if size is None:
+        raise Uncomputable(f"no size that `{name}` measured reaches faithfulness {target:g}")
+    return float(size)
 
 
 def _edge(name: str, result: dict, args: dict) -> float | None:
