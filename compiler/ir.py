@@ -470,7 +470,16 @@ class MetricMean:
     span: Span = _span()
 
 
-Number = Union[Quantity, Count, Accuracy, MetricMean]
+@dataclass(frozen=True)
+class GrownFaithfulness:
+    """The faithfulness that `discover(A, faithfulness=F)` measured for the circuit it
+    grew (`faithfulness(found)`), recorded with the circuit."""
+
+    circuit: str
+    span: Span = _span()
+
+
+Number = Union[Quantity, Count, Accuracy, MetricMean, GrownFaithfulness]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 from circ.compiler import ir
 from circ.runtime.analyses.curve_areas import areas, curve_sizes, size_at
 from circ.runtime.analyses.faithfulness import faithfulness
-from circ.runtime.analyses.faithfulness_curve import faithfulness_curve, grow
+from circ.runtime.analyses.faithfulness_curve import faithfulness_curve, grow, node_measure
 from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.data.prompts import tokenize
 from circ.runtime.execute.circuits import ranked_nodes
@@ -54,6 +54,10 @@ def setting(tiny):
     return prompts, source, means, ranking
 
 
+def _measure(tiny, prompts, source):
+    return node_measure(tiny, prompts, LD, source, batch_size=4, show_progress=False)
+
+
 def _hand_faithfulness(tiny, prompts, means, kept):
     heads = {(n.layer, n.head) for n in kept if n.kind == "head"}
     mlps = {n.layer for n in kept if n.kind == "mlp"}
@@ -64,10 +68,9 @@ def _hand_faithfulness(tiny, prompts, means, kept):
 
 def test_curve_points_equal_hand_written_ablations_and_the_kernel(tiny, setting):
     prompts, source, means, ranking = setting
-    curve = faithfulness_curve(tiny, prompts, ranking, LD, source, points=5, random_orders=3, seed=7,
-                               target=0.9, batch_size=4, show_progress=False)
+    curve = faithfulness_curve(ranking, _measure(tiny, prompts, source), points=5, random_orders=3, seed=7,
+                               target=0.9)
     assert curve["sizes"] == [0, 2, 4, 6, 8, 10]
-    assert curve["ranking"] == [n.id for n in ranking]
     assert curve["faithfulness"][0] == pytest.approx(0.0, abs=1e-9)
     assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-6)
     for index, k in enumerate(curve["sizes"][1:-1], 1):
@@ -83,8 +86,8 @@ def test_curve_points_equal_hand_written_ablations_and_the_kernel(tiny, setting)
 
 def test_random_baseline_averages_seeded_orders(tiny, setting):
     prompts, source, _, ranking = setting
-    curve = faithfulness_curve(tiny, prompts, ranking, LD, source, points=2, random_orders=3, seed=7,
-                               target=0.9, batch_size=4, show_progress=False)
+    curve = faithfulness_curve(ranking, _measure(tiny, prompts, source), points=2, random_orders=3, seed=7,
+                               target=0.9)
     shuffler = random.Random(7)
     orders = [shuffler.sample(ranking, len(ranking)) for _ in range(3)]
     middle = [faithfulness(tiny, prompts, order[:5], LD, source, batch_size=4, show_progress=False)["value"]
@@ -95,8 +98,8 @@ def test_random_baseline_averages_seeded_orders(tiny, setting):
     assert baseline["stderr"][1] == pytest.approx(torch.tensor(middle).std().item() / 3 ** 0.5, abs=1e-5)
     per_order = [areas([0, 5, 10], [0.0, m, 1.0])[0] for m in middle]
     assert baseline["cpr"] == pytest.approx(sum(per_order) / 3, abs=1e-5)
-    again = faithfulness_curve(tiny, prompts, ranking, LD, source, points=2, random_orders=3, seed=7,
-                               target=0.9, batch_size=4, show_progress=False)
+    again = faithfulness_curve(ranking, _measure(tiny, prompts, source), points=2, random_orders=3, seed=7,
+                               target=0.9)
     assert again["random"] == baseline
 
 
@@ -105,7 +108,7 @@ def test_growth_stops_at_the_first_prefix_reaching_the_target(tiny, setting):
     every = [faithfulness(tiny, prompts, ranking[:k], LD, source, batch_size=4, show_progress=False)["value"]
              for k in range(len(ranking) + 1)]
     target = 0.5
-    grown = grow(tiny, prompts, ranking, LD, source, target, batch_size=4, show_progress=False)
+    grown = grow(ranking, _measure(tiny, prompts, source), target)
     size = grown["size"]
     assert grown["reached"] and grown["value"] >= target
     assert grown["value"] == pytest.approx(every[size], abs=1e-5)

@@ -153,14 +153,14 @@ def _check_edges(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
 def _ranking(ctx: Context, ranking, use: Use) -> ir.Select:
     """The analysis whose per-node scores a curve() ranks, taken whole."""
     if not isinstance(ranking, s.Name) or ranking.name in NODE_WORDS:
-        ctx.fail("E390", f"curve() ranks the nodes of one analysis; `{expr_text(ranking)}` is not an "
+        ctx.fail("E390", f"curve() ranks the nodes or edges of one analysis; `{expr_text(ranking)}` is not an "
                  "analysis name", ranking.span, "e.g. analysis dla = attribute(heads + mlps, on=clean, "
                  "metric=ld), then curve(dla, on=clean, metric=ld)")
     ctx.lookup(ranking.name, ranking.span, use, ("analysis",))
-    if ctx.scores_nodes(ranking.name) is False:
-        ctx.fail("E390", f"curve() ranks nodes by score; `{ranking.name}` is "
-                 f"{a_or_an(ctx.analysis_kind(ranking.name))} analysis with no per-node score",
-                 ranking.span, NO_SCORE_HINT)
+    if ctx.scores_nodes(ranking.name) is False and ctx.analysis_kind(ranking.name) != "edges":
+        ctx.fail("E390", f"curve() ranks nodes or edges by score; `{ranking.name}` is "
+                 f"{a_or_an(ctx.analysis_kind(ranking.name))} analysis with neither",
+                 ranking.span, NO_SCORE_HINT + "; edge scores from edges analyses")
     return ir.Select(ranking.name, span=ranking.span)
 
 

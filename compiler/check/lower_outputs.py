@@ -180,10 +180,9 @@ def _function(ctx: Context, call: s.Call, use: Use, number: int) -> ir.Number:
     return ir.Quantity(analysis.name, "rank", (("node", node),), span=call.span)
 
 
-def _grown_faithfulness(ctx: Context, call: s.Call, use: Use, number: int) -> ir.Quantity:
-    """`faithfulness(C)` of a circuit grown by `discover(A, faithfulness=F)`: the
-    faithfulness analysis of C measured as the growth measured it (A's dataset,
-    metric and ablation), an implicit analysis like any inline one."""
+def _grown_faithfulness(ctx: Context, call: s.Call, use: Use, number: int) -> ir.GrownFaithfulness:
+    """`faithfulness(C)` of a circuit grown by `discover(A, faithfulness=F)`: what the
+    growth measured for C, over nodes or edges as it grew."""
     argument = call.args[0].value
     circuit = None
     if isinstance(argument, s.Name) and argument.name not in RESERVED:
@@ -196,12 +195,7 @@ def _grown_faithfulness(ctx: Context, call: s.Call, use: Use, number: int) -> ir
         ctx.fail("E395", f"faithfulness({expr_text(argument)}) alone reads a circuit grown by "
                  "discover(A, faithfulness=F); this one says nothing about how to measure it",
                  call.span, f"write faithfulness({expr_text(argument)}, on=DATASET, metric=METRIC)")
-    name = f"_expect{number}_faithfulness"
-    analysis = ir.Analysis(name, "faithfulness", ir.Select(argument.name, span=argument.span), grow.dataset,
-                           grow.metric, grow.source, span=call.span)
-    ctx.analyses[name] = analysis
-    ctx.implicit.add(name)
-    return ir.Quantity(name, "value", (), span=call.span)
+    return ir.GrownFaithfulness(argument.name, span=call.span)
 
 
 def _check_options(ctx: Context, name: str, span: ir.Span) -> None:

@@ -297,18 +297,19 @@ def _discover(ctx: Context, e: s.Call, use: Use) -> ir.Select:
 
 
 def _grown(ctx: Context, e: s.Call, source, target, kind: str | None) -> ir.Select:
-    """`discover(A, faithfulness=F)`: grown along A's per-node ranking, measured on A's
-    dataset with A's metric, ablating from A's patch source (mean over its dataset when
-    A has none)."""
+    """`discover(A, faithfulness=F)`: grown along A's ranking of edges (an edges
+    analysis) or nodes, measured on A's dataset with A's metric, ablating from A's patch
+    source (mean over its dataset when A has none)."""
     span = next(a.span for a in e.args if a.name == "faithfulness")
     if not isinstance(target, (int, float)) or not 0 < target <= 1:
         ctx.fail("E391", f"faithfulness={expr_text(next(a.value for a in e.args if a.name == 'faithfulness'))} "
                  "is no faithfulness a circuit can be asked to reach", span,
                  "a target is above 0 and at most 1, e.g. faithfulness=0.9")
-    if kind is None or not ctx.scores_nodes(source.name):
+    if kind is None or not (kind == "edges" or ctx.scores_nodes(source.name)):
         what = f"{a_or_an(kind)} analysis" if kind else "no analysis"
-        ctx.fail("E394", f"discover(A, faithfulness=F) grows a circuit along A's per-node scores; "
-                 f"`{expr_text(source)}` is {what} with no per-node score", source.span, NO_SCORE_HINT)
+        ctx.fail("E394", f"discover(A, faithfulness=F) grows a circuit along A's edge or node scores; "
+                 f"`{expr_text(source)}` is {what} with neither", source.span,
+                 NO_SCORE_HINT + "; edge scores from edges analyses")
     analysis = ctx.analyses.get(source.name)
     if analysis is None:
         raise Reported()
@@ -317,7 +318,7 @@ def _grown(ctx: Context, e: s.Call, source, target, kind: str | None) -> ir.Sele
                  "has none", source.span, "grow along an attribute or patch analysis")
     ablate = analysis.source or ir.PatchSource("mean", analysis.dataset, span=analysis.span)
     growth = ir.Growth(float(target), analysis.dataset, analysis.metric, ablate)
-    return ir.Select(source.name, grow=growth, span=e.span)
+    return ir.Select(source.name, grow=growth, edges=kind == "edges", span=e.span)
 
 
 def _where(ctx: Context, e: s.Where, use: Use) -> ir.Select:

@@ -321,12 +321,12 @@ class _Costs:
             extra = sum(self._all_outputs().values()) if runs else 0
             return self._cost(op_id, "faithfulness", a.dataset, 3 + runs, extra=extra, logits=3 + runs)
         if a.kind == "curve":
-            pool, _, _ = self._nodes(a.nodes)
-            ranked = sum(1 for node in pool if node.kind in ("head", "mlp"))
+            ranked = self._ranked(a.nodes.analysis)
             orders = 1 + a.option("random", 5)
             runs_per_order = min(a.option("points", 10), ranked)
             extra = sum(self._all_outputs().values()) if runs else 0
-            return self._cost(op_id, f"faithfulness curve, {orders} orders of {ranked} nodes", a.dataset,
+            what = "edges" if self.spec.analysis(a.nodes.analysis).kind == "edges" else "nodes"
+            return self._cost(op_id, f"faithfulness curve, {orders} orders of {ranked} {what}", a.dataset,
                               2 + runs + orders * runs_per_order, extra=extra,
                               logits=2 + runs + orders * runs_per_order)
         if a.kind == "ablate":
@@ -337,6 +337,18 @@ class _Costs:
             return self._subspace(op_id, a)
         raise EstimateError(f"no cost model for analysis kind `{a.kind}`")
 
+    def _ranked(self, name: str) -> int:
+        """How many items a curve or a growth ranks from analysis `name`: every edge among
+        an edges analysis's nodes and into the logits (a head's q, k, v apart), else
+        its heads and MLPs."""
+        analysis = self.spec.analysis(name)
+        pool, _, _ = self._nodes(analysis.nodes)
+        if analysis.kind != "edges":
+            return sum(1 for node in pool if node.kind in ("head", "mlp"))
+        receivers = [ir.Node(n.layer, "head_input", n.head, part) for n in pool if n.kind == "head"
+                     for part in "qkv"] + [n for n in pool if n.kind == "mlp"]
+        return sum(1 for s in pool for r in receivers if _precedes(s, r)) + len(pool)
+
     def _growth(self, op_id: str, nodes: ir.NodeSet) -> OpCost | None:
         """discover(A, faithfulness=F): a pass over sizes 1, 2, 4, ... and the whole
         ranking, then one pass per halving, each with a clean and an all-ablated run."""
@@ -345,8 +357,7 @@ class _Costs:
             return None
         forwards, extra = 0, 0
         for select in grown:
-            pool, _, _ = self._nodes(self.spec.analysis(select.analysis).nodes)
-            steps = sum(1 for node in pool if node.kind in ("head", "mlp")).bit_length()
+            steps = self._ranked(select.analysis).bit_length()
             runs = 1 if select.grow.source.kind in RUN_SOURCES else 0
             forwards += (2 + runs + steps + 1) + steps * (3 + runs)
             extra = max(extra, sum(self._all_outputs().values()) if runs else 0)

@@ -18,7 +18,8 @@ same `mean:D`.
                                                          the run and source it measures on)
   categories:CIRCUIT   a circuit's categories         <- circuit, analyses its rules read
   expect:N             the N-th expectation           <- the analysis, circuits or
-                                                         dataset run it reads
+                                                         dataset run it reads (the grown
+                                                         circuit for faithfulness(C))
   render:PATH          a circuit diagram              <- circuit, categories
   results              results.json                   <- every op nothing else reads
 """
@@ -151,6 +152,9 @@ class _Planner:
         if isinstance(left, ir.Quantity):
             args = (("analysis", left.analysis), ("accessor", left.accessor))
             deps = [f"analysis:{left.analysis}"]
+        elif isinstance(left, ir.GrownFaithfulness):
+            args = (("circuit", left.circuit), ("accessor", "faithfulness"))
+            deps = [f"circuit:{left.circuit}"]
         elif isinstance(left, (ir.Accuracy, ir.MetricMean)):
             kind = "accuracy" if isinstance(left, ir.Accuracy) else "metric"
             args = (("dataset", left.dataset), ("accessor", kind))

@@ -111,16 +111,35 @@ def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
 
 def _curve(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.faithfulness_curve import faithfulness_curve
-    from circ.runtime.execute.circuits import ranked_nodes
 
     target = ctx.datasets[a.dataset]
-    ranking = ranked_nodes(ctx.results[a.nodes.analysis]["values"])
-    out = faithfulness_curve(ctx.loaded, target, ranking, ctx.spec.metric(a.metric),
-                             ctx.source_for(a.source, target), points=a.option("points", 10),
-                             random_orders=a.option("random", 5), seed=a.option("seed", 0),
-                             target=a.option("target", 0.9), batch_size=ctx.batch_size,
-                             show_progress=ctx.show_progress)
-    return {**out, "level": "nodes", "ranked_by": a.nodes.analysis, "source": _source_entry(a.source)}
+    ranking, measure, ids, level = ranking_measure(ctx.results[a.nodes.analysis], ctx.loaded, target,
+                                                   ctx.spec.metric(a.metric), ctx.source_for(a.source, target),
+                                                   batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+    out = faithfulness_curve(ranking, measure, points=a.option("points", 10), random_orders=a.option("random", 5),
+                             seed=a.option("seed", 0), target=a.option("target", 0.9))
+    return {**out, "ranking": ids, "level": level, "ranked_by": a.nodes.analysis, "n": len(target),
+            "source": _source_entry(a.source)}
+
+
+def ranking_measure(ranked_by: dict, loaded, prompts, metric: ir.Metric, source, *, batch_size: int,
+                    show_progress: bool, description: str = "curve") -> tuple:
+    """(ranking, measure, ranking's ids, level) of the analysis results `ranked_by`: its
+    edges by |value| measured by the edge-circuit evaluator when it is an edges
+    analysis, else its heads and MLPs by |value| measured by node ablation."""
+    from circ.runtime.analyses.faithfulness_curve import edge_measure, node_measure
+    from circ.runtime.execute.circuits import edge_from_key, ranked_edges, ranked_nodes
+
+    values = ranked_by["values"]
+    if ranked_by["kind"] == "edges":
+        keys = ranked_edges(values)
+        ranking = [edge_from_key(key) for key in keys]
+        return ranking, edge_measure(loaded, prompts, ranking, metric, source, batch_size=batch_size,
+                                     show_progress=show_progress, description=description), keys, "edges"
+    ranking = ranked_nodes(values)
+    return ranking, node_measure(loaded, prompts, metric, source, batch_size=batch_size,
+                                 show_progress=show_progress, description=description), \
+        [n.id for n in ranking], "nodes"
 
 
 def _ablate(a: ir.Analysis, ctx: AnalysisContext) -> dict:

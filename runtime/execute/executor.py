@@ -62,7 +62,7 @@ class Executor:
         self.circuit_edges: dict[str, list[dict]] = {}  # the kept edges of discovered circuits
         self.circuit_growth: dict[str, dict] = {}  # by circuit name, for results.json
         self.growth: dict[ir.Select, dict] = {}  # discover(A, faithfulness=F): what growing measured
-        self.grown: dict[ir.Select, list[circuit_rules.Member]] = {}
+        self.grown: dict[ir.Select, tuple] = {}  # (members, kept edges or None)
         self.expectations: list[dict] = []
         self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
@@ -161,11 +161,13 @@ class Executor:
         if circuit.edges:
             self.circuit_edges[circuit.name] = [{"src": src, "dst": dst, "part": part, "weight": None}
                                                 for src, dst, part in circuit.edges]
-        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
+        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges and circuit.nodes.grow is None:
             values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
             self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
         if isinstance(circuit.nodes, ir.Select) and circuit.nodes.grow is not None:
             self.circuit_growth[circuit.name] = self.growth[circuit.nodes]
+            if self.grown[circuit.nodes][1] is not None:
+                self.circuit_edges[circuit.name] = self.grown[circuit.nodes][1]
         if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
@@ -188,12 +190,13 @@ class Executor:
         line = _source_line(self.sources_text, expectation.span)
         categories = {name: {m.id: m.category for m in members} for name, members in self.members.items()}
         readings = Readings(self.analyses, self.dataset_entries,
-                            lambda nodes: [m.id for m in self._members(nodes)], categories)
+                            lambda nodes: [m.id for m in self._members(nodes)], categories,
+                            self.circuit_growth)
         result = evaluate(expectation, readings, line)
         left = expectation.left
         read = self.spec.analysis(left.analysis) \
             if isinstance(left, ir.Quantity) and left.analysis in self.analyses else None
-        if read is not None and not self._nodes_of(read.nodes):
+        if read is not None and read.kind != "curve" and not self._nodes_of(read.nodes):
             self.warnings.append(run_warnings.expectation_on_nothing(expectation, read))
         self.expectations.append(result)
         return result
@@ -237,26 +240,36 @@ class Executor:
             return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
         source = self.analyses.get(nodes.analysis, {})
         if nodes.grow is not None:
-            return self._grow(nodes, source.get("values", {}))
+            return self._grow(nodes)
         if nodes.edges:
             return circuit_rules.discover(nodes, source.get("values", {}))[0]
         return circuit_rules.select(nodes, self._facts(None), self.members)
 
-    def _grow(self, nodes: ir.Select, values: dict) -> list[circuit_rules.Member]:
-        """The members of `discover(A, faithfulness=F)`, grown once and kept."""
+    def _grow(self, nodes: ir.Select) -> list[circuit_rules.Member]:
+        """The members of `discover(A, faithfulness=F)`, grown once and kept (with the
+        kept edges when A is an edges analysis)."""
+        from dataclasses import replace
+
         from circ.runtime.analyses.faithfulness_curve import grow
+        from circ.runtime.execute.analysis_runner import ranking_measure
 
         if nodes not in self.grown:
             growth = nodes.grow
-            ranking = circuit_rules.ranked_nodes(values)
             prompts = self._prompts(growth.dataset)
-            self.growth[nodes] = grow(self.loaded, prompts, ranking, self.spec.metric(growth.metric),
-                                      self._source_for(growth.source, prompts), growth.target,
-                                      batch_size=self.settings.batch_size,
-                                      show_progress=self.settings.show_progress)
-            kept = circuit_rules.ordered(n.id for n in ranking[:self.growth[nodes]["size"]])
-            self.grown[nodes] = [circuit_rules.Member(node_id, float(values[node_id])) for node_id in kept]
-        return self.grown[nodes]
+            ranked_by = self.analyses[nodes.analysis]
+            ranking, measure, ids, level = ranking_measure(
+                ranked_by, self.loaded, prompts, self.spec.metric(growth.metric),
+                self._source_for(growth.source, prompts), batch_size=self.settings.batch_size,
+                show_progress=self.settings.show_progress, description="discover")
+            self.growth[nodes] = {**grow(ranking, measure, growth.target), "level": level}
+            size = self.growth[nodes]["size"]
+            values = ranked_by["values"]
+            if level == "edges":
+                self.grown[nodes] = circuit_rules.discover(replace(nodes, top=size), values)
+            else:
+                kept = circuit_rules.ordered(ids[:size])
+                self.grown[nodes] = ([circuit_rules.Member(i, float(values[i])) for i in kept], None)
+        return self.grown[nodes][0]
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()

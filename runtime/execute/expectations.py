@@ -39,6 +39,7 @@ class Readings:
     datasets: dict
     node_ids: Callable[[ir.NodeSet], list[str]]
     categories: dict = field(default_factory=dict)
+    growth: dict = field(default_factory=dict)  # circuits grown to a faithfulness: what growing measured
 
 
 def quantity_value(quantity: ir.Quantity, analyses: dict) -> float | None:
@@ -134,6 +135,10 @@ def _dataset_value(number, datasets: dict) -> float | None:
 def _value(number: ir.Number, readings: Readings) -> float | None:
     if isinstance(number, ir.Quantity):
         return quantity_value(number, readings.analyses)
+    if isinstance(number, ir.GrownFaithfulness):
+        if number.circuit not in readings.growth:
+            raise Uncomputable(f"`{number.circuit}` was not grown to a faithfulness")
+        return _number(readings.growth[number.circuit].get("value"))
     if isinstance(number, ir.Count):
         return float(len(readings.node_ids(number.nodes)))
     return _dataset_value(number, readings.datasets)
