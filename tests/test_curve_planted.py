@@ -80,3 +80,46 @@ def test_growth_keeps_exactly_the_planted_heads(planted):
     assert read["value"] == growth["value"]
     assert growth["value"] == pytest.approx(results["analyses"]["again"]["value"], abs=1e-6)  # the kernel agrees
     assert code == 0 and all(e["passed"] for e in results["expectations"])
+
+
+EDGE_SPEC = '''spec "planted-edge-curve"
+model hf("model")
+data clean = jsonl("data.jsonl")
+metric ld = logit_diff(answer, wrong) at last
+analysis e = edges(heads + mlps + embed, source=corrupt, target=clean, metric=ld, method=eap_ig, steps=20)
+analysis fc = curve(e, on=clean, ablate=corrupt, metric=ld, points=5, random=3)
+circuit found = discover(e, faithfulness=0.9)
+expect fc.cpr > 0.85
+expect faithfulness(found) > 0.9
+'''
+
+PLANTED_PATH = {("EMBED", "L0.H2", "v"), ("L0.H2", "L1.H1", "k"), ("L1.H1", "LOGITS", None)}
+
+
+@pytest.fixture(scope="module")
+def planted_edges(tmp_path_factory, one_thread):
+    folder = tmp_path_factory.mktemp("planted_edge_curve")
+    build_planted_model_dir(folder / "model")
+    with open(folder / "data.jsonl", "w") as handle:
+        for record in marker_records(16, seed=1):
+            handle.write(json.dumps(record) + "\n")
+    (folder / "spec.circ").write_text(EDGE_SPEC)
+    code = run_spec(str(folder / "spec.circ"), str(folder / "out"), model=None, device=None,
+                    batch_size=16, seed=0, trust_remote_code=False, progress=False)
+    return code, json.loads((folder / "out" / "results.json").read_text())
+
+
+def test_the_edge_curve_beats_random_and_growth_keeps_the_planted_edges(planted_edges):
+    code, results = planted_edges
+    curve = results["analyses"]["fc"]
+    assert curve["level"] == "edges" and curve["ranked"] == len(results["analyses"]["e"]["values"])
+    assert set(curve["ranking"][:3]) == {"EMBED->L0.H2.v", "L0.H2->L1.H1.k", "L1.H1->LOGITS"}
+    assert all(f == pytest.approx(1.0, abs=1e-6) for f in curve["faithfulness"][1:])  # 22 edges hold the path
+    assert curve["cpr"] == pytest.approx(0.2 * 0.5 + 0.8, abs=1e-6)  # 0 at no edge, 1 from the first fifth on
+    assert curve["cpr"] > curve["random"]["cpr"] + 3 * curve["random"]["cpr_stderr"]
+    found = results["circuits"]["found"]
+    growth = found["faithfulness"]
+    assert growth["level"] == "edges" and growth["size"] == 3 and growth["value"] == pytest.approx(1.0, abs=1e-6)
+    assert {m["faithfulness"] < 0.9 for m in growth["measured"] if m["size"] < 3} == {True}
+    assert {(e["src"], e["dst"], e["part"]) for e in found["edges"]} == PLANTED_PATH
+    assert code == 0

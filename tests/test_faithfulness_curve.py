@@ -7,7 +7,8 @@ import torch
 from circ.compiler import ir
 from circ.runtime.analyses.curve_areas import areas, curve_sizes, size_at
 from circ.runtime.analyses.faithfulness import faithfulness
-from circ.runtime.analyses.faithfulness_curve import faithfulness_curve, grow, node_measure
+from circ.runtime.analyses.edge_circuit import circuit_metric, graph_edges
+from circ.runtime.analyses.faithfulness_curve import edge_measure, faithfulness_curve, grow, node_measure
 from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.data.prompts import tokenize
 from circ.runtime.execute.circuits import ranked_nodes
@@ -114,3 +115,24 @@ def test_growth_stops_at_the_first_prefix_reaching_the_target(tiny, setting):
     assert grown["value"] == pytest.approx(every[size], abs=1e-5)
     assert every[size - 1] < target  # one node fewer falls short
     assert {m["size"]: m["faithfulness"] for m in grown["measured"]}[size] == grown["value"]
+
+
+def test_edge_curve_points_equal_the_edge_circuit_evaluator(tiny):
+    prompts = tokenize(tiny, mcq_examples(4), source_name="clean")
+    source = make_source(tiny, prompts, ir.PatchSource("mean", "clean"), {"clean": prompts}, batch_size=4)
+    nodes = [ir.Node(0, "embed"), ir.Node(0, "head", 1), ir.Node(0, "mlp"), ir.Node(1, "head", 2), ir.Node(1, "mlp")]
+    edges = graph_edges(tiny, nodes)
+    ranking = list(edges)
+    random.Random(3).shuffle(ranking)
+    measure = edge_measure(tiny, prompts, edges, LD, source, batch_size=4, show_progress=False)
+    curve = faithfulness_curve(ranking, measure, points=4, random_orders=1, seed=0, target=0.9)
+
+    def evaluated(kept):
+        return circuit_metric(tiny, prompts, edges, kept, LD, source, batch_size=4, show_progress=False).mean().item()
+
+    clean, none = evaluated(edges), evaluated([])
+    assert curve["clean"] == pytest.approx(clean, abs=1e-5) and curve["all_ablated"] == pytest.approx(none, abs=1e-5)
+    for index, k in enumerate(curve["sizes"]):
+        expected = (evaluated(ranking[:k]) - none) / (clean - none)
+        assert curve["faithfulness"][index] == pytest.approx(expected, abs=1e-4)
+    assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-6)
