@@ -112,21 +112,22 @@ def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
 def _curve(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.faithfulness_curve import faithfulness_curve
 
-    target = ctx.datasets[a.dataset]
-    ranking, measure, ids, level = ranking_measure(ctx.results[a.nodes.analysis], ctx.loaded, target,
+    target, ranked_by = ctx.datasets[a.dataset], a.nodes.analysis
+    ranking, measure, ids, level = ranking_measure(ranked_by, ctx.results[ranked_by], ctx.loaded, target,
                                                    ctx.spec.metric(a.metric), ctx.source_for(a.source, target),
                                                    batch_size=ctx.batch_size, show_progress=ctx.show_progress)
     out = faithfulness_curve(ranking, measure, points=a.option("points", 10), random_orders=a.option("random", 5),
                              seed=a.option("seed", 0), target=a.option("target", 0.9))
-    return {**out, "ranking": ids, "level": level, "ranked_by": a.nodes.analysis, "n": len(target),
+    return {**out, "ranking": ids, "level": level, "ranked_by": ranked_by, "n": len(target),
             "source": _source_entry(a.source)}
 
 
-def ranking_measure(ranked_by: dict, loaded, prompts, metric: ir.Metric, source, *, batch_size: int,
+def ranking_measure(name: str, ranked_by: dict, loaded, prompts, metric: ir.Metric, source, *, batch_size: int,
                     show_progress: bool, description: str = "curve") -> tuple:
-    """(ranking, measure, ranking's ids, level) of the analysis results `ranked_by`: its
+    """(ranking, measure, ranking's ids, level) of analysis `name`'s results `ranked_by`: its
     edges by |value| measured by the edge-circuit evaluator when it is an edges
     analysis, else its heads and MLPs by |value| measured by node ablation."""
+    from circ.runtime.analyses.common import AnalysisError
     from circ.runtime.analyses.faithfulness_curve import edge_measure, node_measure
     from circ.runtime.execute.circuits import edge_from_key, ranked_edges, ranked_nodes
 
@@ -137,6 +138,8 @@ def ranking_measure(ranked_by: dict, loaded, prompts, metric: ir.Metric, source,
         return ranking, edge_measure(loaded, prompts, ranking, metric, source, batch_size=batch_size,
                                      show_progress=show_progress, description=description), keys, "edges"
     ranking = ranked_nodes(values)
+    if not ranking:
+        raise AnalysisError(f"`{name}` scores no head or MLP to rank (the embeddings are never ablated)")
     return ranking, node_measure(loaded, prompts, metric, source, batch_size=batch_size,
                                  show_progress=show_progress, description=description), \
         [n.id for n in ranking], "nodes"

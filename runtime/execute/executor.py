@@ -258,7 +258,7 @@ class Executor:
             prompts = self._prompts(growth.dataset)
             ranked_by = self.analyses[nodes.analysis]
             ranking, measure, ids, level = ranking_measure(
-                ranked_by, self.loaded, prompts, self.spec.metric(growth.metric),
+                nodes.analysis, ranked_by, self.loaded, prompts, self.spec.metric(growth.metric),
                 self._source_for(growth.source, prompts), batch_size=self.settings.batch_size,
                 show_progress=self.settings.show_progress, description="discover")
             self.growth[nodes] = {**grow(ranking, measure, growth.target), "level": level}
