@@ -323,3 +323,11 @@ def test_a_curve_is_plotted_against_its_random_baseline_with_the_target(results)
     assert '<td>ranking by |patched|</td><td><span class="num">0.7475</span></td>' in rows[1]
     assert '<td><span class="num">5</span></td>' in rows[1]
     assert '<span class="num">0.4</span> ± <span class="num">0.03</span>' in rows[2]
+
+
+def test_a_grown_circuit_shows_what_its_growth_measured(results):
+    results["circuits"]["output"]["faithfulness"] = {"target": 0.9, "size": 5, "value": 0.97, "reached": True,
+                                                     "level": "nodes", "measured": []}
+    body = section(report_html(results, SPEC_SOURCE, diagram_svg=None), "circuit")
+    assert ('<p>Grown along the ranking of nodes to <span class="num">5</span> kept: faithfulness '
+            '<span class="num">0.97</span>, reaching the target <span class="num">0.9</span>.</p>') in body

@@ -186,7 +186,7 @@ def _circuit(results: dict, diagram_svg: str | None):
                         f'<td>{escape(str(n.get("kind", "")))}</td>'
                         f'<td>{escape(str(n.get("category") or ""))}</td>{score_cell}'
                         f'<td>{" ".join(links)}</td></tr>')
-        body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>"
+        body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>" + _growth_note(circuit.get("faithfulness"))
         head = "".join(f"<th>{h}</th>" for h in ("node", "kind", "category", "score", "go to"))
         body += (f'<table class="sortable" id="nodes-{_anchor(name)}"><thead><tr>{head}</tr></thead>'
                  f'<tbody>{"".join(rows)}</tbody></table>'
@@ -197,6 +197,16 @@ def _circuit(results: dict, diagram_svg: str | None):
         if edges:
             body += _table(["edge", "part", "weight"], edges)
     return _section("circuit", "Circuit", body)
+
+
+def _growth_note(growth) -> str:
+    """What discover(A, faithfulness=F) measured for the circuit it grew."""
+    if not isinstance(growth, dict):
+        return ""
+    reached = "reaching" if growth.get("reached") else "short of"
+    return (f"<p>Grown along the ranking of {escape(_plain(growth.get('level')))} to "
+            f"{_num(growth.get('size'))} kept: faithfulness {_num(growth.get('value'))}, {reached} the "
+            f"target {_num(growth.get('target'))}.</p>")
 
 
 def _analyses(results: dict) -> list:

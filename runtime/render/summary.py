@@ -102,6 +102,11 @@ def summarize(results: dict) -> str:
             n["id"] + (f" [{n['category']}]" if n.get("category") else "") for n in circuit["nodes"]
         )
         lines.append(f"circuit {name}: {members or '(empty)'}")
+        growth = circuit.get("faithfulness")
+        if isinstance(growth, dict):
+            reached = "reaches" if growth.get("reached") else "falls short of"
+            lines.append(f"  grown by {growth.get('level')}: {growth.get('size')} kept, faithfulness "
+                         f"{_fmt(growth.get('value'))} {reached} {growth.get('target')}")
     expectations = results.get("expectations", [])
     if expectations:
         lines.append("expectations")
