@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 from circ.compiler import ir
-from circ.runtime.analyses.curve_areas import areas, curve_sizes, size_at
+from circ.runtime.analyses.curve_areas import areas, curve_sizes, listed_sizes, size_at
 from circ.runtime.analyses.faithfulness import faithfulness
 from circ.runtime.analyses.edge_circuit import circuit_metric, graph_edges
 from circ.runtime.analyses.faithfulness_curve import edge_measure, faithfulness_curve, grow, node_measure
@@ -136,3 +136,26 @@ def test_edge_curve_points_equal_the_edge_circuit_evaluator(tiny):
         expected = (evaluated(ranking[:k]) - none) / (clean - none)
         assert curve["faithfulness"][index] == pytest.approx(expected, abs=1e-4)
     assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_listed_sizes_add_the_empty_and_whole_circuits():
+    assert listed_sizes(10, (1, 2, 5, 20)) == [0, 1, 2, 5, 10]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ("sizes=[1, 1]", "size 1 is listed twice"),
+    ("sizes=[2, 3], points=3", "`points` spaces the sizes evenly; `sizes` lists them"),
+])
+def test_sizes_are_checked(arguments, message):
+    from circ.compiler.api import compile_source
+    from circ.compiler.diagnostics import CircError
+
+    text = ('model demo\ndata clean = mcq(n=4)\nmetric ld = logit_diff(answer, wrong) at last\n'
+            'analysis dla = attribute(heads + mlps, on=clean, metric=ld)\n'
+            f'analysis fc = curve(dla, on=clean, metric=ld, {arguments})\n')
+    with pytest.raises(CircError) as caught:
+        compile_source(text, "sizes.circ")
+    assert [(d.code, d.span.line) for d in caught.value.diagnostics] == [("E304", 5)]
+    assert message in caught.value.diagnostics[0].message
+    spec = compile_source(text.replace(arguments, "sizes=[5, 1]"), "sizes.circ")
+    assert spec.analysis("fc").option("sizes") == (1, 5) and spec.analysis("fc").option("points") is None

@@ -165,6 +165,11 @@ def _ranking(ctx: Context, ranking, use: Use) -> ir.Select:
 
 
 def _check_curve(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    if "sizes" in options:
+        if any(a.name == "points" for a in call.args):
+            ctx.fail("E304", "`points` spaces the sizes evenly; `sizes` lists them: give one of them",
+                     _arg_span(call, "points"))
+        options.pop("points")
     target = options["target"]
     if not 0 < target <= 1:
         ctx.fail("E391", f"target={target} is no faithfulness a circuit can be asked to reach",

@@ -203,6 +203,7 @@ ANALYSES = {
         Param("ablate", "source", into="source", doc="default: mean(<on>)"),
         Param("metric", "metric", True, into="metric"),
         Param("points", "posint", default=10, doc="circuit sizes besides the empty one, evenly spaced"),
+        Param("sizes", "sizes", doc="the circuit sizes to measure instead of `points`"),
         Param("random", "posint", default=5, doc="random orders averaged into the baseline"),
         Param("seed", "int", default=0, doc="seed of the random orders"),
         Param("target", "number", default=0.9, doc="the faithfulness whose smallest size is reported"),

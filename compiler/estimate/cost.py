@@ -26,7 +26,8 @@ slices of `batch_size` prompts, padded to their longest prompt):
                  + one run per size 1, 2, 4, ... and N, then per halving step
                  (at most log2 N) 1 clean + s source + 2 runs; counted at that bound
   curve          1 clean + s source + 1 all-ablated run + one run per nonempty size
-                 (at most min(points, N), N the heads and MLPs ranked) and order
+                 (min(points, N), N the heads and MLPs or edges ranked; or the listed
+                 sizes, the largest N) and order
                  (the ranking and `random` random ones)
   ablate         1 clean + s source + 1 run with the nodes ablated together
   subspace       1 fit forward per fit prompt, then per head, per part group and per
@@ -323,7 +324,9 @@ class _Costs:
         if a.kind == "curve":
             ranked = self._ranked(a.nodes.analysis)
             orders = 1 + a.option("random", 5)
-            runs_per_order = min(a.option("points", 10), ranked)
+            listed = a.option("sizes")
+            runs_per_order = (len({min(k, ranked) for k in listed} | {ranked}) if listed
+                              else min(a.option("points", 10), ranked))
             extra = sum(self._all_outputs().values()) if runs else 0
             what = "edges" if self.spec.analysis(a.nodes.analysis).kind == "edges" else "nodes"
             return self._cost(op_id, f"faithfulness curve, {orders} orders of {ranked} {what}", a.dataset,

@@ -18,6 +18,11 @@ def curve_sizes(total: int, points: int) -> list[int]:
     return sorted({round(i * total / points) for i in range(points + 1)})
 
 
+def listed_sizes(total: int, sizes) -> list[int]:
+    """0, the listed sizes (one above `total` counts as `total`) and `total`, each once."""
+    return sorted({0, total} | {min(k, total) for k in sizes})
+
+
 def areas(sizes: list[int], faithfulness: list[float | None]) -> tuple[float | None, float | None]:
     """(CPR, CMD) of one curve; None when a point is missing or the curve has one size."""
     total = sizes[-1] if sizes else 0

@@ -29,7 +29,7 @@ from circ.runtime.analyses.common import (
     run_hooked,
     z_hook,
 )
-from circ.runtime.analyses.curve_areas import areas, curve_sizes, size_at
+from circ.runtime.analyses.curve_areas import areas, curve_sizes, listed_sizes, size_at
 from circ.runtime.analyses.faithfulness import ablation_hooks
 from circ.runtime.analyses.metrics import metric_values
 from circ.runtime.analyses.node_stats import ratio_of_means
@@ -38,10 +38,11 @@ RANKED_KINDS = ("head", "mlp")  # the embeddings are never ablated, so never ran
 Measure = Callable[[list[list]], dict]  # circuits (prefixes) -> {"faithfulness", "stderr", "clean", "all_ablated"}
 
 
-def faithfulness_curve(ranking: list, measure: Measure, *, points: int, random_orders: int, seed: int,
-                       target: float) -> dict:
-    """The ranking's curve and the random baseline's, their areas and sizes at target."""
-    sizes = curve_sizes(len(ranking), points)
+def faithfulness_curve(ranking: list, measure: Measure, *, points: int | None, random_orders: int, seed: int,
+                       target: float, sizes: tuple = ()) -> dict:
+    """The ranking's curve and the random baseline's, their areas and sizes at target:
+    measured at `points` evenly spaced sizes, or at the listed `sizes`."""
+    sizes = listed_sizes(len(ranking), sizes) if sizes else curve_sizes(len(ranking), points)
     shuffler = random.Random(seed)
     orders = [list(ranking)] + [shuffler.sample(ranking, len(ranking)) for _ in range(random_orders)]
     measured = measure([order[:k] for order in orders for k in sizes])

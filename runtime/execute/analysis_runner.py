@@ -116,8 +116,9 @@ def _curve(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     ranking, measure, ids, level = ranking_measure(ranked_by, ctx.results[ranked_by], ctx.loaded, target,
                                                    ctx.spec.metric(a.metric), ctx.source_for(a.source, target),
                                                    batch_size=ctx.batch_size, show_progress=ctx.show_progress)
-    out = faithfulness_curve(ranking, measure, points=a.option("points", 10), random_orders=a.option("random", 5),
-                             seed=a.option("seed", 0), target=a.option("target", 0.9))
+    out = faithfulness_curve(ranking, measure, points=a.option("points"), sizes=a.option("sizes", ()),
+                             random_orders=a.option("random", 5), seed=a.option("seed", 0),
+                             target=a.option("target", 0.9))
     return {**out, "ranking": ids, "level": level, "ranked_by": ranked_by, "n": len(target),
             "source": _source_entry(a.source)}
 
