@@ -20,10 +20,10 @@ from circ.compiler.check.dataset_positions import dataset_positions
 from circ.compiler.check.lower_analyses import analysis_call, lower_analysis, upstream
 from circ.compiler.check.signatures import (
     ANALYSES,
-    RESERVED,
     ATTENTION_POSITIONS,
     QUANTITIES,
     RECOVERED,
+    RESERVED,
     accessors,
     scores_nodes,
 )
@@ -113,7 +113,7 @@ def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
         return _function(ctx, left, use, number)
     if isinstance(left, s.Call) and left.func == "faithfulness" and len(left.args) == 1 \
             and left.args[0].name is None:
-        return _grown_faithfulness(ctx, left, use, number)
+        return _grown_faithfulness(ctx, left, use)
     if isinstance(left, s.Call) and left.func not in ANALYSES:
         ctx.fail("E205", f"unknown function `{left.func}`", left.func_span,
                  did_you_mean(left.func, list(QUANTITIES) + list(ANALYSES))
@@ -180,7 +180,7 @@ def _function(ctx: Context, call: s.Call, use: Use, number: int) -> ir.Number:
     return ir.Quantity(analysis.name, "rank", (("node", node),), span=call.span)
 
 
-def _grown_faithfulness(ctx: Context, call: s.Call, use: Use, number: int) -> ir.GrownFaithfulness:
+def _grown_faithfulness(ctx: Context, call: s.Call, use: Use) -> ir.GrownFaithfulness:
     """`faithfulness(C)` of a circuit grown by `discover(A, faithfulness=F)`: what the
     growth measured for C, over nodes or edges as it grew."""
     argument = call.args[0].value

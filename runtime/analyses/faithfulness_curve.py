@@ -112,8 +112,7 @@ def node_measure(loaded, prompts, metric: ir.Metric, source, *, batch_size: int 
     """Faithfulness of node lists (heads and MLPs kept, every other one ablated)."""
 
     def measure(circuits: list[list[ir.Node]]) -> dict:
-        for circuit in circuits:
-            check_nodes(circuit, loaded.shape, RANKED_KINDS, description)
+        check_nodes({node for circuit in circuits for node in circuit}, loaded.shape, RANKED_KINDS, description)
         return measure_circuits(loaded, prompts, circuits, metric, source, batch_size=batch_size,
                                 show_progress=show_progress, description=description)
 

@@ -8,7 +8,7 @@ carrying the span of the spec text the op came from.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 from circ.compiler import ir
@@ -60,9 +60,8 @@ class Executor:
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
         self.circuit_edges: dict[str, list[dict]] = {}  # the kept edges of discovered circuits
-        self.circuit_growth: dict[str, dict] = {}  # by circuit name, for results.json
-        self.growth: dict[ir.Select, dict] = {}  # discover(A, faithfulness=F): what growing measured
-        self.grown: dict[ir.Select, tuple] = {}  # (members, kept edges or None)
+        self.circuit_growth: dict[str, dict] = {}  # grown circuits by name: what growing measured
+        self.grown: dict[ir.Select, tuple] = {}  # discover(A, faithfulness=F): (members, kept edges or None, measured)
         self.expectations: list[dict] = []
         self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
@@ -165,9 +164,9 @@ class Executor:
             values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
             self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
         if isinstance(circuit.nodes, ir.Select) and circuit.nodes.grow is not None:
-            self.circuit_growth[circuit.name] = self.growth[circuit.nodes]
-            if self.grown[circuit.nodes][1] is not None:
-                self.circuit_edges[circuit.name] = self.grown[circuit.nodes][1]
+            _, kept_edges, self.circuit_growth[circuit.name] = self.grown[circuit.nodes]
+            if kept_edges is not None:
+                self.circuit_edges[circuit.name] = kept_edges
         if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
@@ -196,6 +195,7 @@ class Executor:
         left = expectation.left
         read = self.spec.analysis(left.analysis) \
             if isinstance(left, ir.Quantity) and left.analysis in self.analyses else None
+        # a curve's nodes name its ranking analysis, whose edges are no node set
         if read is not None and read.kind != "curve" and not self._nodes_of(read.nodes):
             self.warnings.append(run_warnings.expectation_on_nothing(expectation, read))
         self.expectations.append(result)
@@ -248,8 +248,6 @@ class Executor:
     def _grow(self, nodes: ir.Select) -> list[circuit_rules.Member]:
         """The members of `discover(A, faithfulness=F)`, grown once and kept (with the
         kept edges when A is an edges analysis)."""
-        from dataclasses import replace
-
         from circ.runtime.analyses.faithfulness_curve import grow
         from circ.runtime.execute.analysis_runner import ranking_measure
 
@@ -261,14 +259,14 @@ class Executor:
                 nodes.analysis, ranked_by, self.loaded, prompts, self.spec.metric(growth.metric),
                 self._source_for(growth.source, prompts), batch_size=self.settings.batch_size,
                 show_progress=self.settings.show_progress, description="discover")
-            self.growth[nodes] = {**grow(ranking, measure, growth.target), "level": level}
-            size = self.growth[nodes]["size"]
+            measured = {**grow(ranking, measure, growth.target), "level": level}
             values = ranked_by["values"]
             if level == "edges":
-                self.grown[nodes] = circuit_rules.discover(replace(nodes, top=size), values)
+                members, kept_edges = circuit_rules.discover(replace(nodes, top=measured["size"]), values)
             else:
-                kept = circuit_rules.ordered(ids[:size])
-                self.grown[nodes] = ([circuit_rules.Member(i, float(values[i])) for i in kept], None)
+                kept = circuit_rules.ordered(ids[:measured["size"]])
+                members, kept_edges = [circuit_rules.Member(i, float(values[i])) for i in kept], None
+            self.grown[nodes] = (members, kept_edges, measured)
         return self.grown[nodes][0]
 
     def _facts(self, attention: str | None) -> NodeFacts:
