@@ -300,11 +300,10 @@ def _grown(ctx: Context, e: s.Call, source, target, kind: str | None) -> ir.Sele
     """`discover(A, faithfulness=F)`: grown along A's ranking of edges (an edges
     analysis) or nodes, measured on A's dataset with A's metric, ablating from A's patch
     source (mean over its dataset when A has none)."""
-    span = next(a.span for a in e.args if a.name == "faithfulness")
-    if not isinstance(target, (int, float)) or not 0 < target <= 1:
-        ctx.fail("E391", f"faithfulness={expr_text(next(a.value for a in e.args if a.name == 'faithfulness'))} "
-                 "is no faithfulness a circuit can be asked to reach", span,
-                 "a target is above 0 and at most 1, e.g. faithfulness=0.9")
+    written = next(a for a in e.args if a.name == "faithfulness")
+    if not 0 < target <= 1:
+        ctx.fail("E391", f"faithfulness={expr_text(written.value)} is no faithfulness a circuit can be "
+                 "asked to reach", written.span, "a target is above 0 and at most 1, e.g. faithfulness=0.9")
     if kind is None or not (kind == "edges" or ctx.scores_nodes(source.name)):
         what = f"{a_or_an(kind)} analysis" if kind else "no analysis"
         ctx.fail("E394", f"discover(A, faithfulness=F) grows a circuit along A's edge or node scores; "
