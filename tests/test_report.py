@@ -331,3 +331,17 @@ def test_a_grown_circuit_shows_what_its_growth_measured(results):
     body = section(report_html(results, SPEC_SOURCE, diagram_svg=None), "circuit")
     assert ('<p>Grown along the ranking of nodes to <span class="num">5</span> kept: faithfulness '
             '<span class="num">0.97</span>, reaching the target <span class="num">0.9</span>.</p>') in body
+
+
+@pytest.mark.parametrize("field, value", [
+    ("cpr", "high"), ("ranked", "ten"), ("size_at_target", [5]), ("fractions", ["a", "b"]),
+    ("faithfulness", [0.0, "x"]), ("random", {"cpr": {}, "orders": "<b>", "faithfulness": [None, None]}),
+])
+def test_a_malformed_curve_is_shown_or_reported_in_place(results, field, value):
+    results["analyses"]["fc"] = {"kind": "curve", "ranked_by": "p", "ranked": 2, "sizes": [0, 2],
+                                 "fractions": [0.0, 1.0], "faithfulness": [0.0, 1.0], "target": 0.9,
+                                 "cpr": 0.5, "cmd": 0.5, "size_at_target": 2, "random": {}}
+    results["analyses"]["fc"][field] = value
+    body = section(report_html(results, SPEC_SOURCE, diagram_svg=None), "analysis-fc")
+    assert "<svg" in body or "cannot show this analysis" in body
+    assert "<b>" not in body

@@ -288,9 +288,9 @@ def faithfulness_curve(curve: dict, *, title: str) -> str:
     target = curve.get("target")
     if isinstance(target, (int, float)) and not isinstance(target, bool):
         ax.axhline(target, color="#555555", linestyle="--", linewidth=0.9, label=_text(f"target {target:g}"))
-        total = curve.get("ranked") or 0
+        total = curve.get("ranked")
         for size, colour in ((curve.get("size_at_target"), HELPS), (baseline.get("size_at_target"), "#777777")):
-            if isinstance(size, int) and total:
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in (size, total)) and total > 0:
                 ax.axvline(size / total, color=colour, linestyle=":", linewidth=1.0)
                 ax.annotate(_text(f"{size}"), (size / total, target), textcoords="offset points",
                             xytext=(3, -12), fontsize=8, color=colour)
@@ -301,7 +301,9 @@ def faithfulness_curve(curve: dict, *, title: str) -> str:
 
 
 def _area(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value:.2f}"
 
 
 def _rank_labels(ranks: list | None, by_head: dict) -> list[str]:
