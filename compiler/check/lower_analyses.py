@@ -7,7 +7,7 @@ from __future__ import annotations
 from circ.compiler import ir
 from circ.compiler.check.binding import bind
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.signatures import ANALYSES, NO_SCORE_HINT, NODE_WORDS
+from circ.compiler.check.signatures import ANALYSES, NO_SCORE_HINT, NODE_WORDS, ranks_components
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
@@ -161,6 +161,9 @@ def _ranking(ctx: Context, ranking, use: Use) -> ir.Select:
         ctx.fail("E390", f"curve() ranks nodes or edges by score; `{ranking.name}` is "
                  f"{a_or_an(ctx.analysis_kind(ranking.name))} analysis with neither",
                  ranking.span, NO_SCORE_HINT + "; edge scores from edges analyses")
+    if not ranks_components(ctx.analyses.get(ranking.name)):
+        ctx.fail("E390", f"curve() grows circuits of heads and MLPs (the embeddings are never ablated); "
+                 f"`{ranking.name}` scores none", ranking.span, "rank e.g. patch(heads + mlps, ...)")
     return ir.Select(ranking.name, span=ranking.span)
 
 

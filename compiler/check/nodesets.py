@@ -15,7 +15,7 @@ from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
 from circ.compiler.check.arguments import PRIMITIVES, bind
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.signatures import NO_SCORE_HINT, SELECTIONS
+from circ.compiler.check.signatures import NO_SCORE_HINT, SELECTIONS, ranks_components
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
@@ -305,13 +305,16 @@ def _grown(ctx: Context, e: s.Call, source, target, kind: str | None) -> ir.Sele
         ctx.fail("E391", f"faithfulness={expr_text(written.value)} is no faithfulness a circuit can be "
                  "asked to reach", written.span, "a target is above 0 and at most 1, e.g. faithfulness=0.9")
     if kind is None or not (kind == "edges" or ctx.scores_nodes(source.name)):
-        what = f"{a_or_an(kind)} analysis" if kind else "no analysis"
+        what = f"{a_or_an(kind)} analysis with neither" if kind else "not an analysis"
         ctx.fail("E394", f"discover(A, faithfulness=F) grows a circuit along A's edge or node scores; "
-                 f"`{expr_text(source)}` is {what} with neither", source.span,
+                 f"`{expr_text(source)}` is {what}", source.span,
                  NO_SCORE_HINT + "; edge scores from edges analyses")
     analysis = ctx.analyses.get(source.name)
     if analysis is None:
         raise Reported()
+    if not ranks_components(analysis):
+        ctx.fail("E394", f"discover(A, faithfulness=F) grows circuits of heads and MLPs (the embeddings are "
+                 f"never ablated); `{source.name}` scores none", source.span, "rank e.g. patch(heads + mlps, ...)")
     if analysis.metric is None:
         ctx.fail("E394", f"discover(A, faithfulness=F) measures circuits with A's metric; `{source.name}` "
                  "has none", source.span, "grow along an attribute or patch analysis")

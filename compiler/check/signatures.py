@@ -257,6 +257,16 @@ def scores_nodes(analysis: ir.Analysis) -> bool:
     return analysis.kind in SELECTABLE_KINDS or (
         analysis.kind == "attention" and analysis.option("score") is not None)
 
+
+def ranks_components(analysis: ir.Analysis | None) -> bool:
+    """Whether a ranking analysis may score a head or MLP: False only for a node list
+    known to hold neither (an edges analysis ranks edges)."""
+    if analysis is None or analysis.kind == "edges" or not isinstance(analysis.nodes, ir.NodeList):
+        return True
+    nodes = analysis.nodes
+    return nodes.unexpanded is not None or any(n.kind in ("head", "mlp") for n in nodes.nodes)
+
+
 # Accessors an expectation may read, per analysis kind.
 ACCESSORS = {
     "attribute": ("node", "total", "rank"),
