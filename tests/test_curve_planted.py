@@ -87,9 +87,9 @@ model hf("model")
 data clean = jsonl("data.jsonl")
 metric ld = logit_diff(answer, wrong) at last
 analysis e = edges(heads + mlps + embed, source=corrupt, target=clean, metric=ld, method=eap_ig, steps=20)
-analysis fc = curve(e, on=clean, ablate=corrupt, metric=ld, points=5, random=3)
+analysis fc = curve(e, on=clean, ablate=corrupt, metric=ld, sizes=[1, 2, 3, 10, 50], random=3)
 circuit found = discover(e, faithfulness=0.9)
-expect fc.cpr > 0.85
+expect fc.cpr > 0.95
 expect faithfulness(found) > 0.9
 '''
 
@@ -114,8 +114,12 @@ def test_the_edge_curve_beats_random_and_growth_keeps_the_planted_edges(planted_
     curve = results["analyses"]["fc"]
     assert curve["level"] == "edges" and curve["ranked"] == len(results["analyses"]["e"]["values"])
     assert set(curve["ranking"][:3]) == {"EMBED->L0.H2.v", "L0.H2->L1.H1.k", "L1.H1->LOGITS"}
-    assert all(f == pytest.approx(1.0, abs=1e-6) for f in curve["faithfulness"][1:])  # 22 edges hold the path
-    assert curve["cpr"] == pytest.approx(0.2 * 0.5 + 0.8, abs=1e-6)  # 0 at no edge, 1 from the first fifth on
+    total = curve["ranked"]
+    assert curve["sizes"] == [0, 1, 2, 3, 10, 50, total]
+    assert curve["faithfulness"][2] == pytest.approx(0.0, abs=1e-6)  # two of the three planted edges carry nothing
+    assert all(f == pytest.approx(1.0, abs=1e-6) for f in curve["faithfulness"][3:])  # the planted path's size
+    assert curve["size_at_target"] == 3
+    assert curve["cpr"] == pytest.approx((0.5 + total - 3) / total, abs=1e-6)
     assert curve["cpr"] > curve["random"]["cpr"] + 3 * curve["random"]["cpr_stderr"]
     found = results["circuits"]["found"]
     growth = found["faithfulness"]
