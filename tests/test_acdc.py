@@ -259,12 +259,14 @@ def test_bad_acdc_and_exact_options(tmp_path, call, code):
     assert code in str(error.value.diagnostics[0])
 
 
-@pytest.mark.parametrize("circuit", ["discover(pruned, top=3)", "discover(exact)"])
-def test_discover_takes_top_exactly_when_the_method_ranks(tmp_path, circuit):
+@pytest.mark.parametrize("circuit, code", [("discover(pruned, top=3)", "E387"),
+                                           ("discover(pruned, faithfulness=0.9)", "E387"),
+                                           ("discover(exact)", "E393")])
+def test_discover_of_acdc_takes_no_size_and_of_a_ranking_one(tmp_path, circuit, code):
     from circ import api
 
     path = tmp_path / "bad.circ"
     path.write_text(SPEC.split("circuit")[0] + f"circuit c = {circuit}\n")
     with pytest.raises(api.CircError) as error:
         api.compile(path)
-    assert "E387" in str(error.value.diagnostics[0])
+    assert code in str(error.value.diagnostics[0])
