@@ -151,58 +151,51 @@ class EdgeCircuit:
 
     def _hooks(self, removed: list[Edge]) -> list:
         shape = self.loaded.shape
-        by_receiver: dict[Receiver, list[ir.Node]] = {}
-        for sender, receiver in removed:
-            by_receiver.setdefault(receiver, []).append(sender)
+        receivers = list(dict.fromkeys(r for _, r in removed))
         senders = {s for s, _ in removed}
-        changes: dict[ir.Node, torch.Tensor] = {}  # sender -> out_s - ablated_out_s in this run
+        changes = _Changes(removed)
         streams: dict[int, torch.Tensor] = {}  # layer -> its residual stream input in this run
         hooks = []
-
-        def change_of(receiver):
-            return sum(changes[s] for s in by_receiver[receiver])
-
         if any(s.kind == "embed" for s in senders):
-            embed = next(s for s in senders if s.kind == "embed")
-            hooks.append((EMBED_HOOK, self._record_change(changes, EMBED_HOOK, [embed])))
+            hooks.append((EMBED_HOOK, self._record_change(changes, EMBED_HOOK, [ir.Node(0, "embed")])))
         for layer in range(shape.n_layers):
-            heads = [s for s in senders if s.kind == "head" and s.layer == layer]
+            heads = sorted((s for s in senders if s.kind == "head" and s.layer == layer), key=stream_order)
             if heads:
                 hooks.append((z_hook(layer), self._record_change(changes, z_hook(layer), heads)))
-            if any(s.kind == "mlp" and s.layer == layer for s in senders):
-                mlp = ir.Node(layer, "mlp")
-                hooks.append((mlp_out_hook(layer), self._record_change(changes, mlp_out_hook(layer), [mlp])))
-        for layer in sorted({r.layer for r in by_receiver if r != LOGITS and r.kind == "head_input"}):
+            if ir.Node(layer, "mlp") in senders:
+                hooks.append((mlp_out_hook(layer), self._record_change(changes, mlp_out_hook(layer),
+                                                                       [ir.Node(layer, "mlp")])))
+        for layer in sorted({r.layer for r in receivers if r != LOGITS and r.kind == "head_input"}):
             hooks.append((f"blocks.{layer}.hook_resid_pre", _keep(streams, layer)))
             for part in "qkv":
-                mine = [r for r in by_receiver if r != LOGITS and r.kind == "head_input"
+                mine = [r for r in receivers if r != LOGITS and r.kind == "head_input"
                         and r.layer == layer and r.part == part]
                 if mine:
-                    hooks.append((part_hook(layer, part), self._head_inputs(layer, part, mine, streams, change_of)))
-        for receiver in by_receiver:
+                    hooks.append((part_hook(layer, part), self._head_inputs(layer, part, mine, streams, changes)))
+        for receiver in receivers:
             if receiver != LOGITS and receiver.kind == "mlp":
-                hooks.append((f"blocks.{receiver.layer}.ln2.hook_in", _subtract(lambda r=receiver: change_of(r))))
-        if LOGITS in by_receiver:
-            hooks.append(("ln_final.hook_in", _subtract(lambda: change_of(LOGITS))))
+                hooks.append((f"blocks.{receiver.layer}.ln2.hook_in", _subtract(changes, receiver)))
+        if LOGITS in receivers:
+            hooks.append(("ln_final.hook_in", _subtract(changes, LOGITS)))
         return hooks
 
-    def _record_change(self, changes: dict, site: str, senders: list[ir.Node]):
+    def _record_change(self, changes: "_Changes", site: str, senders: list[ir.Node]):
         """A hook on the senders' output site (one layer's heads, an MLP or EMBED) that
         records out_s - ablated_out_s."""
 
         def hook(activation, hook):
             difference = activation - self._ablated[site].to(activation.device, activation.dtype)
             if senders[0].kind != "head":
-                changes[senders[0]] = difference
+                changes.record(senders, difference[None])
                 return activation
             heads = [s.head for s in senders]
-            outputs = torch.einsum("bphd,hdm->hbpm", difference[:, :, heads], self.W_O[senders[0].layer, heads])
-            changes.update(zip(senders, outputs))
+            changes.record(senders, torch.einsum("bphd,hdm->hbpm", difference[:, :, heads],
+                                                 self.W_O[senders[0].layer, heads]))
             return activation
 
         return hook
 
-    def _head_inputs(self, layer: int, part: str, receivers: list[ir.Node], streams: dict, change_of):
+    def _head_inputs(self, layer: int, part: str, receivers: list[ir.Node], streams: dict, changes: "_Changes"):
         """A hook on hook_q (k, v) that recomputes the receiving heads' slices from their
         corrected residual inputs, all heads through the LayerNorm at once."""
         norm = self.loaded.bridge.blocks[layer].ln1
@@ -210,13 +203,42 @@ class EdgeCircuit:
         heads = [r.head for r in receivers]
 
         def hook(activation, hook):
-            corrected = streams[layer][:, :, None] - torch.stack([change_of(r) for r in receivers], dim=2)
+            corrected = streams[layer][:, :, None] - changes.of(receivers).permute(1, 2, 0, 3)
             computed = torch.einsum("bphd,hde->bphe", norm(corrected), weight[layer, heads]) + bias[layer, heads]
             out = activation.clone()
             out[:, :, heads] = computed.to(out.dtype)
             return out
 
         return hook
+
+
+class _Changes:
+    """One pass's output changes of the removed edges' senders (out_s - ablated_out_s),
+    a row per sender in residual-stream order, written as the pass reaches each sender;
+    `of(receivers)` sums, for each receiver, the rows of the senders whose edge into it
+    is removed, as one matrix product over the rows written so far."""
+
+    def __init__(self, removed: list[Edge]):
+        order = sorted({s for s, _ in removed}, key=stream_order)
+        self._row = {sender: i for i, sender in enumerate(order)}
+        self._removed: dict[Receiver, list[int]] = {}
+        for sender, receiver in removed:
+            self._removed.setdefault(receiver, []).append(self._row[sender])
+        self._rows: torch.Tensor | None = None
+
+    def record(self, senders: list[ir.Node], values: torch.Tensor) -> None:
+        """values [sender, batch, seq, d_model], in the order of `senders`."""
+        if self._rows is None:
+            self._rows = values.new_empty(len(self._row), *values.shape[1:])
+        self._rows[[self._row[s] for s in senders]] = values
+
+    def of(self, receivers: list[Receiver]) -> torch.Tensor:
+        """[receiver, batch, seq, d_model]: each receiver's removed senders' changes summed."""
+        written = 1 + max(max(self._removed[r]) for r in receivers)  # every earlier sender has run
+        mask = self._rows.new_zeros(len(receivers), written)
+        for i, receiver in enumerate(receivers):
+            mask[i, self._removed[receiver]] = 1.0
+        return torch.einsum("rs,sbpd->rbpd", mask, self._rows[:written])
 
 
 def _input_weights(bridge, part: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,9 +260,11 @@ def _keep(streams: dict, layer: int):
     return hook
 
 
-def _subtract(change):
+def _subtract(changes: _Changes, receiver: Receiver):
+    """A hook that takes the receiver's removed senders' changes out of its input."""
+
     def hook(activation, hook):
-        return activation - change().to(activation.dtype)
+        return activation - changes.of([receiver])[0].to(activation.dtype)
 
     return hook
 
