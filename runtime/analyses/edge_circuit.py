@@ -4,7 +4,7 @@ the clean run, every other edge its ablated value.
 An edge runs from a sender (EMBED, a head, an MLP) to a receiver: a head's q, k or v
 input (`ir.Node(layer, "head_input", head, part)`), an MLP's input (`ir.Node(layer,
 "mlp")`) or `LOGITS`, the unembedding's input. `graph_edges` lists every edge among a
-set of nodes, in the residual stream's order.
+set of nodes, receivers along the residual stream, each one's senders likewise.
 
 One forward pass on the clean prompts evaluates a circuit (ACDC's and auto-circuit's
 semantics): every receiver whose incoming edges are not all kept reads
@@ -20,8 +20,8 @@ is the token plus position embedding (`blocks.0.hook_resid_pre`); an MLP's is it
 `hook_mlp_out`. A head's q (k, v) is recomputed from its corrected input through the
 block's first LayerNorm and W_Q, b_Q (W_K, W_V); an MLP's input is corrected at its
 LayerNorm's input and LOGITS' at the final LayerNorm's, leaving the residual stream
-itself untouched. Receivers with every edge kept run as in the clean model, so
-keeping every edge gives the clean metric exactly; removing every edge gives the
+itself untouched. A receiver with no edge removed reads its input as the pass
+computes it, so keeping every edge gives the clean metric exactly; removing every edge gives the
 ablation source's own run (for a dataset source, that run's metric). Edges among
 nodes outside the graph always stay (a subgraph is evaluated inside the full model).
 A model whose heads share keys and values (grouped-query attention) has no k or v
