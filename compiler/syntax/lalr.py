@@ -123,18 +123,18 @@ class TableParser:
                     break
                 reducer = reducers[~code]
                 count = reducer.size
+                if count == 1 and reducer.passthrough:  # the value stays, the state moves
+                    state = states[-1] = table[states[-2]][reducer.goto]
+                    continue
                 if count:
                     entries = values[-count:]
                     del values[-count:]
                     del states[-count:]
                 else:
                     entries = []
-                if reducer.passthrough and count == 1:
-                    entry = entries[0]
-                else:
-                    entry = _reduce(reducer, entries, builder)
-                    if entry[5] > deepest:
-                        deepest = entry[5]
+                entry = _reduce(reducer, entries, builder)
+                if entry[5] > deepest:
+                    deepest = entry[5]
                 state = table[states[-1]][reducer.goto]
                 states.append(state)
                 values.append(entry)
