@@ -2,7 +2,7 @@
 the compiler's import stays light (no torch, no transformer_lens, no networkx).
 With `--scale`, time it instead on generated specs that must take linear time:
 100,000 statements (target 10 s) and 20,000 errors on separate lines (target 5 s),
-each also at a fifth of the size, to show the growth.
+each also at a fifth of the size, to show the growth, with each run's peak memory.
 
 Usage: .venv/bin/python bench/bench_check.py [--runs N] [--target SECONDS] [--scale]
 Exits 1 when a time exceeds its target (default 0.3 s per spec in specs/).
@@ -10,7 +10,7 @@ Exits 1 when a time exceeds its target (default 0.3 s per spec in specs/).
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -58,17 +58,21 @@ SCALE_CASES = (  # (what, how many, a spec with that many, target seconds, exit 
 )
 
 
-def time_once(spec: Path, status: int) -> tuple[float, float]:
-    """(wall, CPU) seconds of one `circ check SPEC`, the whole process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run(circ_command() + ["check", str(spec)], capture_output=True, text=True,
-                            cwd=ROOT)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != status or "Traceback" in result.stderr:
-        raise SystemExit(f"circ check {spec} exited {result.returncode}:\n{result.stderr[-2000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def time_once(spec: Path, status: int) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak resident MiB) of one `circ check SPEC`, the
+    whole process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(circ_command() + ["check", str(spec)], stdout=out, stderr=err,
+                                   cwd=ROOT)
+        _, code, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(code)
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+    if process.returncode != status or "Traceback" in stderr:
+        raise SystemExit(f"circ check {spec} exited {process.returncode}:\n{stderr[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def scale() -> int:
@@ -81,12 +85,17 @@ def scale() -> int:
                 spec = Path(folder) / f"scale_{n}.circ"
                 spec.write_text(text(n), encoding="utf-8")
                 times[n] = time_once(spec, status)
-                print(f"circ check, {n:,} {what}: {times[n][0]:.2f} s wall, {times[n][1]:.2f} s CPU")
+                wall, cpu, memory = times[n]
+                print(f"circ check, {n:,} {what}: {wall:.2f} s wall, {cpu:.2f} s CPU, "
+                      f"{memory:.0f} MiB peak memory")
             small, large = times[count // 5][1], times[count][1]
             verdict = "ok" if times[count][0] <= target else "SLOW"
             slow |= verdict == "SLOW"
             print(f"  5x the size took {large / max(small, 1e-9):.1f}x the CPU time; "
                   f"target {target:.0f} s wall: {verdict}")
+    load = Path("/proc/loadavg")
+    if load.exists():  # others' work on the machine stretches the wall times
+        print("load average (1, 5, 15 min):", *load.read_text().split()[:3])
     return 1 if slow else 0
 
 
