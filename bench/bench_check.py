@@ -1,8 +1,9 @@
 """Time `circ check` as a whole process on every spec in specs/, and check that
 the compiler's import stays light (no torch, no transformer_lens, no networkx).
 With `--scale`, time it instead on generated specs that must take linear time:
-100,000 statements (target 10 s) and 20,000 errors on separate lines (target 5 s),
-each also at a fifth of the size, to show the growth, with each run's peak memory.
+100,000 statements (target 10 s), 20,000 errors on separate lines and 20,000 on one
+line (target 5 s each), each also at a fifth of the size, to show the growth, with
+each run's peak memory.
 
 Usage: .venv/bin/python bench/bench_check.py [--runs N] [--target SECONDS] [--scale]
 Exits 1 when a time exceeds its target (default 0.3 s per spec in specs/).
@@ -55,6 +56,9 @@ SCALE_CASES = (  # (what, how many, a spec with that many, target seconds, exit 
                                 for i in range(n)), 10.0, 0),
     ("errors on separate lines", 20_000,
      lambda n: "model demo\n" + "".join(f"data d{i} = nope{i}(n=1)\n" for i in range(n)), 5.0, 1),
+    ("errors on one line", 20_000,
+     lambda n: "model demo\n" + " ".join(f"data d{i} = nope{i}(n=1)" for i in range(n)) + "\n",
+     5.0, 1),
 )
 
 
