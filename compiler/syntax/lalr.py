@@ -20,7 +20,7 @@ from lark import Lark
 from lark.lexer import PatternStr
 from lark.parsers.lalr_analysis import Shift
 
-END = "$END"
+_END = "$END"
 
 # How a reduced rule uses each symbol it matched.
 _TOKEN, _NODE, _SPLICE = 0, 1, 2
@@ -112,7 +112,7 @@ class TableParser:
                     kind = keywords.get(value, kind)
                 token = (value, start_line, col, line, pos - line_start + 1, 0, kind)
             else:
-                kind, token = END, None
+                kind, token = _END, None
             while True:
                 code = table[state].get(kind)
                 if code is None:
@@ -138,7 +138,7 @@ class TableParser:
                 state = table[states[-1]][reducer.goto]
                 states.append(state)
                 values.append(entry)
-                if kind is END and state == end_state:
+                if kind is _END and state == end_state:
                     return Parsed(entry[0], comments, deepest)
 
     def _scanner(self, state: int) -> tuple[Callable, dict]:
@@ -156,8 +156,9 @@ class TableParser:
             embedded = set()
             for regex in (t for t in terminals if not isinstance(t.pattern, PatternStr)):
                 for word in (t for t in terminals if isinstance(t.pattern, PatternStr)):
-                    found = re.match(regex.pattern.to_regexp(), word.pattern.value)
-                    if word.priority == regex.priority and found and found.group() == word.pattern.value:
+                    text = word.pattern.value
+                    found = re.match(regex.pattern.to_regexp(), text)
+                    if word.priority == regex.priority and found and found.group() == text:
                         keywords.setdefault(regex.name, {})[word.pattern.value] = word.name
                         if word.pattern.flags <= regex.pattern.flags:
                             embedded.add(word.name)
