@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+from circ.compiler.cycle_collection import without_cycle_collection
 from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.compiler.ir import Span, normalize_line_ends
 from circ.compiler.syntax import tree as s
@@ -41,7 +42,8 @@ def parse_source(text: str, path: str = "<string>") -> s.SourceFile:
     text = normalize_line_ends(text)
     lark, table_parser = parsers()
     builder = _TreeBuilder(path)
-    parsed = table_parser.parse(text, builder)
+    with without_cycle_collection():
+        parsed = table_parser.parse(text, builder)
     if parsed is None:
         raise CircError([_syntax_error(lark, text, path)], {path: text})
     if parsed.depth > MAX_DEPTH:
