@@ -16,7 +16,7 @@ from typing import Union
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
     """A region of a source file, 1-based lines and columns, end exclusive."""
 
