@@ -97,6 +97,7 @@ def run(spec: CheckedSpec | str | Path, *, model=None, batch_size: int = 32, see
         if bar is not None:
             bar.close()
     results = Results(finished.results, checked.sources.get(spec_ir.path, ""), per_prompt=finished.per_prompt,
+                      prompts=finished.prompts,
                       renders=tuple((r.circuit, r.path) for r in finished.spec.renders))
     if out is not None:
         results.save(out)

@@ -70,14 +70,14 @@ class AnalysisResult:
 
     @property
     def positions(self) -> dict:
-        """For patch(at=each): node id to {position index: value} (or {name: value}
+        """For patch and attribute at=each: node id to {position index: value} (or {name: value}
         for listed positions such as `at=[answer_label, last]`); empty otherwise."""
         return {node: {_position_key(p): v for p, v in by_position.items()}
                 for node, by_position in (self.entry.get("positions") or {}).items()}
 
     def rows(self) -> list[dict]:
         """One flat row per value: node (and position, dataset or rank for nested
-        values), value, stderr, n. For patch(at=each), one row per node and token
+        values), value, stderr, n. For patch and attribute at=each, one row per node and token
         position: node, position (the index, or the name of a listed position), token
         (of the first prompt, for indices), value."""
         if self.positions:
@@ -163,11 +163,13 @@ class CircuitResult:
 class Results:
     """What a run produced. `data` is results.json's dictionary; `spec_text` the spec."""
 
-    def __init__(self, data: dict, spec_text: str = "", *, renders: tuple = (), per_prompt: dict | None = None):
+    def __init__(self, data: dict, spec_text: str = "", *, renders: tuple = (), per_prompt: dict | None = None,
+                 prompts: dict | None = None):
         self.data = data
         self.spec_text = spec_text
         self.renders = tuple(renders)  # (circuit name, relative path) the spec asks for
         self.per_prompt = dict(per_prompt or {})  # per_prompt.json: {analysis: {node id: [values]}}
+        self.prompts = dict(prompts or {})  # {dataset: [prompt text]}: the report's per-prompt views show some
 
     @property
     def name(self) -> str:
@@ -213,7 +215,8 @@ class Results:
 
     def save(self, folder: str | Path) -> Path:
         """Write results.json, the diagrams the spec renders and report.html into
-        `folder` (and per_prompt.json when the run kept per-prompt values); return the
+        `folder` (and per_prompt.json when the run kept per-prompt values, whose
+        distributions and worst prompts the report then shows); return the
         path of results.json. A diagram that cannot be drawn (Graphviz missing) is a
         warning; the other files are still written."""
         import warnings
@@ -221,7 +224,8 @@ class Results:
         from circ.runtime.render.outputs import write_outputs
         from circ.runtime.results.write import write_results
 
-        path, problems = write_outputs(self.data, self.spec_text, Path(folder), self.renders)
+        path, problems = write_outputs(self.data, self.spec_text, Path(folder), self.renders,
+                                       per_prompt=self.per_prompt, prompts=self.prompts)
         for problem in problems:
             warnings.warn(problem, stacklevel=2)
         if self.per_prompt:

@@ -45,6 +45,7 @@ class Finished:
     sources: dict
     reused: int = 0
     per_prompt: dict = field(default_factory=dict)  # per_prompt.json: {analysis: {node: [values]}}
+    prompts: dict = field(default_factory=dict)  # {dataset: [prompt text]}, for the report's per-prompt views
 
 
 def model_from_option(text: str, base: ir.Model) -> ir.Model:
@@ -120,4 +121,4 @@ def run_loaded(spec: ir.Spec, loaded, options: RunOptions, *, sources: dict | No
               "seconds": round(time.monotonic() - started, 3)}
     results = assemble(executor, spec, loaded, settings, sources.get(spec.path, ""), timing)
     return Finished(results, spec, sources, reused=len(store.reused) if store is not None else 0,
-                    per_prompt=per_prompt_table(executor.analyses))
+                    per_prompt=per_prompt_table(executor.analyses), prompts=executor.prompt_texts)

@@ -1,6 +1,6 @@
 """Convert between circ's edge scores and EAP-IG's graph JSON (the `Graph.to_json`
 layout of the EAP-IG library): `cfg` (n_layers, n_heads, d_model,
-parallel_attn_mlp), `nodes` {name: in_graph} and `edges` {name: {score, in_graph}}.
+parallel_attn_mlp), `nodes` {name: {in_graph}} and `edges` {name: {score, in_graph}}.
 Nodes are `input`, `a{L}.h{H}`, `m{L}` and `logits`; an edge into a head's query, key
 or value input is `parent->child<q>` (`<k>`, `<v>`), any other `parent->child`.
 A score is circ's edge value as it is: positive when the edge helps the metric, the
@@ -51,6 +51,19 @@ def split_edge(name: str) -> tuple[str, str, str | None] | None:
 def to_eap_ig(results: dict, analysis: str | None = None, circuit: str | None = None) -> dict:
     """EAP-IG's graph JSON from an edges analysis of `results` (default: its only one)
     and the edges of one of its circuits (default: the first) marked in_graph."""
+    values = edge_values(results, analysis)
+    circuits = results.get("circuits") or {}
+    if circuit is None and circuits:
+        circuit = next(iter(circuits))
+    if circuit is not None and circuit not in circuits:
+        raise ExchangeError(f"no circuit named {circuit!r}; circuits: {', '.join(circuits) or 'none'}")
+    kept = {(eap_name(edge["src"]), eap_name(edge["dst"]), edge.get("part"))
+            for edge in ((circuits[circuit].get("edges") or []) if circuit else [])}
+    return graph_json(results, values, kept)
+
+
+def edge_values(results: dict, analysis: str | None) -> dict:
+    """The values of edges analysis `analysis` of `results` (default: its only one)."""
     analyses = {name: a for name, a in (results.get("analyses") or {}).items()
                 if isinstance(a, dict) and a.get("kind") == "edges"}
     if analysis is None:
@@ -60,19 +73,30 @@ def to_eap_ig(results: dict, analysis: str | None = None, circuit: str | None = 
         analysis = next(iter(analyses))
     if analysis not in analyses:
         raise ExchangeError(f"no edges analysis named {analysis!r}; edges analyses: {', '.join(analyses) or 'none'}")
-    circuits = results.get("circuits") or {}
-    if circuit is None and circuits:
-        circuit = next(iter(circuits))
-    if circuit is not None and circuit not in circuits:
-        raise ExchangeError(f"no circuit named {circuit!r}; circuits: {', '.join(circuits) or 'none'}")
-    kept = set()
-    for edge in (circuits[circuit].get("edges") or []) if circuit else []:
-        kept.add((eap_name(edge["src"]), eap_name(edge["dst"]), edge.get("part")))
+    values = analyses[analysis].get("values")
+    if not isinstance(values, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in values.values()):
+        raise ExchangeError(f"edges analysis {analysis!r} holds values that are not numbers by edge")
+    return values
+
+
+def edge_parts(key: str) -> tuple[str, str, str | None]:
+    """(parent, child, part) in EAP-IG names of a circ edge key such as
+    `L0.H1->L1.H0.q` or `L1.MLP->LOGITS`."""
+    if not isinstance(key, str) or key.count("->") != 1:
+        raise ExchangeError(f"{key!r} is no edge (SENDER->RECEIVER)")
+    src, dst = key.split("->")
+    base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
+    return eap_name(src), eap_name(base), part
+
+
+def graph_json(results: dict, values: dict, kept: set) -> dict:
+    """The graph JSON of every edge in `values` (circ keys to scores), in_graph when
+    its (parent, child, part) is in `kept`; a node is in_graph when a kept edge
+    touches it. Nodes are written as EAP-IG's `Graph.to_json` writes them."""
     edges, nodes = {}, {}
-    for key, score in sorted(analyses[analysis].get("values", {}).items()):
-        src, dst = key.split("->")
-        base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
-        parent, child = eap_name(src), eap_name(base)
+    for key, score in sorted(values.items()):
+        parent, child, part = edge_parts(key)
         in_graph = (parent, child, part) in kept
         edges[f"{parent}->{child}" + (f"<{part}>" if part else "")] = {"score": float(score), "in_graph": in_graph}
         for name in (parent, child):
@@ -80,4 +104,4 @@ def to_eap_ig(results: dict, analysis: str | None = None, circuit: str | None = 
     model = results.get("model") or {}
     cfg = {"n_layers": model.get("n_layers"), "n_heads": model.get("n_heads"), "d_model": model.get("d_model"),
            "parallel_attn_mlp": False}
-    return {"cfg": cfg, "nodes": nodes, "edges": edges}
+    return {"cfg": cfg, "nodes": {name: {"in_graph": kept} for name, kept in nodes.items()}, "edges": edges}

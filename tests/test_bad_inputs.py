@@ -74,8 +74,6 @@ def record(**changes):
 # --------------------------------------------------------------------------- datasets
 JSONL_CASES = {
     "missing_field": (LINE + "\n" + record(answer=None) + "\n", 2, 'missing field "answer"'),
-    "answer_of_two_tokens": (LINE + "\n" + LINE + "\n" + record(answer=" A B") + "\n", 3,
-                             "answer ' A B' is 2 tokens"),
     "answer_not_in_vocabulary": (record(wrong=[" Zebra"]) + "\n", 1, "not in the model's vocabulary"),
     "prompt_longer_than_context": (LINE + "\n" + record(prompt="cat " * 30, corrupt=None, marks=None) + "\n",
                                    2, "longer than the model's context of 24"),
@@ -100,6 +98,18 @@ def test_bad_jsonl_is_refused_naming_file_and_line(tmp_path, tiny_dir, forwards,
     where = f"{tmp_path / 'data.jsonl'}:{line}: " if line else f"{tmp_path / 'data.jsonl'}: "
     assert where + "" in stderr and message in stderr, stderr
     assert 'data z_bad = jsonl("data.jsonl")' in stderr  # the spec line, shown under the message
+
+
+def test_an_answer_of_two_tokens_is_refused_where_a_metric_reads_one_token(tmp_path, tiny_dir):
+    """Answers of several tokens are data answer_logprob reads; logit_diff refuses them
+    at the analysis that uses it, naming the file's line and answer_logprob."""
+    prepare(tmp_path, LINE + "\n" + LINE + "\n" + record(answer=" A B") + "\n")
+    code, stderr = run(tmp_path, spec_text(tiny_dir))
+    assert code == 2 and "Traceback" not in stderr
+    assert stderr.startswith(f"{tmp_path / 'spec.circ'}:6:1: error[E600]: "), stderr
+    assert f"line 3 of {tmp_path / 'data.jsonl'}" in stderr and "answer ' A B' is 2 tokens" in stderr
+    assert "answer_logprob(answer)" in stderr
+    assert not (tmp_path / "out" / "results.json").exists()
 
 
 def test_non_utf8_dataset_is_refused(tmp_path, tiny_dir, forwards):

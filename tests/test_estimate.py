@@ -106,6 +106,7 @@ analysis attn = attention(top(dla, 2), on=clean, query=last)
 analysis paths = path_patch([L0.H0, L0.MLP, L1.H2], to=[L1.H1, L1.MLP], source=corrupt, target=clean, metric=ld)
 analysis low = subspace(L1.H2, parts=[q, k], ranks=[1, 2, full], fit=clean, metric=ld)
 expect faithfulness(top(total, 3), on=clean, ablate=mean(clean), metric=ld) >= -1000
+analysis fc = curve(total, on=clean, metric=ld, points=3, random=1)
 '''
 
 
@@ -361,3 +362,16 @@ def test_patch_at_each_position_costs_one_patch_per_position_of_the_longest_prom
     every, each = result["analysis:every"], result["analysis:each"]
     assert (each.forwards, each.flops, each.peak_bytes) == (9 * every.forwards, 9 * every.flops, every.peak_bytes)
     assert "at each of 9 positions" in each.what
+
+
+def test_attribute_at_each_position_costs_one_more_projection_per_position_and_no_forward():
+    text = ("model demo\ndata clean = mcq(n=3)\nmetric ld = logit_diff(answer, wrong) at last\n"
+            "analysis plain = attribute(heads + mlps, on=clean, metric=ld)\n"
+            "analysis each = attribute(heads + mlps, on=clean, metric=ld, at=each)\n")
+    spec = compile_source(text, str(ROOT / "specs" / "each.circ"))
+    lengths = {"clean": [9, 9, 9]}
+    shape = from_ir_shape(spec.shape, "demo")
+    result = {op.op: op for op in estimate_plan(spec, plan(spec), shape, lengths, batch_size=2).ops}
+    plain, each = result["analysis:plain"], result["analysis:each"]
+    assert each.forwards == plain.forwards
+    assert each.flops - plain.flops == 3 * shape.attribution_flops(9)

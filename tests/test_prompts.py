@@ -82,7 +82,6 @@ def test_corrupt_tokens_match_in_length(tiny):
 
 
 @pytest.mark.parametrize("example, fragment", [
-    (Example("the cat", " A B", (" C",), line=4), "not exactly one"),
     (Example("the cat", " A", (" zebra",), line=4), "not in the model's vocabulary"),
     (Example(" ".join(["cat"] * 30), " A", (" B",), line=4), "longer than the model's context"),
     (Example("the cat", " A", (" B",), marks=(("m", (3,)),), line=4), "belong to no token"),
@@ -92,6 +91,21 @@ def test_bad_examples_name_their_line(tiny, example, fragment):
         tokenize(tiny, [Example("the dog", " A", (" B",), line=1), example], source_name="file.jsonl")
     assert caught.value.path == "file.jsonl" and caught.value.line == 4
     assert fragment in caught.value.message
+
+
+def test_an_answer_of_several_tokens_is_teacher_forced(tiny):
+    """" A B" is two tokens: the prompt reads on with " A", the answer keeps both, and
+    the corrupted prompt gets the same continuation; one-token answers change nothing."""
+    examples = [Example("the cat", " A B", (" C",), corrupt="the dog", line=1),
+                Example("the sun", " A", (" B",), corrupt="the cat", line=2)]
+    prompts = tokenize(tiny, examples, source_name="d")
+    ids = tiny.tokenizer
+    a, b = ids(" A", add_special_tokens=False)["input_ids"][0], ids(" B", add_special_tokens=False)["input_ids"][0]
+    assert prompts.answer_count.tolist() == [2, 1] and prompts.split.tolist() == [True, False]
+    assert prompts.answer_tokens[0].tolist() == [a, b] and prompts.answer[0] == a
+    assert prompts.lengths.tolist() == [4, 3]  # BOS, "the", "cat" and the continuation " A"
+    assert prompts.tokens[0, 3] == a and prompts.corrupt[0, 3] == a
+    assert prompts.answer_start.tolist() == [2, 2]
 
 
 def test_corrupt_prompts_for_all_or_none(tiny):

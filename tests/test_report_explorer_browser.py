@@ -2,7 +2,8 @@
 spec runs on the demo model; in its report.html we pick a prompt, a head and a query
 and check the weights shown against results.json and against a TransformerLens hook on
 the same tokens; hover a token; sort the node table; follow a row's links to the
-diagram and a heatmap cell. No console message is allowed. Screenshots are kept in
+diagram and a heatmap cell; read the per-prompt view's worst prompts. No console
+message is allowed. Screenshots are kept in
 tests/artifacts/ (git-ignored)."""
 from __future__ import annotations
 
@@ -158,4 +159,23 @@ def test_node_table_sorts_and_rows_jump_to_diagram_and_heatmap(run, browser_page
     assert 0 <= top <= 900  # scrolled into view
     page.screenshot(path=str(ARTIFACTS / "heatmap-jump.png"))
     assert page.get_attribute(f"#diagram-{anchor}", "class") in (None, "node")  # one highlight at a time
+    assert messages == []
+
+
+def test_the_per_prompt_view_lists_the_prompts_where_the_circuit_helps_least(run, browser_page):
+    """circ.run keeps every prompt's values, so the saved report has the per-prompt
+    views: the rows shown are the lowest sums of the circuit's nodes, with their text."""
+    _, results, report = run
+    page, messages = browser_page
+    lists = json.loads((report.parent / "per_prompt.json").read_text())["direct"]
+    members = [n["id"] for n in results["circuits"]["output"]["nodes"]]
+    sums = [sum(lists[node][prompt] for node in members) for prompt in range(6)]
+    rows = page.locator("#worst-direct tbody tr")
+    shown = [int(rows.nth(i).get_attribute("data-prompt")) for i in range(rows.count())]
+    assert shown == sorted(range(6), key=lambda prompt: (sums[prompt], prompt))[:5]
+    assert rows.nth(0).locator("pre").inner_text().startswith("question :")
+    page.locator("#worst-direct").scroll_into_view_if_needed()
+    assert page.locator("#worst-direct").is_visible() and page.locator("#quantiles-direct").is_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#analysis-direct").screenshot(path=str(ARTIFACTS / "per-prompt-view.png"))
     assert messages == []

@@ -64,3 +64,15 @@ def test_listed_positions_are_columns_by_name(drawn):
     (grid, _), = drawn
     assert grid == [[0.5, -1.0]]
     assert "answer_label" in svg
+
+
+def test_the_report_draws_attribution_at_each_position_without_the_bias_row(drawn):
+    positions = {**POSITIONS, "BIAS": {"0": 9.0, "1": 9.0, "2": 9.0, "3": 9.0}}
+    results = {"model": {"n_layers": 2, "n_heads": 4}, "analyses": {"dla": {
+        "kind": "attribute", "dataset": "seqs", "metric": "ld", "position": "each", "tokens": TOKENS,
+        "positions": positions, "values": {"L0.RESID": 0.5, "L1.RESID": -2.0, "BIAS": 9.0},
+        "total": 7.5}}, "expectations": []}
+    page = report_html(results, "", diagram_svg=None)
+    assert "dla: direct contribution by position" in page
+    heatmap = [grid for grid, kwargs in drawn if kwargs.get("origin") == "lower"]
+    assert heatmap == [[[0.0, 0.125, -1.0, 0.5], [0.0, -0.5, 0.25, -2.0]]]

@@ -62,6 +62,13 @@ analysis ko = ablate(rest - L0.*, on=seqs, metric=lp)
     assert {"circuit:rest", "mean:seqs", "run:seqs"} == set(graph.predecessors("analysis:ko"))
 
 
+def test_a_combined_set_on_the_left_of_a_relation_waits_for_its_circuits():
+    spec = compile_source(HEAD + "circuit one = best(prev)\nexpect strong - one == [L1.H2]\n", "t.circ")
+    expectation = spec.expectations[0]
+    assert expectation.form == "relation" and isinstance(expectation.left, ir.Combine)
+    assert set(plan(spec).predecessors("expect:1")) == {"circuit:strong", "circuit:one"}
+
+
 def test_combining_members_at_run_time():
     left = [Member("L0.H1", 0.0), Member("L1.H2", 0.5), Member("L1.MLP", 0.0)]
     right = [Member("L1.H2", 0.9), Member("L0.H0", 0.3)]

@@ -72,7 +72,7 @@ def test_induction_of_four_words_replaces_the_first_word_by_one_of_as_many_token
     assert bool((prompts.tokens != prompts.corrupt).any(dim=1).all())
 
 
-def test_a_label_of_several_tokens_is_refused_at_the_data_line(bpe_model_dirs, tmp_path):
+def test_a_label_of_several_tokens_is_refused_where_a_metric_reads_one_token(bpe_model_dirs, tmp_path):
     spec = tmp_path / "labels.circ"
     spec.write_text(f'spec "labels"\nmodel hf("{bpe_model_dirs["llama"]}")\n'
                     'data clean = mcq(n=4, labels=["paper", "cow"], seed=0)\n'
@@ -83,8 +83,8 @@ def test_a_label_of_several_tokens_is_refused_at_the_data_line(bpe_model_dirs, t
                     trust_remote_code=False, progress=False, stdout=io.StringIO(), stderr=stderr)
     assert code == 2
     text = stderr.getvalue()
-    assert f"{spec}:3:" in text and "error[E600]" in text
-    assert "'paper' is 3 tokens" in text and "Traceback" not in text
+    assert f"{spec}:5:" in text and "error[E600]" in text
+    assert "'paper' is 3 tokens" in text and "answer_logprob(answer)" in text and "Traceback" not in text
 
 
 def test_repeated_tokens_round_trip_and_repeat(bpe_model):

@@ -87,7 +87,8 @@ def plan(file, fmt, estimate, model_shape, batch_size, include_outside):
 @click.option("--address", help="With --executor ray: the cluster to join [default: a local one].")
 @INCLUDE_OUTSIDE
 @click.option("--per-prompt", is_flag=True,
-              help="Also write every prompt's node values to per_prompt.json in the output folder.")
+              help="Also write every prompt's node values to per_prompt.json in the output folder, and show "
+                   "their distributions and the prompts where the main nodes help least in report.html.")
 def run(file, out_dir, model, device, batch_size, seed, trust_remote_code, quiet, resume, device_map,
         executor, address, include_outside, per_prompt):
     """Run a spec; exit 0 if every expectation holds, 1 if one fails, 2 if the spec,
@@ -140,16 +141,22 @@ def render(source, output, circuit):
 
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=True, exists=True))
-@click.option("--format", "fmt", required=True, type=click.Choice(["eap-ig"]),
-              help="eap-ig: EAP-IG's graph JSON.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file [default: stdout].")
+@click.option("--format", "fmt", required=True, type=click.Choice(["eap-ig", "mib"]),
+              help="eap-ig: EAP-IG's graph JSON; mib: MIB's circuit-localisation submission folder.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Output file (eap-ig) [default: stdout] or folder (mib).")
 @click.option("--circuit", help="The circuit whose edges are in_graph [default: the spec's first].")
 @click.option("--analysis", help="The edges analysis whose scores are written [default: the only one].")
-def export(source, fmt, output, circuit, analysis):
-    """Write a run's edge scores and one circuit for another tool (EAP-IG)."""
+@click.option("--task", help="mib: MIB's name of the task (ioi, mcqa, arc-easy, ...).")
+@click.option("--model", "model_name", help="mib: MIB's name of the model (gpt2, qwen2.5, llama3, ...).")
+@click.option("--by-budget", is_flag=True,
+              help="mib: one circuit per edge budget (0.1% to 50% of the model's edges) instead of scores.")
+def export(source, fmt, output, circuit, analysis, task, model_name, by_budget):
+    """Write a run's edge scores and one circuit for another tool (EAP-IG, MIB)."""
     from circ.cli.export import export_path
 
-    sys.exit(export_path(source, fmt, output, circuit, analysis, sys.stdout, sys.stderr))
+    sys.exit(export_path(source, fmt, output, circuit, analysis, sys.stdout, sys.stderr,
+                         task=task, model=model_name, by_budget=by_budget))
 
 
 @main.command()

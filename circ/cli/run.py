@@ -1,6 +1,6 @@
 """`circ run`: compile a spec, load its model, execute the plan, write results.json,
-the diagrams the spec asks for and report.html (and per_prompt.json with
---per-prompt), print a summary. Exit codes: 0 every expectation holds, 1 one fails
+the diagrams the spec asks for and report.html (and, with --per-prompt, per_prompt.json
+and the report's per-prompt views), print a summary. Exit codes: 0 every expectation holds, 1 one fails
 (the hypothesis is refuted), 2 the spec, its data or its model is broken or the run
 could not finish. Errors from the spec, its datasets or its model are printed as
 diagnostics at the spec line they concern, never as a traceback, and never leave a
@@ -100,7 +100,8 @@ def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr, per_prom
         print(f"circ: reused {finished.reused} finished analyses from {out / CACHE_FOLDER}", file=stderr)
     results = finished.results
     renders = tuple((r.circuit, r.path) for r in finished.spec.renders)
-    written = _keep(results, sources.get(spec.path, ""), out, renders, stderr)
+    kept = {"per_prompt": finished.per_prompt, "prompts": finished.prompts} if per_prompt else {}
+    written = _keep(results, sources.get(spec.path, ""), out, renders, stderr, kept)
     print(summarize(results), file=stdout, end="")
     if written is None:
         return NOT_WRITTEN
@@ -113,16 +114,17 @@ def _run(spec: ir.Spec, out: Path, options: RunOptions, stdout, stderr, per_prom
     return REFUTED if failed else HOLDS
 
 
-def _keep(results: dict, spec_text: str, out: Path, renders: tuple, stderr) -> Path | None:
+def _keep(results: dict, spec_text: str, out: Path, renders: tuple, stderr, per_prompt: dict) -> Path | None:
     """Write the run's files into `out`, or, when results.json cannot be written
     there, into a fresh temporary folder; the path of results.json (None when
-    neither folder could hold it)."""
+    neither folder could hold it). `per_prompt` holds write_outputs' per_prompt and
+    prompts with --per-prompt, for the report's per-prompt views."""
     from circ.runtime.render.outputs import write_outputs
 
     for folder in (out, None):
         folder = folder or Path(tempfile.mkdtemp(prefix="circ-results-"))
         try:
-            written, problems = write_outputs(results, spec_text, folder, renders)
+            written, problems = write_outputs(results, spec_text, folder, renders, **per_prompt)
         except OSError as error:
             print(terminal_text(f"circ: cannot write {folder / 'results.json'}: {error.strerror or error}"),
                   file=stderr)

@@ -183,6 +183,10 @@ def _metric(ctx: Context, statement: s.Definition, order: int) -> ir.Metric:
         ctx.fail("E205", f"unknown metric kind `{value.func}`", value.func_span,
                  did_you_mean(value.func, METRICS) or "metrics: " + ", ".join(METRICS))
     values = bind(ctx, METRICS[value.func], value.args, value.func_span, use, f"{value.func}()")
+    if value.func == "answer_logprob" and position is not None and position.kind != "last":
+        ctx.fail("E371", f"answer_logprob reads each of the answer's tokens at the position before it, from "
+                 f"the prompt's last token on; it is not read at `{position}`", statement.at.span,
+                 "leave out `at`, or write `at last`")
     if value.func != "normalized":
         return ir.Metric(statement.name, value.func, position or ir.LAST, span=statement.span)
     base = ctx.metrics.get(values["metric"])

@@ -11,7 +11,8 @@ slices of `batch_size` prompts, padded to their longest prompt):
   mean:D         1 forward per prompt for each consumer that asks for hooks not yet averaged
   attribute      1 forward per prompt, and at each position the metric reads, every
                  head's output through W_O and every part (EMBED, heads, MLPs, biases)
-                 onto the logit-difference direction
+                 onto the logit-difference direction; with at=each once more at every
+                 position (or each listed one)
   attention      the sums its dataset's clean run gathered, and 1 forward for each of
                  the explorer's first `explore` prompts; with a score, 1 forward per
                  prompt and every row of each head's pattern
@@ -22,6 +23,13 @@ slices of `batch_size` prompts, padded to their longest prompt):
   patch at=each  a patch exact, once per position of the longest prompt (or listed)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
+  circuit grown  discover(A, faithfulness=F): 1 clean + s source + 1 all-ablated run
+                 + one run per size 1, 2, 4, ... and N, then per halving step
+                 (at most log2 N) 1 clean + s source + 2 runs; counted at that bound
+  curve          1 clean + s source + 1 all-ablated run + one run per nonempty size
+                 (min(points, N), N the heads and MLPs or edges ranked; or the listed
+                 sizes, the largest N) and order
+                 (the ranking and `random` random ones)
   ablate         1 clean + s source + 1 run with the nodes ablated together
   subspace       1 fit forward per fit prompt, then per head, per part group and per
                  scored dataset: 2 + (number of ranks) forwards per prompt
@@ -52,6 +60,7 @@ from circ.compiler.plan.output import ordered_ids
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "half": 2, "bfloat16": 2, "bf16": 2,
                "float64": 8}
 RUN_SOURCES = ("dataset", "corrupt", "resample")
+WHOLE_ANSWER = ("answer_logprob",)  # metrics read at every token of the answer: up to every position
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,8 @@ class _Costs:
             return self._mean(op, graph)
         if op.kind == "analysis":
             return self._analysis(op.id, self.spec.analysis(op.arg("name")))
+        if op.kind == "circuit":
+            return self._growth(op.id, self.spec.circuit(op.arg("name")).nodes)
         return None
 
     # ------------------------------------------------------------------ arithmetic
@@ -257,10 +268,15 @@ class _Costs:
         passes, bounded, widths = 0, False, {}
         order = {op_id: number for number, op_id in enumerate(ordered_ids(graph))}
         for consumer in sorted(graph.successors(op.id), key=order.get):
-            analysis = self.spec.analysis(graph.nodes[consumer]["op"].arg("name"))
-            if analysis.kind not in ("patch", "path_patch", "faithfulness", "ablate"):
+            consumer_op = graph.nodes[consumer]["op"]
+            if consumer_op.kind == "circuit":  # grown to a faithfulness: every output ablated
+                kind = "faithfulness"
+            else:
+                analysis = self.spec.analysis(consumer_op.arg("name"))
+                kind = analysis.kind
+            if kind not in ("patch", "path_patch", "faithfulness", "curve", "ablate"):
                 continue  # subspace ablates to its own fitted mean
-            if analysis.kind == "faithfulness":
+            if kind in ("faithfulness", "curve"):
                 wanted = self._all_outputs()
             else:
                 pool, _, bounded_here = self._nodes(analysis.nodes)
@@ -288,9 +304,11 @@ class _Costs:
                                       a, bounded)
             extra = self.shape.d_model + sum(self._all_outputs().values()) + 1
             reads = _positions_read(self.spec.metric(a.metric).position)
+            at = a.option("position")  # each position (or each listed one) projected once more
             return self._cost(op_id, f"attribution of {count} nodes", a.dataset, 1, extra=extra, logits=1,
                               bounded=bounded,
-                              per_prompt=lambda width: self.shape.attribution_flops(reads or width))
+                              per_prompt=lambda width: self.shape.attribution_flops(reads or width) + (
+                                  self.shape.attribution_flops(len(at.items) or width) if at else 0))
         if a.kind == "patch" and a.option("position", ir.ALL).kind == "each":
             return self._each_position(op_id, a, runs)
         if a.kind == "patch":
@@ -307,6 +325,17 @@ class _Costs:
         if a.kind == "faithfulness":
             extra = sum(self._all_outputs().values()) if runs else 0
             return self._cost(op_id, "faithfulness", a.dataset, 3 + runs, extra=extra, logits=3 + runs)
+        if a.kind == "curve":
+            ranked = self._ranked(a.nodes.analysis)
+            orders = 1 + a.option("random", 5)
+            listed = a.option("sizes")
+            runs_per_order = (len({min(k, ranked) for k in listed} | {ranked}) if listed
+                              else min(a.option("points", 10), ranked))
+            extra = sum(self._all_outputs().values()) if runs else 0
+            what = "edges" if self.spec.analysis(a.nodes.analysis).kind == "edges" else "nodes"
+            return self._cost(op_id, f"faithfulness curve, {orders} orders of {ranked} {what}", a.dataset,
+                              2 + runs + orders * runs_per_order, extra=extra,
+                              logits=2 + runs + orders * runs_per_order)
         if a.kind == "ablate":
             pool, count, bounded = self._nodes(a.nodes)
             return self._cost(op_id, f"ablation of {'<=' if bounded else ''}{count} nodes together", a.dataset,
@@ -314,6 +343,33 @@ class _Costs:
         if a.kind == "subspace":
             return self._subspace(op_id, a)
         raise EstimateError(f"no cost model for analysis kind `{a.kind}`")
+
+    def _ranked(self, name: str) -> int:
+        """How many items a curve or a growth ranks from analysis `name`: every edge among
+        an edges analysis's nodes and into the logits (a head's q, k, v apart), else
+        its heads and MLPs."""
+        analysis = self.spec.analysis(name)
+        pool, _, _ = self._nodes(analysis.nodes)
+        if analysis.kind != "edges":
+            return sum(1 for node in pool if node.kind in ("head", "mlp"))
+        receivers = [ir.Node(n.layer, "head_input", n.head, part) for n in pool if n.kind == "head"
+                     for part in "qkv"] + [n for n in pool if n.kind == "mlp"]
+        return sum(1 for s in pool for r in receivers if _precedes(s, r)) + len(pool)
+
+    def _growth(self, op_id: str, nodes: ir.NodeSet) -> OpCost | None:
+        """discover(A, faithfulness=F): a pass over sizes 1, 2, 4, ... and the whole
+        ranking, then one pass per halving, each with a clean and an all-ablated run."""
+        grown = [s for s in _selections(nodes) if s.grow is not None]
+        if not grown:
+            return None
+        forwards, extra = 0, 0
+        for select in grown:
+            steps = self._ranked(select.analysis).bit_length()
+            runs = 1 if select.grow.source.kind in RUN_SOURCES else 0
+            forwards += (2 + runs + steps + 1) + steps * (3 + runs)
+            extra = max(extra, sum(self._all_outputs().values()) if runs else 0)
+        return self._cost(op_id, f"growth to faithfulness {grown[0].grow.target:g}", grown[0].grow.dataset,
+                          forwards, extra=extra, logits=3, bounded=True)
 
     def _patch(self, op_id: str, a: ir.Analysis, runs: int) -> OpCost:
         pool, count, bounded = self._nodes(a.nodes)
@@ -341,7 +397,7 @@ class _Costs:
             columns = 1 if metric.kind == "logit_diff" else None
         s = self.shape
         resume_cache = s.n_layers * (2 * s.d_model + 2 * s.n_kv_heads * s.d_head)
-        reads = 1 if metric.position.kind == "last" else None
+        reads = 1 if metric.position.kind == "last" and metric.kind not in WHOLE_ANSWER else None
 
         def changes(width: int) -> int:
             return sum(sorted((s.change_flops(node.kind, width) for node in pool), reverse=True)[:count])
@@ -424,6 +480,12 @@ class _Costs:
         return OpCost(op_id, f"subspace of {heads} heads, {len(ranks)} ranks, {len(scored)} datasets",
                       sum(r.forwards for r in runs), 0, sum(r.calls for r in runs), sum(r.flops for r in runs),
                       max(r.peak_bytes for r in runs), bounded)
+
+
+def _selections(nodes: ir.NodeSet) -> list[ir.Select]:
+    if isinstance(nodes, ir.Combine):
+        return _selections(nodes.left) + _selections(nodes.right)
+    return [nodes] if isinstance(nodes, ir.Select) else []
 
 
 def _positions_read(position: ir.Position) -> int | None:

@@ -68,7 +68,7 @@ from circ.runtime.analyses.gradients import (
     patched_at,
     read_like,
 )
-from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.metrics import metric_values, reads_last_only
 from circ.runtime.analyses.node_stats import PerPrompt
 from circ.runtime.analyses.resumed_blocks import Resumer, resumer_for
 
@@ -205,7 +205,7 @@ def _direct_batch(loaded, resumer: Resumer, batch, metric, nodes, fetched, mask)
     n_layers = resumer.n_layers
     clean_logits, clean = run_cached(loaded.bridge, batch.tokens, clean_hooks(nodes, n_layers))
     final = clean[f"blocks.{n_layers - 1}.hook_resid_post"]
-    read = batch.last.to(final.device)[:, None] if metric.position.kind == "last" else None
+    read = batch.last.to(final.device)[:, None] if reads_last_only(metric) else None
     view = batch if read is None else last_token_view(batch)
 
     def at_read(x):

@@ -1,6 +1,6 @@
 """What every analysis shares: node sites (hook + head), patch and freeze hooks,
-node checks, runs with a cache of only the named hooks, means with standard errors,
-and progress bars."""
+node checks, runs with a cache of only the named hooks, the positions `at=each`
+stands for, means with standard errors, and progress bars."""
 from __future__ import annotations
 
 import math
@@ -175,6 +175,25 @@ def patch_values(patched: dict, clean, source, metric: ir.Metric, source_runs_mo
     scale = (clean_mean - source_mean) if metric.normalized else helps_sign(metric)
     effects = {node.id: (clean - values) / scale for node, values in patched.items()}
     return {**summary(effects), "baseline": {"clean": clean_mean, "patched_source": source_mean}}
+
+
+def each_position(loaded, prompts, position: ir.Position, analysis: str) -> tuple[tuple, list[str] | None]:
+    """(the single positions `position` stands for, the first prompt's tokens or None):
+    every token position of prompts of one length for `each`, else the listed ones."""
+    if position.items:
+        return position.items, None
+    width = _common_length(prompts, analysis)
+    tokens = [str(t) for t in loaded.tokenizer.convert_ids_to_tokens(prompts.tokens[0, :width].tolist())]
+    return tuple(ir.Position("index", index=index) for index in range(width)), tokens
+
+
+def _common_length(prompts, analysis: str) -> int:
+    shortest, longest = int(prompts.lengths.min()), int(prompts.lengths.max())
+    if shortest != longest:
+        raise AnalysisError(f"{analysis}(at=each) needs prompts of one token length, so that a position is the same "
+                            f"token slot in every prompt; {prompts.name} has prompts of {shortest} to "
+                            f"{longest} tokens")
+    return longest
 
 
 def mean_and_stderr(samples: list[float]) -> tuple[float, float]:

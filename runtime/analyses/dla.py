@@ -13,8 +13,17 @@ plus the constant terms. `BIAS` collects the b_O terms, the LayerNorm bias and t
 unembedding bias difference, so that all values sum to the metric (`total`).
 Raw and compatibility (folded LayerNorm) numerics both decompose this way. The parts
 are projected only at the positions the metric reads (one per prompt at `last`).
+
+With `at=each` (or a list of positions) the same decomposition is also made of the
+metric read at each token position on its own (or at each listed position, keyed by
+its name or index): positions[node id][p] is the node's direct contribution to the
+logit difference at p, averaged over prompts, and at every p the parts with BIAS sum
+to the metric there. `values` stay those at the metric's own positions, and `tokens`
+are the first prompt's (None for listed positions).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from circ.compiler import ir
@@ -22,6 +31,7 @@ from circ.runtime.analyses.common import (
     EMBED_HOOK,
     AnalysisError,
     check_nodes,
+    each_position,
     mlp_out_hook,
     progress,
     run_cached,
@@ -35,10 +45,12 @@ _CENTERED = ("LN", "LNPre")
 _SCALED = ("LN", "LNPre", "RMS", "RMSPre")
 
 
-def attribute(loaded, prompts, nodes, metric: ir.Metric, *, batch_size: int = 32, show_progress: bool = True) -> dict:
+def attribute(loaded, prompts, nodes, metric: ir.Metric, *, position: ir.Position | None = None,
+              batch_size: int = 32, show_progress: bool = True) -> dict:
     """{"values": {node id: mean contribution, ..., "BIAS": ...}, "stderr": {...}, "n": prompts,
     "per_prompt": {...}, "total": mean metric}; a contribution is positive when it raises
-    the logit difference (the metric's good direction)."""
+    the logit difference (the metric's good direction). With `position` (ir.EACH or listed
+    positions) also "positions": {node id: {p: mean contribution at p}} and "tokens"."""
     if metric.kind != "logit_diff" or metric.normalized:
         raise AnalysisError(f'attribution decomposes a logit_diff metric, not {"a normalised " if metric.normalized else ""}{metric.kind} ("{metric.name}")')
     shape = loaded.shape
@@ -48,16 +60,25 @@ def attribute(loaded, prompts, nodes, metric: ir.Metric, *, batch_size: int = 32
     hooks = [EMBED_HOOK] + [z_hook(layer) for layer in range(shape.n_layers)]
     hooks += [mlp_out_hook(layer) for layer in range(shape.n_layers)] if shape.has_mlp else []
     hooks += ["ln_final.hook_scale"] if params.scaled else []
-    per_prompt = PerPrompt()
+    chosen, tokens = each_position(loaded, prompts, position, "attribute") if position else ((), None)
+    per_prompt, by_position = PerPrompt(), PerPrompt()
     with progress(len(prompts), "attribute", show_progress) as bar:
         for batch in prompts.batches(batch_size):
             logits, cache = run_cached(bridge, batch.tokens, hooks)
             for key, values in _batch_terms(batch, metric, cache, params, shape).items():
                 per_prompt.add(key, values)
             per_prompt.add("total", metric_values(logits, batch, metric))
+            for one in chosen:
+                for key, values in _batch_terms(batch, replace(metric, position=one), cache, params, shape).items():
+                    by_position.add((key, str(one)), values)
             bar.update(len(batch))
-    out = summary({key: per_prompt.of(key) for key in [node.id for node in nodes] + ["BIAS"]})
-    return {**out, "total": float(per_prompt.of("total").mean())}
+    keys = [node.id for node in nodes] + ["BIAS"]
+    out = {**summary({key: per_prompt.of(key) for key in keys}), "total": float(per_prompt.of("total").mean())}
+    if chosen:
+        out["positions"] = {key: {str(one): float(by_position.of((key, str(one))).mean()) for one in chosen}
+                            for key in keys}
+        out["tokens"] = tokens
+    return out
 
 
 class _Weights:

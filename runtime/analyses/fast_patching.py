@@ -48,6 +48,7 @@ from circ.runtime.analyses.metrics import (
     logit_diff_direction,
     metric_values,
     position_mean,
+    reads_last_only,
 )
 from circ.runtime.analyses.node_stats import PerPrompt
 from circ.runtime.analyses.resumed_blocks import Resumer, mix
@@ -192,7 +193,7 @@ class _Scorer:
         n_layers = resumer.n_layers
         self.final = clean[f"blocks.{n_layers - 1}.hook_resid_post"]
         self.real = batch.real_mask().to(self.final.device)
-        if metric.position.kind == "last":
+        if reads_last_only(metric):
             self.read = batch.last.to(self.final.device)[:, None]
             self.view = last_token_view(batch)
             self.clean_logits = clean_logits.gather(1, self.read[..., None].expand(-1, -1, clean_logits.shape[-1]))

@@ -20,7 +20,7 @@ import torch
 from circ.compiler import ir
 from circ.runtime.analyses.common import replaced
 from circ.runtime.analyses.fast_patching import last_token_view
-from circ.runtime.analyses.metrics import metric_values
+from circ.runtime.analyses.metrics import metric_values, reads_last_only
 from circ.runtime.analyses.resumed_blocks import Resumer
 
 
@@ -82,7 +82,7 @@ def _engine_forward(resumer: Resumer, batch, metric, hooks, recorded, read_last_
     start = start.detach().requires_grad_(True)
     read = None
     view = batch
-    if read_last_only and metric.position.kind == "last":
+    if read_last_only and reads_last_only(metric):
         read = batch.last.to(start.device)[:, None]
         view = last_token_view(batch)
     taps = {name: _recorder(recorded, name) for name in hooks}

@@ -19,19 +19,14 @@ picks its own token(s) in each prompt, and tokens is None.
 from __future__ import annotations
 
 from circ.compiler import ir
-from circ.runtime.analyses.common import AnalysisError
+from circ.runtime.analyses.common import each_position
 from circ.runtime.analyses.exact_patching import exact_patch
 
 
 def patch_each_position(loaded, prompts, nodes, metric: ir.Metric, source, *, position: ir.Position = ir.EACH,
                         effect: str, batch_size: int, show_progress: bool, kernel: str = "auto") -> dict:
     """{"values": {node: sum}, "positions": {node: {"p": value}}, "tokens": [...] or None, "baseline": {...}}."""
-    if position.items:
-        chosen, tokens = position.items, None
-    else:
-        width = _common_length(prompts)
-        chosen = tuple(ir.Position("index", index=index) for index in range(width))
-        tokens = [str(t) for t in loaded.tokenizer.convert_ids_to_tokens(prompts.tokens[0, :width].tolist())]
+    chosen, tokens = each_position(loaded, prompts, position, "patch")
     positions: dict[str, dict[str, float]] = {node.id: {} for node in nodes}
     baseline = None
     for one in chosen:
@@ -42,12 +37,3 @@ def patch_each_position(loaded, prompts, nodes, metric: ir.Metric, source, *, po
             positions[node_id][str(one)] = value
     return {"values": {node_id: sum(by_position.values()) for node_id, by_position in positions.items()},
             "positions": positions, "tokens": tokens, "baseline": baseline}
-
-
-def _common_length(prompts) -> int:
-    shortest, longest = int(prompts.lengths.min()), int(prompts.lengths.max())
-    if shortest != longest:
-        raise AnalysisError(f"patch(at=each) needs prompts of one token length, so that a position is the same "
-                            f"token slot in every prompt; {prompts.name} has prompts of {shortest} to "
-                            f"{longest} tokens")
-    return longest

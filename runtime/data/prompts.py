@@ -8,9 +8,16 @@ model the padding after the last real token changes no earlier position.
 Prompts given as token ids (`Example.tokens`) are used exactly as given. Answers are
 token ids, text tokenised exactly as written (write " A" for a token with a leading
 space), or, from the generators, text tokenised in place after the prompt (see
-`Example`); each must be exactly one token of the model's vocabulary. Named
-positions (`Example.marks`, character offsets) become the indices of the tokens
-containing those characters.
+`Example`). Named positions (`Example.marks`, character offsets) become the indices
+of the tokens containing those characters.
+
+An answer the tokenizer splits into several tokens is teacher-forced: its tokens but
+the last are appended to the prompt (and to its corrupted prompt), so that the model
+reads token j + 1 of the answer at the position of token j; `answer_count` says how
+many tokens each answer has and `answer_tokens` holds them. Such a prompt's `last` is
+the position that predicts the answer's last token. Only metrics over the whole
+answer (`answer_logprob`) read such prompts; `split` marks them (and prompts whose
+wrong answers split) for the metrics that read one answer token.
 """
 from __future__ import annotations
 
@@ -41,7 +48,9 @@ class Prompts:
     tokens [n, seq] right-padded; lengths [n] real tokens per prompt; answer [n];
     wrong [n, k] with wrong_valid marking real entries (prompts may have different
     numbers of wrong answers); corrupt [n, seq] or None; marks by name; rows [n]
-    the index of each prompt in the whole dataset.
+    the index of each prompt in the whole dataset; answer_tokens [n, k] (padded) and
+    answer_count [n] every token of each answer (`answer` is the first); split [n]
+    True where the answer or a wrong answer has several tokens.
     """
 
     name: str
@@ -55,6 +64,9 @@ class Prompts:
     rows: torch.Tensor
     examples: tuple[Example, ...]
     has_bos: bool
+    answer_tokens: torch.Tensor
+    answer_count: torch.Tensor
+    split: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -63,6 +75,12 @@ class Prompts:
     def last(self) -> torch.Tensor:
         """The index of each prompt's last real token."""
         return self.lengths - 1
+
+    @property
+    def answer_start(self) -> torch.Tensor:
+        """The index of the token that predicts each answer's first token (`last` for
+        answers of one token)."""
+        return self.lengths - self.answer_count
 
     def select(self, rows: Sequence[int] | slice) -> "Prompts":
         """A sub-batch, trimmed to its longest prompt."""
@@ -80,6 +98,9 @@ class Prompts:
             marks={name: marks.select(rows) for name, marks in self.marks.items()},
             rows=self.rows[rows],
             examples=tuple(self.examples[i] for i in picked),
+            answer_tokens=self.answer_tokens[rows],
+            answer_count=self.answer_count[rows],
+            split=self.split[rows],
         )
 
     def batches(self, batch_size: int) -> Iterator["Prompts"]:
@@ -140,19 +161,24 @@ def tokenize(loaded, examples: Sequence[Example], *, source_name: str) -> Prompt
             ids, offsets = where.ids(example.tokens, "tokens"), None
         else:
             ids, offsets = _encode(tokenizer, example.prompt, has_bos)
-        if len(ids) > n_ctx:
-            raise DatasetError(source_name, example.line, f"the prompt is {len(ids)} tokens, longer than the model's context of {n_ctx}")
-        rows.append(ids)
+        text_ids = ids[1:] if has_bos and example.tokens is None else ids  # the prompt's own tokens
+        answer = _answer_ids(tokenizer, example, text_ids, example.answer, "answer", where)
+        wrong = [_answer_ids(tokenizer, example, text_ids, w, "wrong", where) for w in example.wrong]
+        continuation = answer[:-1]  # teacher forcing: the model reads the answer's tokens but the last
+        if len(ids) + len(continuation) > n_ctx:
+            with_answer = f" with {len(continuation)} tokens of its answer" if continuation else ""
+            raise DatasetError(source_name, example.line, f"the prompt is {len(ids) + len(continuation)} tokens"
+                               f"{with_answer}, longer than the model's context of {n_ctx}")
+        rows.append(ids + continuation)
         if example.corrupt is not None:
             corrupt_ids = (_encode(tokenizer, example.corrupt, has_bos)[0] if isinstance(example.corrupt, str)
                            else where.ids(example.corrupt, "corrupt"))
             if len(corrupt_ids) != len(ids):
                 raise DatasetError(source_name, example.line,
                                    f"the corrupted prompt is {len(corrupt_ids)} tokens but the prompt is {len(ids)}; they must match")
-            corrupt_rows.append(corrupt_ids)
-        text_ids = ids[1:] if has_bos and example.tokens is None else ids  # the prompt's own tokens
-        answers.append(_answer_id(tokenizer, example, text_ids, example.answer, "answer", where))
-        wrongs.append([_answer_id(tokenizer, example, text_ids, w, "wrong", where) for w in example.wrong])
+            corrupt_rows.append(corrupt_ids + continuation)
+        answers.append(answer)
+        wrongs.append(wrong)
         for name, chars in example.marks:
             found = (_checked_indices(chars, len(ids), name, where) if example.tokens is not None
                      else _token_indices(offsets, chars, source_name, example))
@@ -166,14 +192,17 @@ def tokenize(loaded, examples: Sequence[Example], *, source_name: str) -> Prompt
         name=source_name,
         tokens=_pad(rows, pad),
         lengths=torch.tensor([len(r) for r in rows]),
-        answer=torch.tensor(answers),
-        wrong=_pad(wrongs, 0),
+        answer=torch.tensor([a[0] for a in answers]),
+        wrong=_pad([[w[0] for w in ws] for ws in wrongs], 0),
         wrong_valid=_pad([[True] * len(w) for w in wrongs], False, dtype=torch.bool),
         corrupt=_pad(corrupt_rows, pad) if corrupt_rows else None,
         marks={name: _named_positions(by_row, len(examples)) for name, by_row in marks.items()},
         rows=torch.arange(len(examples)),
         examples=tuple(examples),
         has_bos=has_bos,
+        answer_tokens=_pad(answers, 0),
+        answer_count=torch.tensor([len(a) for a in answers]),
+        split=torch.tensor([len(a) > 1 or any(len(w) > 1 for w in ws) for a, ws in zip(answers, wrongs)]),
     )
 
 
@@ -206,23 +235,23 @@ class _Where:
         return value
 
 
-def _answer_id(tokenizer, example: Example, before: list[int], answer: str | int, field: str, where: _Where) -> int:
-    """The one token id of an answer given as an id, as text, or as text continuing the
-    prompt (whose own tokens are `before`)."""
+def _answer_ids(tokenizer, example: Example, before: list[int], answer: str | int, field: str,
+                where: _Where) -> list[int]:
+    """The token ids of an answer given as an id, as text, or as text continuing the
+    prompt (whose own tokens are `before`): one or more."""
     if isinstance(answer, int):
-        return where.id(answer, field)
+        return [where.id(answer, field)]
     if example.answer_separator is None or example.tokens is not None:
-        return _single_token(tokenizer, answer, where)
+        return _text_tokens(tokenizer, answer, where)
     after = tokenizer(example.prompt + example.answer_separator + answer, add_special_tokens=False)["input_ids"]
     added = after[len(before):]
     if after[:len(before)] != before:
         pieces = tokenizer.convert_ids_to_tokens(after[max(0, len(before) - 1):])
         where.fail(f"answer {answer!r} merges with the end of the prompt into {pieces}; "
                    "use labels and answers that the model's tokenizer reads as tokens of their own")
-    if len(added) != 1:
-        where.fail(f"answer {answer!r} is {len(added)} tokens {tokenizer.convert_ids_to_tokens(added)} after the "
-                   "prompt, not exactly one; use labels and answers that the model's tokenizer keeps whole")
-    return _known(tokenizer, int(added[0]), answer.strip(), where)
+    if not added:
+        where.fail(f"answer {answer!r} adds no token after the prompt")
+    return [_known(tokenizer, int(token), answer.strip(), where) for token in added]
 
 
 def _encode(tokenizer, text: str, has_bos: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
@@ -237,12 +266,11 @@ def _encode(tokenizer, text: str, has_bos: bool) -> tuple[list[int], list[tuple[
     return ids, offsets
 
 
-def _single_token(tokenizer, text: str, where: _Where) -> int:
+def _text_tokens(tokenizer, text: str, where: _Where) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = tokenizer.convert_ids_to_tokens(ids)
-        where.fail(f"answer {text!r} is {len(ids)} tokens {pieces}, not exactly one")
-    return _known(tokenizer, int(ids[0]), text.strip(), where)
+    if not ids:
+        where.fail(f"answer {text!r} is no token at all")
+    return [_known(tokenizer, int(token), text.strip(), where) for token in ids]
 
 
 def _known(tokenizer, token: int, text: str, where: _Where) -> int:

@@ -14,13 +14,14 @@ def clean_run(loaded, prompts, metrics: tuple[ir.Metric, ...], batch_size: int,
     The metrics are those a clean run defines (KL to the clean run is 0 by definition
     and normalised metrics need a corrupted run, so both are left out), on the
     datasets that have the position each reads (the checker makes sure every analysis
-    uses a metric only there)."""
+    uses a metric only there) and, for a metric of one answer token, whose answers are
+    one token each (an analysis that uses it on other prompts says so itself)."""
     from circ.runtime.analyses.attention import AttentionSums
     from circ.runtime.analyses.common import run_hooked
-    from circ.runtime.analyses.metrics import metric_values
+    from circ.runtime.analyses.metrics import metric_values, reads_one_token
 
     wanted = [m for m in metrics if m.kind != "kl" and not m.normalized
-              and (m.position.kind != "named" or m.position.name in prompts.marks)]
+              and (m.position.kind != "named" or m.position.name in prompts.marks) and reads_one_token(m, prompts)]
     sums = dict.fromkeys((m.name for m in wanted), 0.0)
     attention = {str(q): AttentionSums(q, prompts, loaded.tokenizer) for q in queries}
     layers = range(loaded.shape.n_layers)

@@ -143,6 +143,34 @@ def position_heatmap(positions: dict, tokens: list, *, title: str, limit: int = 
     return _svg(fig, title)
 
 
+def prompt_distributions(stats: dict, points: dict, *, title: str, xlabel: str) -> str:
+    """One horizontal box per node (first node on top): the box from the first to the
+    third quartile with the median, whiskers from the smallest to the largest value,
+    over a strip of per-prompt points (blue where the node helps on that prompt, red
+    where it hurts). `stats[node]` holds "min", "q1", "median", "q3", "max" as
+    computed by the caller; `points[node]` the values drawn as dots."""
+    nodes = list(stats)
+    if not nodes:
+        raise RenderError(f"{title}: there are no per-prompt values to draw")
+    fig = _figure(7.5, 1.1 + 0.45 * len(nodes))
+    ax = fig.add_subplot()
+    rows = list(range(len(nodes)))[::-1]
+    for row, node in zip(rows, nodes):
+        dots = points.get(node) or []
+        jitter = [0.25 * (((i * 0.618034) % 1.0) - 0.5) for i in range(len(dots))]
+        ax.scatter(dots, [row + j for j in jitter], s=10, alpha=0.6, linewidths=0,
+                   c=[HELPS if v >= 0 else HURTS for v in dots])
+    ax.bxp([{"whislo": stats[n]["min"], "q1": stats[n]["q1"], "med": stats[n]["median"],
+             "q3": stats[n]["q3"], "whishi": stats[n]["max"], "label": _text(n)} for n in nodes],
+           positions=rows, orientation="horizontal", showfliers=False, widths=0.5,
+           medianprops={"color": "#222222"}, boxprops={"color": "#555555"})
+    ax.axvline(0, color="#333333", linewidth=0.8)
+    ax.legend(handles=[Patch(color=HELPS, label="helps"), Patch(color=HURTS, label="hurts")],
+              loc="lower right", fontsize=8, frameon=False)
+    _finish(ax, title, xlabel=xlabel)
+    return _svg(fig, title)
+
+
 def _finite_abs(values) -> list[float]:
     return [abs(v) for v in values if not math.isnan(v)] or [0.0]
 
@@ -262,6 +290,48 @@ def rank_sweep(values: dict, ranks: list | None, *, title: str) -> str:
         ax.legend(fontsize=7, ncols=len(datasets), loc="lower right")
         _finish(ax, f"{title}: {head}", xlabel="rank", ylabel="fraction recovered")
     return _svg(fig, title)
+
+
+def faithfulness_curve(curve: dict, *, title: str) -> str:
+    """Faithfulness against the fraction of ranked nodes kept: the ranking (blue), the
+    random baseline's mean with a band of one standard error (grey), the target
+    (dashed) and, on each line that reaches it, the smallest size that does."""
+    fractions = [_number(x, f"{title} fraction") for x in curve.get("fractions") or []]
+    own = [_number_or_nan(f, f"{title} faithfulness") for f in curve.get("faithfulness") or []]
+    baseline = curve.get("random") if isinstance(curve.get("random"), dict) else {}
+    mean = [_number_or_nan(f, f"{title} random faithfulness") for f in baseline.get("faithfulness") or []]
+    spread = [0.0 if e is None else _number(e, f"{title} random stderr") for e in baseline.get("stderr") or []]
+    if not fractions or len(own) != len(fractions):
+        raise RenderError(f"{title}: a curve needs as many faithfulness values as fractions")
+    fig = _figure(6.4, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    ranked_by = curve.get("ranked_by", "ranking")
+    ax.plot(fractions, own, marker="o", color=HELPS, label=_text(f"by |{ranked_by}| (CPR {_area(curve.get('cpr'))})"))
+    if len(mean) == len(fractions):
+        ax.plot(fractions, mean, marker=".", color="#777777",
+                label=_text(f"random, {baseline.get('orders')} orders (CPR {_area(baseline.get('cpr'))})"))
+        if len(spread) == len(fractions):
+            ax.fill_between(fractions, [m - e for m, e in zip(mean, spread)],
+                            [m + e for m, e in zip(mean, spread)], color="#bbbbbb", alpha=0.4, linewidth=0)
+    target = curve.get("target")
+    if isinstance(target, (int, float)) and not isinstance(target, bool):
+        ax.axhline(target, color="#555555", linestyle="--", linewidth=0.9, label=_text(f"target {target:g}"))
+        total = curve.get("ranked")
+        for size, colour in ((curve.get("size_at_target"), HELPS), (baseline.get("size_at_target"), "#777777")):
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in (size, total)) and total > 0:
+                ax.axvline(size / total, color=colour, linestyle=":", linewidth=1.0)
+                ax.annotate(_text(f"{size}"), (size / total, target), textcoords="offset points",
+                            xytext=(3, -12), fontsize=8, color=colour)
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    _finish(ax, title, xlabel=f"fraction of the {curve.get('ranked')} ranked nodes kept", ylabel="faithfulness")
+    return _svg(fig, title)
+
+
+def _area(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value:.2f}"
 
 
 def _rank_labels(ranks: list | None, by_head: dict) -> list[str]:

@@ -22,6 +22,7 @@ HYPOTHESIS = "#fff7bc"
 CATEGORY_COLOURS = ("#8dd3c7", "#fdb462", "#bebada", "#b3de69", "#fccde5",
                     "#ffffb3", "#ccebc5", "#d9b38c", "#bc80bd", "#ffed6f")
 PART_STYLES = {"q": "dashed", "k": "dotted", "v": "solid", None: "solid"}
+PART_PORTS = {"q": "sw", "k": "s", "v": "se"}  # where an edge circuit's edge enters a head
 SMALL_EDGE = 0.01  # edges under this fraction of the largest |weight| are not drawn
 KIND_ORDER = {"embed": 0, "resid": 1, "head": 2, "head_input": 3, "mlp": 4, "logits": 5}
 
@@ -36,7 +37,8 @@ def circuit_dot(results: dict, circuit: str | None = None) -> str:
     """DOT text of one circuit of a run (the spec's first circuit by default)."""
     name, body = _pick_circuit(results, circuit)
     nodes = {n["id"]: n for n in _circuit_nodes(name, body)}
-    edges, hidden = _drawn_edges(_circuit_edges(name, body))
+    edge_circuit = body.get("granularity") == "edge"
+    edges, hidden = (_circuit_edges(name, body), 0) if edge_circuit else _drawn_edges(_circuit_edges(name, body))
     categories = sorted({n["category"] for n in nodes.values() if n.get("category")})
     fills = {c: CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)] for i, c in enumerate(categories)}
     ids = set(nodes) | {e["src"] for e in edges} | {e["dst"] for e in edges}
@@ -46,18 +48,24 @@ def circuit_dot(results: dict, circuit: str | None = None) -> str:
     for node_id in ids - {"EMBED", "LOGITS"}:
         statements[node_id] = _circuit_node(node_id, nodes.get(node_id), fills, max_score)
     embed = _circuit_node("EMBED", nodes.get("EMBED"), fills, max_score)
-    links = _edge_statements(edges) + _logit_statements(nodes, edges)
+    if edge_circuit:
+        links = _edge_statements(edges, ports=True)
+    else:
+        links = _edge_statements(edges) + _logit_statements(nodes, edges)
     spec = results.get("spec") or {}
     model = results.get("model") or {}
-    title = f"circuit {name} | spec {spec.get('name', '?')} | model {model.get('name', '?')}"
-    return _graph(f"circuit {name}", _legend(title, fills, bool(edges), hidden),
+    kept = f" ({len(edges)} edge{'s' if len(edges) != 1 else ''})" if edge_circuit else ""
+    title = f"circuit {name}{kept} | spec {spec.get('name', '?')} | model {model.get('name', '?')}"
+    legend = _edge_legend(title, fills, edges) if edge_circuit else _legend(title, fills, bool(edges), hidden)
+    return _graph(f"circuit {name}", legend,
                   _n_layers(results, ids), _by_layer(statements), embed, links)
 
 
 def hypothesis_dot(spec: ir.Spec, circuit: str | None = None) -> str:
     """DOT text of a circuit of a spec that has not run (its first circuit by default).
 
-    Nodes listed literally are drawn in their layers; a circuit chosen by a rule
+    Nodes listed literally are drawn in their layers, with the circuit's edges when it
+    has them (an imported graph), marked as an edge circuit's; a circuit chosen by a rule
     from results (or a node set not yet expanded for want of the model's shape) is
     drawn as a note, on the last layer's rank, that names the rule.
     The title lists the circuit's category rules.
@@ -87,9 +95,14 @@ def hypothesis_dot(spec: ir.Spec, circuit: str | None = None) -> str:
             f"label={_q_lines(lines)}];")
     rules = [f"category {c.name}: {rule_text(c.rule)}"
              for c in spec.categories if c.circuit == chosen.name]
+    links = _edge_statements([{"src": src, "dst": dst, "part": part, "weight": None}
+                              for src, dst, part in chosen.edges], ports=True)
+    if links:
+        rules.append(f"{len(links)} edges (imported); into a head: q dashed, enters lower left; "
+                     "k dotted, below; v solid, lower right")
     title = f"hypothesis {chosen.name} | spec {spec.name} | not run"
     return _graph(f"hypothesis {chosen.name}", _note(title, rules), n_layers,
-                  by_layer, embed, [])
+                  by_layer, embed, links)
 
 
 def select_text(select: ir.Select | ir.Combine | ir.NodeList) -> str:
@@ -274,7 +287,9 @@ def _node(node_id, *, label, fill, pen, width, tooltip, style="") -> str:
             f"tooltip={_q(tooltip)}];")
 
 
-def _edge_statements(edges: list[dict]) -> list[str]:
+def _edge_statements(edges: list[dict], ports: bool = False) -> list[str]:
+    """One statement per edge; with `ports`, an edge into a head's q, k or v enters it
+    at the port of that input (PART_PORTS)."""
     biggest = max([abs(e["weight"]) for e in edges if e["weight"] is not None] + [0.0])
     statements = []
     for edge in edges:
@@ -283,8 +298,9 @@ def _edge_statements(edges: list[dict]) -> list[str]:
         colour = NEUTRAL if not weight else HELPS if weight > 0 else HURTS
         label = " ".join(x for x in (edge["part"], _number(weight) if weight is not None else "")
                          if x)
+        port = f"headport={PART_PORTS[edge['part']]}, " if ports and edge["part"] else ""
         statements.append(
-            f"{_q(edge['src'])} -> {_q(edge['dst'])} [label={_q(label)}, "
+            f"{_q(edge['src'])} -> {_q(edge['dst'])} [label={_q(label)}, {port}"
             f"style={PART_STYLES.get(edge['part'], 'solid')}, color={_q(colour)}, "
             f"fontcolor={_q(colour)}, penwidth={width:.2f}];")
     return statements
@@ -319,6 +335,23 @@ def _legend(title: str, fills: dict, has_edges: bool, hidden: int = 0) -> str:
     if hidden:
         notes.append(f"{hidden} edge{'s' if hidden > 1 else ''} under {SMALL_EDGE:.0%} of the largest "
                      "not drawn")
+    return _table([f"<B>{_h(title)}</B>", f'<TABLE BORDER="0" CELLSPACING="2"><TR>{swatches}'
+                   "</TR></TABLE>", *notes])
+
+
+def _edge_legend(title: str, fills: dict, edges: list[dict]) -> str:
+    """The label of an edge circuit's graph: only its kept edges are drawn, and how
+    an edge into a head's q, k or v input is marked."""
+    swatches = "".join(
+        f'<TD BGCOLOR="{colour}" WIDTH="12"></TD><TD ALIGN="LEFT">{_h(name)}</TD>'
+        for name, colour in [*fills.items(), ("no category", UNCATEGORISED)])
+    notes = [f'<TABLE BORDER="0" CELLSPACING="2"><TR><TD><FONT COLOR="{HELPS}">blue: the edge helps the '
+             f'correct answer</FONT></TD><TD><FONT COLOR="{HURTS}">red: hurts it</FONT></TD>'
+             "<TD>line width: |weight|</TD></TR></TABLE>",
+             "only the circuit's kept edges are drawn; a node's score sums its kept edges' weights",
+             "into a head: q dashed, enters lower left; k dotted, below; v solid, lower right"]
+    if any(e["weight"] is None for e in edges):
+        notes.append(f'<FONT COLOR="{NEUTRAL}">grey: an edge without a weight (imported)</FONT>')
     return _table([f"<B>{_h(title)}</B>", f'<TABLE BORDER="0" CELLSPACING="2"><TR>{swatches}'
                    "</TR></TABLE>", *notes])
 

@@ -12,9 +12,11 @@ from circ.runtime.render.report import write_report
 from circ.runtime.results.write import write_results
 
 
-def write_outputs(results: dict, spec_text: str, folder: Path, renders: tuple = ()) -> tuple[Path, list[str]]:
+def write_outputs(results: dict, spec_text: str, folder: Path, renders: tuple = (), *,
+                  per_prompt: dict | None = None, prompts: dict | None = None) -> tuple[Path, list[str]]:
     """Write the run's files into `folder`; `renders` holds (circuit, relative path)
-    pairs. Returns results.json's path and the problems met drawing diagrams (a
+    pairs; `per_prompt` and `prompts` (per_prompt.json's values and the datasets'
+    prompt texts), when given, add the per-prompt views to the report. Returns results.json's path and the problems met drawing diagrams (a
     missing Graphviz, say) or writing the report, which leave the other files
     written. OSError when results.json cannot be written."""
     folder = Path(folder)
@@ -32,7 +34,8 @@ def write_outputs(results: dict, spec_text: str, folder: Path, renders: tuple = 
         except RenderError as error:
             problems.append(f"report without a diagram: {error}")
     try:
-        write_report(results, spec_text, folder / "report.html", diagram_svg=diagram)
+        write_report(results, spec_text, folder / "report.html", diagram_svg=diagram, per_prompt=per_prompt,
+                     prompts=prompts)
     except OSError as error:
         problems.append(f"cannot write {folder / 'report.html'}: {error.strerror or error}")
     return path, problems

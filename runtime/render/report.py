@@ -6,6 +6,8 @@ taken from the results or the spec is escaped; data the script reads is JSON in 
 elements (`explorer.json_script`).
 A section appears only for what the results hold; a chart that cannot be drawn from
 malformed values shows the reason in its place and the rest of the page still renders.
+Given the run's per-prompt values (per_prompt.json) and prompts, each analysis that
+has them also shows its per-prompt view (`prompt_view`).
 """
 from __future__ import annotations
 
@@ -21,15 +23,17 @@ from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.explorer import explorer_html
 from circ.runtime.render.graphviz import INSTALL_HINT
 from circ.runtime.render.page_script import SCRIPT, STYLE
+from circ.runtime.render.prompt_view import prompt_view
 from circ.runtime.results.safe_write import write_inside
 
 TABLED = 10  # patching nodes of the heatmap also listed with their standard error, largest first
-KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness", "ablate")
+KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness", "curve",
+              "ablate")
 EDGES_SHOWN = 30  # an edge-scores analysis lists every edge; the report charts the strongest
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
                "path_patch": "path patching", "edges": "edge scores", "attention": "attention patterns",
                "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness",
-               "ablate": "nodes ablated together"}
+               "curve": "faithfulness curves", "ablate": "nodes ablated together"}
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -76,20 +80,22 @@ $sections
 
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
-                 diagram_svg: str | None) -> Path:
+                 diagram_svg: str | None, per_prompt: dict | None = None, prompts: dict | None = None) -> Path:
     """Write the report of `results` to `out_path` (an .html file) atomically, never
     through a link (`safe_write`); return the path."""
     out_path = Path(out_path)
-    page = report_html(results, spec_source, diagram_svg=diagram_svg)
+    page = report_html(results, spec_source, diagram_svg=diagram_svg, per_prompt=per_prompt, prompts=prompts)
     return write_inside(out_path.parent, out_path.name, page)
 
 
-def report_html(results: dict, spec_source: str, *, diagram_svg: str | None) -> str:
-    """The report page as one HTML string."""
+def report_html(results: dict, spec_source: str, *, diagram_svg: str | None, per_prompt: dict | None = None,
+                prompts: dict | None = None) -> str:
+    """The report page as one HTML string; `per_prompt` is per_prompt.json's
+    {analysis: {node id: [values]}}, `prompts` {dataset: [prompt text]}."""
     _check_structure(results)
     spec = _mapping(results, "spec")
     sections = [_expectations(results), _warnings(results), _circuit(results, diagram_svg),
-                *_analyses(results), _source(spec_source, results),
+                *_analyses(results, per_prompt or {}, prompts or {}), _source(spec_source, results),
                 _model_and_data(results), _settings(results)]
     sections = [s for s in sections if s]
     nav = " ".join(f'<a href="#{anchor}">{escape(label)}</a>' for anchor, label, _ in sections)
@@ -185,7 +191,7 @@ def _circuit(results: dict, diagram_svg: str | None):
                         f'<td>{escape(str(n.get("kind", "")))}</td>'
                         f'<td>{escape(str(n.get("category") or ""))}</td>{score_cell}'
                         f'<td>{" ".join(links)}</td></tr>')
-        body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>"
+        body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>" + _growth_note(circuit.get("faithfulness"))
         head = "".join(f"<th>{h}</th>" for h in ("node", "kind", "category", "score", "go to"))
         body += (f'<table class="sortable" id="nodes-{_anchor(name)}"><thead><tr>{head}</tr></thead>'
                  f'<tbody>{"".join(rows)}</tbody></table>'
@@ -198,9 +204,21 @@ def _circuit(results: dict, diagram_svg: str | None):
     return _section("circuit", "Circuit", body)
 
 
-def _analyses(results: dict) -> list:
+def _growth_note(growth) -> str:
+    """What discover(A, faithfulness=F) measured for the circuit it grew."""
+    if not isinstance(growth, dict):
+        return ""
+    reached = "reaching" if growth.get("reached") else "short of"
+    return (f"<p>Grown along the ranking of {escape(_plain(growth.get('level')))} to "
+            f"{_num(growth.get('size'))} kept: faithfulness {_num(growth.get('value'))}, {reached} the "
+            f"target {_num(growth.get('target'))}.</p>")
+
+
+def _analyses(results: dict, per_prompt: dict, prompts: dict) -> list:
     analyses = {name: a if isinstance(a, dict) else {}
                 for name, a in _mapping(results, "analyses").items()}
+    members = {str(n.get("id")) for circuit in _mapping(results, "circuits").values()
+               if isinstance(circuit, dict) for n in circuit.get("nodes") or []}
     kinds = {name: str(a.get("kind", "?")) for name, a in analyses.items()}
     sections = []
     for name in sorted(analyses, key=lambda n: (
@@ -211,6 +229,11 @@ def _analyses(results: dict) -> list:
             body = drawer(name, analysis, results)
         except RenderError as error:
             body = f'<p class="error">cannot show this analysis: {escape(str(error))}</p>'
+        if name in per_prompt:
+            try:
+                body += prompt_view(name, per_prompt[name], members, prompts.get(analysis.get("dataset")))
+            except RenderError as error:
+                body += f'<p class="error">cannot show the per-prompt values: {escape(str(error))}</p>'
         body = f'<p class="meta">{_describe(analysis)}</p>{body}'
         sections.append(_section(f"analysis-{_anchor(name)}",
                                  f"{name}: {KIND_TITLES.get(kind, kind)}", body))
@@ -270,7 +293,20 @@ def _attribute_body(name: str, analysis: dict, results: dict) -> str:
     summed = sum(v for v in values.values() if v is not None)
     check = (f"<p>The values sum to {_num(summed)}; the metric is "
              f"{_num(total)}.</p>" if total is not None else "")
-    return check + chart
+    return check + chart + _position_figure(name, analysis, "direct contribution by position",
+                                            "The metric read at each token position on its own; the chart "
+                                            "above is at the metric's own position.")
+
+
+def _position_figure(name: str, analysis: dict, what: str, note: str) -> str:
+    """The layer x token heatmap of an analysis at each position (BIAS, no node, left
+    out), or nothing when it has none."""
+    positions = analysis.get("positions")
+    if not isinstance(positions, dict) or not positions:
+        return ""
+    nodes = {node: row for node, row in positions.items() if node != "BIAS"}
+    return f"<p>{escape(note)}</p>" + _figure(charts.position_heatmap(
+        nodes, list(analysis.get("tokens") or []), title=f"{name}: {what}"))
 
 
 def _patch_body(name: str, analysis: dict, results: dict) -> str:
@@ -284,11 +320,8 @@ def _patch_body(name: str, analysis: dict, results: dict) -> str:
     text = ", ".join(f"{escape(str(k))} {_num(v)}" for k, v in sorted(baseline.items()))
     others = {i: v for (_, kind, i), v in zip(ids, values.values()) if kind not in ("head", "mlp")}
     body = f"<p>Baseline: {text}.</p>" if text else ""
-    if isinstance(analysis.get("positions"), dict) and analysis["positions"]:
-        body += ("<p>Patched at each token position on its own; a node's value below is the sum over "
-                 "positions.</p>")
-        body += _figure(charts.position_heatmap(analysis["positions"], list(analysis.get("tokens") or []),
-                                                title=f"{name}: effect by position"))
+    body += _position_figure(name, analysis, "effect by position", "Patched at each token position on its "
+                             "own; a node's value below is the sum over positions.")
     if len(others) < len(values):
         cell_ids = {node: f"cell-{_anchor(name)}-{_anchor(node)}"
                     for node in _heatmap_cells(results).get(name, ())}
@@ -366,6 +399,23 @@ def _faithfulness_body(name: str, analysis: dict, results: dict) -> str:
             + _table(["quantity", "value"], rows))
 
 
+def _curve_body(name: str, analysis: dict, results: dict) -> str:
+    baseline = analysis.get("random") if isinstance(analysis.get("random"), dict) else {}
+    rows = [["ranking by |" + escape(str(analysis.get("ranked_by"))) + "|", _num(analysis.get("cpr")),
+             _num(analysis.get("cmd")), _num(analysis.get("size_at_target"))],
+            [f"random ({escape(_plain(baseline.get('orders')))} orders, seed {escape(_plain(baseline.get('seed')))})",
+             _with_stderr(baseline.get("cpr"), baseline.get("cpr_stderr")),
+             _with_stderr(baseline.get("cmd"), baseline.get("cmd_stderr")), _num(baseline.get("size_at_target"))]]
+    return (_figure(charts.faithfulness_curve(analysis, title=f"{name}: faithfulness by circuit size"))
+            + "<p>faithfulness = (kept − none kept) / (clean − none kept); CPR: area under the curve "
+            "(higher is better), CMD: area between it and 1 (lower is better), over the fraction kept</p>"
+            + _table(["order", "CPR", "CMD", f"smallest size at {escape(_plain(analysis.get('target')))}"], rows))
+
+
+def _with_stderr(value, stderr) -> str:
+    return _num(value) + ("" if not _is_number(stderr) else f" ± {_num(stderr)}")
+
+
 def _ablate_body(name: str, analysis: dict, results: dict) -> str:
     stderr = analysis.get("stderr") if isinstance(analysis.get("stderr"), dict) else {}
     rows = [[escape(label), _num(analysis.get(key)), _num(stderr.get(key))] for key, label in (
@@ -383,7 +433,7 @@ def _raw_body(name: str, analysis: dict, results: dict) -> str:
 KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
                "path_patch": _path_patch_body, "edges": _edges_body, "attention": _attention_body,
                "subspace": _subspace_body, "faithfulness": _faithfulness_body,
-               "ablate": _ablate_body}
+               "curve": _curve_body, "ablate": _ablate_body}
 
 
 # --------------------------------------------------------------------------- links

@@ -38,10 +38,11 @@ def _metric_entry(metric: ir.Metric) -> dict:
 
 
 def _circuit_entry(members, analyses: dict, kept_edges: list[dict] | None = None) -> dict:
-    """The nodes of a circuit, and its kept edges when it was discovered; otherwise
-    every measured edge between two of its nodes."""
+    """The nodes of a circuit, and its kept edges when it was discovered or imported
+    (granularity "edge": the edges are the circuit); otherwise every measured edge
+    between two of its nodes (granularity "node")."""
     if kept_edges is not None:
-        return {"nodes": [m.entry() for m in members], "edges": kept_edges}
+        return {"nodes": [m.entry() for m in members], "edges": kept_edges, "granularity": "edge"}
     ids = {m.id for m in members}
     edges = []
     for result in analyses.values():
@@ -52,13 +53,15 @@ def _circuit_entry(members, analyses: dict, kept_edges: list[dict] | None = None
             base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
             if src in ids and base in ids:
                 edges.append({"src": src, "dst": base, "part": part, "weight": weight})
-    return {"nodes": [m.entry() for m in members], "edges": edges}
+    return {"nodes": [m.entry() for m in members], "edges": edges, "granularity": "node"}
 
 
 def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: dict) -> dict:
     circuits = {name: _circuit_entry(executor.members[name], executor.analyses,
                                      executor.circuit_edges.get(name))
                 for name in (c.name for c in spec.circuits)}
+    for name, growth in executor.circuit_growth.items():
+        circuits[name]["faithfulness"] = growth
     first = spec.circuits[0].name if spec.circuits else None
     return {
         "circ_version": __version__,
