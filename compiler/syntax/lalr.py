@@ -56,12 +56,13 @@ class TableParser:
     def __init__(self, lark: Lark, builder_class: type, comment_terminals: tuple[str, ...]):
         conf = lark.parse_interactive("").parser_state.parse_conf
         self._start, self._end = conf.start_state, conf.end_state
-        # state -> {terminal: next state or ~reducer index, rule: state after it}
-        self._table: dict[int, dict[str, int]] = {}
+        # by state (Lark numbers them from 0): {terminal: next state or ~reducer index,
+        # rule: state after it}
+        self._table: list[dict[str, int]] = [{} for _ in range(max(conf.states) + 1)]
         reducer_of: dict[Any, int] = {}
         self._reducers: list[_Reducer] = []
         for state, actions in conf.states.items():
-            table = self._table[state] = {}
+            table = self._table[state]
             for symbol, (action, arg) in actions.items():
                 symbol = str(symbol)  # Lark's names are Tokens, slower to compare
                 if action is Shift:
@@ -77,7 +78,7 @@ class TableParser:
         self._comments = frozenset(comment_terminals)
         self._multiline = frozenset(name for name, t in terminals.items()
                                     if _may_hold_newline(t.pattern.to_regexp()))
-        self._scanners: dict[int, tuple[Callable, dict]] = {}
+        self._scanners: list[tuple[Callable, dict] | None] = [None] * len(self._table)
         self._scanner_by_terminals: dict[frozenset, tuple[Callable, dict]] = {}
 
     def parse(self, text: str, builder) -> Parsed | None:
@@ -93,7 +94,7 @@ class TableParser:
         while True:
             state = states[-1]
             if pos < size:
-                scanner = scanners.get(state) or self._scanner(state)
+                scanner = scanners[state] or self._scanner(state)
                 found = scanner[0](text, pos)
                 if found is None:
                     return None
