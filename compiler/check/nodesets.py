@@ -235,6 +235,8 @@ def _set_op(ctx: Context, e: s.SetOp, use: Use):
         return _Combined(e.op, left, right, e.left, e.right, e.span)
     if e.op == "+":
         return _Fixed(left.nodes | right.nodes, left.pending | right.pending)
+    if e.op == "&":
+        return _Fixed(left.nodes & right.nodes, left.pending | right.pending)
     return _Fixed(left.nodes - right.nodes, left.pending | right.pending)
 
 

@@ -193,6 +193,9 @@ class _TreeBuilder:
     def difference(self, span, children):
         return s.SetOp("-", children[0], children[1], self._span(span))
 
+    def intersection(self, span, children):
+        return s.SetOp("&", children[0], children[1], self._span(span))
+
     def method(self, span, children):
         base, name, args = children
         return s.MethodCall(base, name[0], args or (), self._span(span), self._tok(name))
