@@ -25,7 +25,8 @@ def folder_name(task: str | None, model: str | None) -> str:
                                 + ("task (ioi, mcqa, arc-easy, ...)" if flag == "--task"
                                    else "model (gpt2, qwen2.5, gemma2, llama3, ...)"))
         if not _NAME.match(value):
-            raise ExchangeError(f"{flag} {value!r} is no MIB name: letters, digits, '.' and '-' only "
+            shown = value if len(value) <= 64 else value[:64] + "\u2026"
+            raise ExchangeError(f"{flag} {shown!r} is no MIB name: letters, digits, '.' and '-' only "
                                 "(up to 64; MIB writes arc_easy as arc-easy)")
     return f"{task}_{model}"
 

@@ -108,6 +108,20 @@ def test_export_writes_nothing_into_a_linked_folder(exportable, fmt):
     assert not any((exportable / "elsewhere").iterdir())
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--format", "eap-ig", "-o", ""], "is no file name"),
+    (["--format", "eap-ig", "-o", "{tmp}"], "is a folder: --format eap-ig writes one file"),
+    (["--format", "mib", "--task", "t", "--model", "m", "-o", ""], "names no folder"),
+    (["--format", "mib", "--task", "x" * 5000, "--model", "m", "-o", "{tmp}/m"], "is no MIB name"),
+    (["--format", "mib", "--task", "t\x1b[2J", "--model", "m", "-o", "{tmp}/m"], "is no MIB name"),
+])
+def test_export_says_in_one_short_line_what_is_wrong_with_o_or_a_name(exportable, flags, message):
+    outcome = CliRunner().invoke(main, ["export", str(exportable), *[f.format(tmp=exportable) for f in flags]])
+    assert outcome.exit_code == 2 and message in outcome.output, outcome.output
+    assert len(outcome.output) < 300 and "\x1b" not in outcome.output and "Traceback" not in outcome.output
+    assert not (exportable / "m").exists()
+
+
 def test_export_into_an_existing_file_replaces_it_whole(exportable):
     (exportable / "graph.json").write_text("x" * 100_000)
     outcome = CliRunner().invoke(main, ["export", str(exportable), "--format", "eap-ig",

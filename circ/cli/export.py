@@ -23,6 +23,11 @@ def export_path(source: str, fmt: str, output: str | None, circuit: str | None, 
     try:
         if fmt == "mib" and output is None:
             raise ExchangeError("--format mib writes a folder: give it with -o FOLDER")
+        if fmt == "mib" and output == "":
+            raise ExchangeError("-o '' names no folder")
+        if fmt != "mib" and output is not None and (Path(output).is_dir() or not Path(output).name):
+            raise ExchangeError(f"-o {output!r} is " + ("no file name" if not Path(output).name else "a folder")
+                                + f": --format {fmt} writes one file, such as -o graph.json")
         if fmt != "mib" and (by_budget or task or model):
             raise ExchangeError("--task, --model and --by-budget go with --format mib")
         files = _converted(_read_results(path), fmt, circuit, analysis, task, model, by_budget)
