@@ -1,9 +1,9 @@
 """Hostile input to the exchange and drawing surfaces, as a pull request run in CI
 could bring it (docs/reliability.md): graph files for `import(...)` whose edge names
 hide a line break, a 5,000-digit layer, non-ASCII digits or an edge the model does not
-have; results files for `circ export` with such edges; `-o` through a link; node
-categories and prompt texts with NUL and bidirectional characters in the diagram and
-the report. Each is a diagnostic or exit 2 with one line naming the problem, never a
+have; results files for `circ export` with such edges or a claimed model of 10**12
+layers; `-o` through a link; node categories and prompt texts with NUL and
+bidirectional characters in the diagram and the report. Each is a diagnostic or exit 2 with one line naming the problem, never a
 traceback, never a write through a link, and what is drawn shows what the text holds."""
 from __future__ import annotations
 
@@ -155,3 +155,19 @@ def test_hidden_characters_in_a_prompt_are_shown_as_escapes_and_lines_kept():
                        prompts={"clean": ["fine", text]})
     assert "line one\na\\x00b\\u202ec\\x1b[31m&lt;/pre&gt;&lt;/svg&gt;&lt;script&gt;" in page
     assert "\x00" not in page and "\u202e" not in page and "<script>alert(1)" not in page
+
+
+def test_a_claimed_model_of_10_to_the_12_layers_costs_no_time(tmp_path):
+    """The edge budgets count the claimed model's edges in closed form, not by layer."""
+    import time
+
+    from circ.compiler.mib_layout import model_edge_count
+
+    body = _edges_results({"L1.MLP->LOGITS": 2.0})
+    body["model"].update(n_layers=10**12, n_heads=10**12)
+    (tmp_path / "results.json").write_text(json.dumps(body))
+    started = time.monotonic()
+    outcome = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "mib", "--task", "t", "--model", "m",
+                                        "--by-budget", "-o", str(tmp_path / "sub")])
+    assert outcome.exit_code == 0 and time.monotonic() - started < 5, outcome.output
+    assert model_edge_count(12, 12) == 32_491 and model_edge_count(2, 4) == 110  # GPT-2 small, the demo model
