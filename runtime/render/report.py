@@ -206,8 +206,7 @@ def _circuit(results: dict, diagram_svg: str | None):
 def _analyses(results: dict, per_prompt: dict, prompts: dict) -> list:
     analyses = {name: a if isinstance(a, dict) else {}
                 for name, a in _mapping(results, "analyses").items()}
-    members = {str(n.get("id")) for circuit in _mapping(results, "circuits").values()
-               if isinstance(circuit, dict) for n in circuit.get("nodes") or []}
+    members = _members(results)
     kinds = {name: str(a.get("kind", "?")) for name, a in analyses.items()}
     sections = []
     for name in sorted(analyses, key=lambda n: (
@@ -470,6 +469,19 @@ def _values(analysis: dict) -> dict:
     if not isinstance(values, dict):
         raise RenderError("its 'values' must be an object keyed by node id")
     return values
+
+
+def _members(results: dict) -> set[str]:
+    """The circuits' node ids and the keys of their kept edges (`L0.H1->L1.H0.q`, as an
+    edges analysis keys its values), for the per-prompt views' main nodes."""
+    members = set()
+    for circuit in _mapping(results, "circuits").values():
+        if not isinstance(circuit, dict):
+            continue
+        members |= {str(node.get("id")) for node in circuit.get("nodes") or [] if isinstance(node, dict)}
+        members |= {f'{edge.get("src")}->{edge.get("dst")}' + (f'.{edge["part"]}' if edge.get("part") else "")
+                    for edge in circuit.get("edges") or [] if isinstance(edge, dict)}
+    return members
 
 
 def _mapping(results: dict, key: str) -> dict:
