@@ -7,6 +7,7 @@ A score is circ's edge value as it is: positive when the edge helps the metric, 
 sign EAP-IG's scores have for a metric that is a loss to lower. Pure Python."""
 from __future__ import annotations
 
+import math
 import re
 
 _CIRC_NODE = re.compile(r"L([0-9]{1,9})\.(?:H([0-9]{1,9})|MLP)")
@@ -88,8 +89,8 @@ def edge_values(results: dict, analysis: str | None) -> dict:
         raise ExchangeError(f"no edges analysis named {analysis!r}; edges analyses: {', '.join(analyses) or 'none'}")
     values = analyses[analysis].get("values")
     if not isinstance(values, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               for v in values.values()):
-        raise ExchangeError(f"edges analysis {analysis!r} holds values that are not numbers by edge")
+                                               and math.isfinite(v) for v in values.values()):
+        raise ExchangeError(f"edges analysis {analysis!r} holds values that are not finite numbers by edge")
     return values
 
 

@@ -70,10 +70,12 @@ def _edges_results(values: dict) -> dict:
     "L0.H1->L1.H0",  # into a head without its part
     "L0.H1\n->LOGITS",
     "L" + "9" * 5000 + ".H0->LOGITS",
+    "NaN", "Infinity",  # a score EAP-IG's json.load would read, but no JSON parser must
 ])
 @pytest.mark.parametrize("fmt", ["eap-ig", "mib"])
-def test_export_refuses_an_edge_the_model_does_not_have(tmp_path, key, fmt):
-    (tmp_path / "results.json").write_text(json.dumps(_edges_results({key: 1.0, "L1.MLP->LOGITS": 2.0})))
+def test_export_refuses_an_edge_the_model_does_not_have_or_a_score_not_finite(tmp_path, key, fmt):
+    values = {"L0.MLP->LOGITS": float(key)} if key in ("NaN", "Infinity") else {key: 1.0}
+    (tmp_path / "results.json").write_text(json.dumps(_edges_results({**values, "L1.MLP->LOGITS": 2.0})))
     extra = ["--task", "t", "--model", "m", "-o", str(tmp_path / "sub")] if fmt == "mib" else []
     outcome = CliRunner().invoke(main, ["export", str(tmp_path), "--format", fmt, *extra])
     assert outcome.exit_code == 2 and outcome.output.startswith("circ: "), outcome.output

@@ -54,7 +54,7 @@ def _converted(results: dict, fmt: str, circuit, analysis, task, model, by_budge
     except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError, RecursionError) as error:
         raise ExchangeError(f"a value in the results is not what circ wrote "
                             f"({type(error).__name__}: {str(error)[:200]})") from None
-    return {name: json.dumps(graph, indent=1) + "\n" for name, graph in graphs.items()}
+    return {name: json.dumps(graph, indent=1, allow_nan=False) + "\n" for name, graph in graphs.items()}
 
 
 def _write(files: dict[str, str], target: Path, fmt: str, stderr) -> int:
