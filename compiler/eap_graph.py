@@ -70,7 +70,7 @@ def to_eap_ig(results: dict, analysis: str | None = None, circuit: str | None = 
     if circuit is None and circuits:
         circuit = next(iter(circuits))
     if circuit is not None and circuit not in circuits:
-        raise ExchangeError(f"no circuit named {circuit!r}; circuits: {', '.join(circuits) or 'none'}")
+        raise ExchangeError(f"no circuit named {_cut(circuit)!r}; circuits: {_listed(circuits)}")
     kept = {(eap_name(edge["src"]), eap_name(edge["dst"]), edge.get("part"))
             for edge in ((circuits[circuit].get("edges") or []) if circuit else [])}
     return graph_json(results, values, kept)
@@ -86,7 +86,7 @@ def edge_values(results: dict, analysis: str | None) -> dict:
                                 if analyses else "the results hold no edges analysis (edges(...)) to export")
         analysis = next(iter(analyses))
     if analysis not in analyses:
-        raise ExchangeError(f"no edges analysis named {analysis!r}; edges analyses: {', '.join(analyses) or 'none'}")
+        raise ExchangeError(f"no edges analysis named {_cut(analysis)!r}; edges analyses: {_listed(analyses)}")
     values = analyses[analysis].get("values")
     if not isinstance(values, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                and math.isfinite(v) for v in values.values()):
@@ -106,6 +106,18 @@ def edge_parts(key: str) -> tuple[str, str, str | None]:
         raise ExchangeError(f"{key!r} is no edge of the model (from the input or an earlier layer, "
                             "into a head's q, k or v, an MLP or the logits)")
     return *names, part
+
+
+def _cut(name, chars: int = 80) -> str:
+    name = str(name)
+    return name if len(name) <= chars else name[:chars] + "\u2026"
+
+
+def _listed(names, shown: int = 20) -> str:
+    """The first `shown` names, cut, and how many more: a message stays one short line."""
+    names = [_cut(name) for name in names]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (", ".join(names[:shown]) or "none") + more
 
 
 def graph_json(results: dict, values: dict, kept: set) -> dict:

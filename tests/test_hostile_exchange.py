@@ -173,3 +173,12 @@ def test_a_claimed_model_of_10_to_the_12_layers_costs_no_time(tmp_path):
                                         "--by-budget", "-o", str(tmp_path / "sub")])
     assert outcome.exit_code == 0 and time.monotonic() - started < 5, outcome.output
     assert model_edge_count(12, 12) == 32_491 and model_edge_count(2, 4) == 110  # GPT-2 small, the demo model
+
+
+def test_a_missing_name_among_many_long_ones_is_one_short_line(tmp_path):
+    body = _edges_results({"L1.MLP->LOGITS": 2.0})
+    body["circuits"] = {f"c{index}" + "x" * 1000: {"edges": []} for index in range(10_000)}
+    (tmp_path / "results.json").write_text(json.dumps(body))
+    for flag in ("--circuit", "--analysis"):
+        outcome = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "eap-ig", flag, "y" * 10_000])
+        assert outcome.exit_code == 2 and "no " in outcome.output and len(outcome.output) < 2_500, outcome.output[:300]
