@@ -148,6 +148,15 @@ def test_hidden_characters_in_a_category_are_drawn_as_escapes():
         assert "a\\x00b\\u202ec\\x1b[31m" in drawn.stdout
 
 
+def test_hidden_characters_in_the_reports_tables_are_shown_as_escapes():
+    body = edge_results()
+    body["circuits"]["found"]["nodes"][0]["category"] = HIDDEN
+    body["circuits"]["found"]["edges"][0]["part"] = HIDDEN
+    page = report_html(body, 'spec "s"  # \u202e a comment that reads backwards\n', diagram_svg=None)
+    assert "\x00" not in page and "\u202e" not in page and "\x1b" not in page
+    assert page.count("a\\x00b\\u202ec\\x1b[31m") == 2 and "# \\u202e a comment" in page
+
+
 def test_hidden_characters_in_a_prompt_are_shown_as_escapes_and_lines_kept():
     results = {"spec": {"name": "s"}, "model": {"name": "demo"}, "datasets": {"clean": {"n": 2}},
                "analyses": {"dla": {"kind": "attribute", "dataset": "clean", "values": {"L0.H0": 0.5}}},

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from html import escape, unescape
+from html import escape as html_escape
+from html import unescape
 from pathlib import Path
 from string import Template
 
+from circ.compiler.escape import visible_text
 from circ.compiler.ir import source_lines
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
@@ -76,6 +78,12 @@ $sections
 <script>$script</script>
 </body></html>
 """)
+
+
+def escape(text) -> str:
+    """HTML text of a value from the results or the spec: escaped, and every hidden
+    character but a line break shown as its escape (compiler/escape.py)."""
+    return html_escape(visible_text(str(text)), quote=True)
 
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
