@@ -219,6 +219,19 @@ class Select:
     span: Span = _span()
     category: str | None = None  # CIRCUIT.CATEGORY: only the circuit's nodes of that category
     edges: bool = False  # discover(): `top` counts edges of an edges analysis; the nodes are their ends
+    grow: "Growth | None" = None  # discover(A, faithfulness=F): A's ranking grown until F is reached
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How `discover(A, faithfulness=F)` measures the circuits it grows: the
+    faithfulness kernel's on `dataset` with `metric`, everything outside the circuit
+    replaced from `source`; the smallest prefix of A's ranking reaching `target` wins."""
+
+    target: float
+    dataset: str
+    metric: str
+    source: "PatchSource"
 
 
 @dataclass(frozen=True)
@@ -369,6 +382,9 @@ class Analysis:
       "path_patch"   patch `source` through edges nodes -> `receivers` only
       "attention"    attention patterns; options: query (Position)
       "faithfulness" ablate everything outside `nodes` with `source`; metric recovered
+      "curve"        faithfulness of growing prefixes of a ranking (`nodes`, a Select of
+                     the ranking analysis) and of random orders; options: points (int),
+                     random (int), seed (int), target (float)
       "subspace"     low-rank q/k/v fit of the heads in `nodes` on `dataset`;
                      options: parts (tuple of "q","k","v"), ranks (tuple of int or
                      "full"), eval (tuple of dataset names)
@@ -455,7 +471,16 @@ class MetricMean:
     span: Span = _span()
 
 
-Number = Union[Quantity, Count, Accuracy, MetricMean]
+@dataclass(frozen=True)
+class GrownFaithfulness:
+    """The faithfulness that `discover(A, faithfulness=F)` measured for the circuit it
+    grew (`faithfulness(found)`), recorded with the circuit."""
+
+    circuit: str
+    span: Span = _span()
+
+
+Number = Union[Quantity, Count, Accuracy, MetricMean, GrownFaithfulness]
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ analysis attn = attention(top(dla, 2), on=clean, query=last)
 analysis paths = path_patch([L0.H0, L0.MLP, L1.H2], to=[L1.H1, L1.MLP], source=corrupt, target=clean, metric=ld)
 analysis low = subspace(L1.H2, parts=[q, k], ranks=[1, 2, full], fit=clean, metric=ld)
 expect faithfulness(top(total, 3), on=clean, ablate=mean(clean), metric=ld) >= -1000
+analysis fc = curve(total, on=clean, metric=ld, points=3, random=1)
 '''
 
 

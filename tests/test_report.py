@@ -301,3 +301,47 @@ def test_written_report_is_deterministic_and_self_contained(tmp_path, fixture_re
     assert first == tmp_path / "a" / "report.html"
     assert first.read_bytes() == second.read_bytes()
     assert first.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_a_curve_is_plotted_against_its_random_baseline_with_the_target(results):
+    results["analyses"]["fc"] = {
+        "kind": "curve", "dataset": "clean", "metric": "ld", "line": 9, "level": "nodes", "ranked_by": "patched",
+        "ranked": 10, "sizes": [0, 2, 5, 8, 10], "fractions": [0.0, 0.2, 0.5, 0.8, 1.0], "target": 0.9,
+        "faithfulness": [0.0, 0.4, 0.95, 0.97, 1.0], "stderr": [0.0, 0.05, 0.02, 0.01, 0.0],
+        "cpr": 0.7475, "cmd": 0.2525, "size_at_target": 5,
+        "random": {"faithfulness": [0.0, 0.1, 0.3, 0.6, 1.0], "stderr": [0.0, 0.02, 0.05, 0.08, 0.0],
+                   "cpr": 0.4, "cpr_stderr": 0.03, "cmd": 0.6, "cmd_stderr": 0.03, "size_at_target": 10,
+                   "orders": 5, "seed": 0},
+        "clean": 3.0, "all_ablated": 0.5, "n": 16}
+    body = section(report_html(results, SPEC_SOURCE, diagram_svg=None), "analysis-fc")
+    texts = svg_texts(body)
+    assert "fc: faithfulness by circuit size" in texts
+    assert "by |patched| (CPR 0.75)" in texts and "random, 5 orders (CPR 0.40)" in texts
+    assert "target 0.9" in texts
+    assert "5" in texts and "10" in texts  # the sizes at the target, marked on each line
+    rows = re.findall(r"<tr>(.*?)</tr>", body)
+    assert '<td>ranking by |patched|</td><td><span class="num">0.7475</span></td>' in rows[1]
+    assert '<td><span class="num">5</span></td>' in rows[1]
+    assert '<span class="num">0.4</span> ± <span class="num">0.03</span>' in rows[2]
+
+
+def test_a_grown_circuit_shows_what_its_growth_measured(results):
+    results["circuits"]["output"]["faithfulness"] = {"target": 0.9, "size": 5, "value": 0.97, "reached": True,
+                                                     "level": "nodes", "measured": []}
+    body = section(report_html(results, SPEC_SOURCE, diagram_svg=None), "circuit")
+    assert ('<p>Grown along the ranking of nodes to <span class="num">5</span> kept: faithfulness '
+            '<span class="num">0.97</span>, reaching the target <span class="num">0.9</span>.</p>') in body
+
+
+@pytest.mark.parametrize("field, value", [
+    ("cpr", "high"), ("ranked", "ten"), ("size_at_target", [5]), ("fractions", ["a", "b"]),
+    ("faithfulness", [0.0, "x"]), ("random", {"cpr": {}, "orders": "<b>", "faithfulness": [None, None]}),
+])
+def test_a_malformed_curve_is_shown_or_reported_in_place(results, field, value):
+    results["analyses"]["fc"] = {"kind": "curve", "ranked_by": "p", "ranked": 2, "sizes": [0, 2],
+                                 "fractions": [0.0, 1.0], "faithfulness": [0.0, 1.0], "target": 0.9,
+                                 "cpr": 0.5, "cmd": 0.5, "size_at_target": 2, "random": {}}
+    results["analyses"]["fc"][field] = value
+    body = section(report_html(results, SPEC_SOURCE, diagram_svg=None), "analysis-fc")
+    assert "<svg" in body or "cannot show this analysis" in body
+    assert "<b>" not in body

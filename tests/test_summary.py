@@ -18,3 +18,10 @@ def test_attention_lines_name_where_the_heads_look():
     assert "  L0.H0: answer 1.00\n" in text
     assert "  L0.H2: no named position above 0.05; first prompt: 'label' (position 2) 0.96\n" in text
     assert "  L1.H2: labels 0.58, answer_label 0.17, self 0.07\n" in text
+
+
+def test_a_grown_circuit_says_what_its_growth_measured():
+    results = {"circuits": {"found": {"nodes": [{"id": "L1.H0"}], "edges": [],
+                                      "faithfulness": {"level": "edges", "size": 3, "value": 0.95,
+                                                       "reached": True, "target": 0.9}}}}
+    assert "  grown by edges: 3 kept, faithfulness +0.9500 reaches 0.9" in summarize(results).splitlines()

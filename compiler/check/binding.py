@@ -10,7 +10,7 @@ import re
 
 from circ.compiler import ir
 from circ.compiler.check import nodesets
-from circ.compiler.check.arguments import PRIMITIVES, describe, expect_kind, string
+from circ.compiler.check.arguments import PRIMITIVES, describe, expect_kind, integer, string
 from circ.compiler.check.arguments import bind as bind_arguments
 from circ.compiler.check.context import Context, Reported, Use
 from circ.compiler.check.signatures import (
@@ -197,6 +197,19 @@ def _parts(ctx, e, param, use):
     return tuple(p for p in PARTS if p in seen)
 
 
+def _sizes(ctx, e, param, use):
+    """Circuit sizes to measure a curve at: distinct positive counts, in increasing order."""
+    if not isinstance(e, s.ListLit) or not e.items:
+        expect_kind(ctx, e, "a list of circuit sizes such as [1, 2, 5, 10]")
+    sizes = []
+    for item in e.items:
+        size = integer(ctx, item, param, use, minimum=1)
+        if size in sizes:
+            ctx.fail("E304", f"size {size} is listed twice", item.span)
+        sizes.append(size)
+    return tuple(sorted(sizes))
+
+
 def _rank(ctx, item) -> int | str:
     if isinstance(item, s.Name) and item.name == "full":
         return "full"
@@ -235,5 +248,5 @@ CONVERTERS = {
     "labels": _labels, "dataset": _dataset, "dataset_name": _dataset, "datasets": _datasets,
     "metric": _metric, "nodes": _nodes, "source": _source, "position": _position,
     "patch_position": _patch_position,
-    "parts": _parts, "ranks": _ranks, "rank_bound": _rank_bound,
+    "parts": _parts, "ranks": _ranks, "rank_bound": _rank_bound, "sizes": _sizes,
 }

@@ -7,8 +7,8 @@ from __future__ import annotations
 from circ.compiler import ir
 from circ.compiler.check.binding import bind
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.signatures import ANALYSES
-from circ.compiler.diagnostics import did_you_mean
+from circ.compiler.check.signatures import ANALYSES, NO_SCORE_HINT, NODE_WORDS, ranks_components
+from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
 
@@ -40,6 +40,8 @@ def lower_analysis(ctx: Context, name: str, value, use: Use, span: ir.Span) -> i
     _check_metric(ctx, call, sig, fields["metric"])
     if fields["source"] is None and any(p.into == "source" for p in sig.params):
         fields["source"] = ir.PatchSource("mean", fields["dataset"], span=call.span)
+    if call.func == "curve":
+        fields["nodes"] = _ranking(ctx, fields["nodes"], use)
     _KIND_CHECKS.get(call.func, _no_check)(ctx, call, fields, options)
     return ir.Analysis(name, call.func, fields["nodes"], fields["dataset"], fields["metric"],
                        fields["source"], fields["receivers"], tuple(sorted(options.items())),
@@ -153,6 +155,35 @@ def _check_edges(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
         ctx.fail("E380", "`steps` applies only to method=eap_ig", _arg_span(call, "steps"))
 
 
+def _ranking(ctx: Context, ranking, use: Use) -> ir.Select:
+    """The analysis whose per-node scores a curve() ranks, taken whole."""
+    if not isinstance(ranking, s.Name) or ranking.name in NODE_WORDS:
+        ctx.fail("E390", f"curve() ranks the nodes or edges of one analysis; `{expr_text(ranking)}` is not an "
+                 "analysis name", ranking.span, "e.g. analysis dla = attribute(heads + mlps, on=clean, "
+                 "metric=ld), then curve(dla, on=clean, metric=ld)")
+    ctx.lookup(ranking.name, ranking.span, use, ("analysis",))
+    if ctx.scores_nodes(ranking.name) is False and ctx.analysis_kind(ranking.name) != "edges":
+        ctx.fail("E390", f"curve() ranks nodes or edges by score; `{ranking.name}` is "
+                 f"{a_or_an(ctx.analysis_kind(ranking.name))} analysis with neither",
+                 ranking.span, NO_SCORE_HINT + "; edge scores from edges analyses")
+    if not ranks_components(ctx.analyses.get(ranking.name)):
+        ctx.fail("E390", f"curve() grows circuits of heads and MLPs (the embeddings are never ablated); "
+                 f"`{ranking.name}` scores none", ranking.span, "rank e.g. patch(heads + mlps, ...)")
+    return ir.Select(ranking.name, span=ranking.span)
+
+
+def _check_curve(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
+    if "sizes" in options:
+        if any(a.name == "points" for a in call.args):
+            ctx.fail("E304", "`points` spaces the sizes evenly; `sizes` lists them: give one of them",
+                     _arg_span(call, "points"))
+        options.pop("points")
+    target = options["target"]
+    if not 0 < target <= 1:
+        ctx.fail("E391", f"target={target} is no faithfulness a circuit can be asked to reach",
+                 _arg_span(call, "target"), "a target is above 0 and at most 1, e.g. target=0.9")
+
+
 def _check_attention(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
     """Patterns read one query position (default last); a score reads every query."""
     query, written = options["query"], any(a.name == "query" for a in call.args)
@@ -203,4 +234,5 @@ _KIND_CHECKS = {
     "attention": _check_attention,
     "path_patch": _check_path_patch,
     "edges": _check_edges,
+    "curve": _check_curve,
 }

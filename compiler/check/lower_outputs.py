@@ -23,6 +23,7 @@ from circ.compiler.check.signatures import (
     ATTENTION_POSITIONS,
     QUANTITIES,
     RECOVERED,
+    RESERVED,
     accessors,
     scores_nodes,
 )
@@ -30,13 +31,14 @@ from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
 
-_ATTRIBUTES = ("value", "total")
-_METHODS = ("recovered", "to")
+_ATTRIBUTES = ("value", "total", "cpr", "cmd")
+_METHODS = ("recovered", "to", "size_at")
 _NODE_KINDS = ("embed", "head", "mlp", "resid", "head_input")
 _NO_OPTIONS = ("induction",)  # generators whose prompts have no answer options
 _SHOWN = {"node": "[NODE]", "total": ".total", "value": ".value",
           "recovered": ".recovered(DATASET, rank <= N)", "edge": "[SENDER -> RECEIVER]",
-          "attention": "[HEAD].to(POSITION)", "rank": "a rank (rank(A, NODE))"}
+          "attention": "[HEAD].to(POSITION)", "rank": "a rank (rank(A, NODE))",
+          "cpr": ".cpr", "cmd": ".cmd", "size_at": ".size_at(FAITHFULNESS)"}
 _EDGE_HINT = "write `A[SENDER -> RECEIVER]`, e.g. paths[L0.H0 -> L1.H0.v]"
 _LISTED = 16  # valid nodes named in a hint
 
@@ -109,6 +111,9 @@ def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
                  f"compare count({left.name}) with a number, or `{left.name}` with another node set")
     if isinstance(left, s.Call) and left.func in QUANTITIES:
         return _function(ctx, left, use, number)
+    if isinstance(left, s.Call) and left.func == "faithfulness" and len(left.args) == 1 \
+            and left.args[0].name is None:
+        return _grown_faithfulness(ctx, left, use)
     if isinstance(left, s.Call) and left.func not in ANALYSES:
         ctx.fail("E205", f"unknown function `{left.func}`", left.func_span,
                  did_you_mean(left.func, list(QUANTITIES) + list(ANALYSES))
@@ -119,7 +124,7 @@ def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
             ctx.fail("E308", f"unknown accessor `.{left.attr}`", left.attr_span,
                      did_you_mean(left.attr, _ATTRIBUTES + _METHODS) or
                      "accessors: .value, .total, [NODE], [SENDER -> RECEIVER], [HEAD].to(POSITION), "
-                     ".recovered(DATASET, rank <= N)")
+                     ".recovered(DATASET, rank <= N), .cpr, .cmd, .size_at(FAITHFULNESS)")
         analysis = _analysis(ctx, left.base, use, number)
         return _checked(ctx, analysis, left.attr, (), left)
     if isinstance(left, s.Index):
@@ -143,6 +148,8 @@ def _number(ctx: Context, left, use: Use, number: int) -> ir.Number:
                      did_you_mean(left.method, _METHODS))
         if left.method == "to":
             return _attention(ctx, left, use, number)
+        if left.method == "size_at":
+            return _size_at(ctx, left, use, number)
         analysis = _analysis(ctx, left.base, use, number)
         values = bind(ctx, RECOVERED, left.args, left.method_span, use, "recovered()")
         return _checked(ctx, analysis, "recovered", _recovered_args(ctx, analysis, values, left), left)
@@ -173,6 +180,24 @@ def _function(ctx: Context, call: s.Call, use: Use, number: int) -> ir.Number:
     return ir.Quantity(analysis.name, "rank", (("node", node),), span=call.span)
 
 
+def _grown_faithfulness(ctx: Context, call: s.Call, use: Use) -> ir.GrownFaithfulness:
+    """`faithfulness(C)` of a circuit grown by `discover(A, faithfulness=F)`: what the
+    growth measured for C, over nodes or edges as it grew."""
+    argument = call.args[0].value
+    circuit = None
+    if isinstance(argument, s.Name) and argument.name not in RESERVED:
+        ctx.lookup(argument.name, argument.span, use, ("circuit",))
+        circuit = ctx.circuits.get(argument.name)
+        if circuit is None:
+            raise Reported()
+    grow = circuit.nodes.grow if circuit is not None and isinstance(circuit.nodes, ir.Select) else None
+    if grow is None:
+        ctx.fail("E395", f"faithfulness({expr_text(argument)}) alone reads a circuit grown by "
+                 "discover(A, faithfulness=F); this one says nothing about how to measure it",
+                 call.span, f"write faithfulness({expr_text(argument)}, on=DATASET, metric=METRIC)")
+    return ir.GrownFaithfulness(argument.name, span=call.span)
+
+
 def _check_options(ctx: Context, name: str, span: ir.Span) -> None:
     """accuracy() needs prompts with answer options; generators known to have none fail."""
     dataset = ctx.datasets.get(name)
@@ -199,6 +224,20 @@ def _attention(ctx: Context, left: s.MethodCall, use: Use, number: int) -> ir.Qu
     _check_position(ctx, position, analysis)
     return ir.Quantity(analysis.name, "attention", (("node", node), ("position", position.name)),
                        span=left.span)
+
+
+def _size_at(ctx: Context, left: s.MethodCall, use: Use, number: int) -> ir.Quantity:
+    """`CURVE.size_at(F)`: the smallest measured size whose faithfulness reaches F."""
+    analysis = _analysis(ctx, left.base, use, number)
+    _allowed(ctx, analysis, "size_at", left)
+    if len(left.args) != 1 or left.args[0].name is not None or not isinstance(left.args[0].value, s.Num):
+        span = left.args[0].span if left.args else left.method_span
+        ctx.fail("E392", "`.size_at()` takes one faithfulness, a number", span, "e.g. fc.size_at(0.9)")
+    target = left.args[0].value
+    if not 0 < target.value <= 1:
+        ctx.fail("E392", f"no circuit can be asked to reach faithfulness {target.text}", target.span,
+                 "a faithfulness to reach is above 0 and at most 1, e.g. fc.size_at(0.9)")
+    return ir.Quantity(analysis.name, "size_at", (("target", float(target.value)),), span=left.span)
 
 
 def _check_position(ctx: Context, position: s.Name, analysis: ir.Analysis) -> None:

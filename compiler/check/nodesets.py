@@ -15,7 +15,7 @@ from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
 from circ.compiler.check.arguments import PRIMITIVES, bind
 from circ.compiler.check.context import Context, Reported, Use
-from circ.compiler.check.signatures import NO_SCORE_HINT, SELECTIONS
+from circ.compiler.check.signatures import NO_SCORE_HINT, SELECTIONS, ranks_components
 from circ.compiler.diagnostics import a_or_an, did_you_mean
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.printer import expr_text
@@ -279,15 +279,48 @@ def _top_or_best(ctx: Context, e: s.Call, use: Use) -> ir.Select:
 def _discover(ctx: Context, e: s.Call, use: Use) -> ir.Select:
     values = bind(ctx, SELECTIONS["discover"], e.args, e.func_span, use, "discover()", PRIMITIVES)
     source = values["from"]
+    if ("top" in values) == ("faithfulness" in values):
+        ctx.fail("E393", "discover() takes either top=N (the strongest edges) or faithfulness=F (the "
+                 "shortest prefix of a ranking that reaches F)", e.span,
+                 "e.g. discover(e, top=20) or discover(dla, faithfulness=0.9)")
     kind = None
     if isinstance(source, s.Name):
         ctx.lookup(source.name, source.span, use, ("analysis", "circuit"))
         kind = ctx.analysis_kind(source.name)
+    if "faithfulness" in values:
+        return _grown(ctx, e, source, values["faithfulness"], kind)
     if kind != "edges":
         ctx.fail("E381", f"discover() keeps the strongest edges of an edges analysis; `{expr_text(source)}` "
                  "is not one", source.span, "e.g. analysis e = edges(heads + mlps + embed, source=corrupt, "
                  "target=clean, metric=ld), then discover(e, top=20)")
     return ir.Select(source.name, top=values["top"], edges=True, span=e.span)
+
+
+def _grown(ctx: Context, e: s.Call, source, target, kind: str | None) -> ir.Select:
+    """`discover(A, faithfulness=F)`: grown along A's ranking of edges (an edges
+    analysis) or nodes, measured on A's dataset with A's metric, ablating from A's patch
+    source (mean over its dataset when A has none)."""
+    written = next(a for a in e.args if a.name == "faithfulness")
+    if not 0 < target <= 1:
+        ctx.fail("E391", f"faithfulness={expr_text(written.value)} is no faithfulness a circuit can be "
+                 "asked to reach", written.span, "a target is above 0 and at most 1, e.g. faithfulness=0.9")
+    if kind is None or not (kind == "edges" or ctx.scores_nodes(source.name)):
+        what = f"{a_or_an(kind)} analysis with neither" if kind else "not an analysis"
+        ctx.fail("E394", f"discover(A, faithfulness=F) grows a circuit along A's edge or node scores; "
+                 f"`{expr_text(source)}` is {what}", source.span,
+                 NO_SCORE_HINT + "; edge scores from edges analyses")
+    analysis = ctx.analyses.get(source.name)
+    if analysis is None:
+        raise Reported()
+    if not ranks_components(analysis):
+        ctx.fail("E394", f"discover(A, faithfulness=F) grows circuits of heads and MLPs (the embeddings are "
+                 f"never ablated); `{source.name}` scores none", source.span, "rank e.g. patch(heads + mlps, ...)")
+    if analysis.metric is None:
+        ctx.fail("E394", f"discover(A, faithfulness=F) measures circuits with A's metric; `{source.name}` "
+                 "has none", source.span, "grow along an attribute or patch analysis")
+    ablate = analysis.source or ir.PatchSource("mean", analysis.dataset, span=analysis.span)
+    growth = ir.Growth(float(target), analysis.dataset, analysis.metric, ablate)
+    return ir.Select(source.name, grow=growth, edges=kind == "edges", span=e.span)
 
 
 def _where(ctx: Context, e: s.Where, use: Use) -> ir.Select:

@@ -202,6 +202,19 @@ ANALYSES = {
         Param("ablate", "source", into="source", doc="default: mean(<on>)"),
         Param("metric", "metric", True, into="metric"),
     ), "metric recovered by the nodes alone, everything else ablated", dataset_param="on"),
+    "curve": Signature("curve", (
+        Param("nodes", "expr", True, positional=True, into="nodes",
+              doc="an analysis with one score per node: its ranking by |score|"),
+        Param("on", "dataset", True, into="dataset"),
+        Param("ablate", "source", into="source", doc="default: mean(<on>)"),
+        Param("metric", "metric", True, into="metric"),
+        Param("points", "posint", default=10, doc="circuit sizes besides the empty one, evenly spaced"),
+        Param("sizes", "sizes", doc="the circuit sizes to measure instead of `points`"),
+        Param("random", "posint", default=5, doc="random orders averaged into the baseline"),
+        Param("seed", "int", default=0, doc="seed of the random orders"),
+        Param("target", "number", default=0.9, doc="the faithfulness whose smallest size is reported"),
+    ), "faithfulness of a ranking's growing prefixes and of random orders, with areas (CPR, CMD)",
+        dataset_param="on"),
     "ablate": Signature("ablate", (
         Param("nodes", "nodes", True, positional=True, into="nodes", node_kinds=_COMPONENTS),
         Param("on", "dataset", True, into="dataset"),
@@ -235,8 +248,10 @@ SELECTIONS = {
     "best": Signature("best", (Param("from", "expr", True, positional=True),),
                       "the single node with the largest |score|"),
     "discover": Signature("discover", (Param("from", "expr", True, positional=True),
-                                       Param("top", "posint", True)),
-                          "the `top` edges of an edges analysis by |score|, with their end nodes"),
+                                       Param("top", "posint"),
+                                       Param("faithfulness", "number")),
+                          "the `top` edges of an edges analysis by |score|, with their end nodes; or "
+                          "the shortest prefix of a per-node ranking whose faithfulness reaches a target"),
 }
 
 RULE_FUNCTIONS = ("abs", "attends", "spread")
@@ -248,6 +263,16 @@ def scores_nodes(analysis: ir.Analysis) -> bool:
     return analysis.kind in SELECTABLE_KINDS or (
         analysis.kind == "attention" and analysis.option("score") is not None)
 
+
+def ranks_components(analysis: ir.Analysis | None) -> bool:
+    """Whether a ranking analysis may score a head or MLP: False only for a node list
+    known to hold neither (an edges analysis ranks edges)."""
+    if analysis is None or analysis.kind == "edges" or not isinstance(analysis.nodes, ir.NodeList):
+        return True
+    nodes = analysis.nodes
+    return nodes.unexpanded is not None or any(n.kind in ("head", "mlp") for n in nodes.nodes)
+
+
 # Accessors an expectation may read, per analysis kind.
 ACCESSORS = {
     "attribute": ("node", "total", "rank"),
@@ -256,6 +281,7 @@ ACCESSORS = {
     "edges": ("edge",),
     "attention": ("attention",),
     "faithfulness": ("value",),
+    "curve": ("cpr", "cmd", "size_at"),
     "ablate": ("value",),
     "subspace": ("recovered",),
 }

@@ -76,7 +76,9 @@ def _side(value) -> str:
 
 def _select(value: ir.Select) -> str:
     source = value.analysis if value.category is None else f"{value.analysis}.{value.category}"
-    if value.edges:
+    if value.grow is not None:
+        text = f"discover({source}, faithfulness={value.grow.target:g})"
+    elif value.edges:
         text = f"discover({source}, top={value.top})"
     elif value.best:
         text = f"best({source})"
@@ -163,6 +165,8 @@ def _quantity(value: ir.Quantity) -> str:
         return f"{value.analysis}[{args['node']}].to({args['position']})"
     if value.accessor == "rank":
         return f"rank({value.analysis}, {args['node']})"
+    if value.accessor == "size_at":
+        return f"{value.analysis}.size_at({args['target']:g})"
     text = f"{value.analysis}.{value.accessor}"
     return f"{text}({_arguments(value.args)})" if value.args else text
 
@@ -210,6 +214,7 @@ _DESCRIBERS = (
     (ir.Count, lambda value: f"count({describe(value.nodes)})"),
     (ir.Accuracy, lambda value: f"accuracy({value.dataset})"),
     (ir.MetricMean, lambda value: f"metric({value.metric}, on={value.dataset})"),
+    (ir.GrownFaithfulness, lambda value: f"faithfulness({value.circuit})"),
     (ir.Expectation, lambda value: f"{describe(value.left)} {value.op} {describe(value.right)}"),
     (ir.Render, lambda value: f"{value.circuit} to {json.dumps(value.path)}"),
     (ir.Model, _model),

@@ -86,7 +86,7 @@ def normalize(obj, renames: Renames = NO_RENAMES):
     if isinstance(obj, ir.Select):
         category = obj.category and renames.category(obj.analysis, obj.category)
         return replace(obj, analysis=renames.selectable(obj.analysis), category=category,
-                       where=normalize(obj.where, renames))
+                       where=normalize(obj.where, renames), grow=normalize(obj.grow, renames))
     if isinstance(obj, ir.Field):
         return replace(obj, name=renames.get("analyses", obj.name))
     if isinstance(obj, ir.Abs):
@@ -121,6 +121,11 @@ def normalize(obj, renames: Renames = NO_RENAMES):
         return replace(obj, nodes=normalize(obj.nodes, renames))
     if isinstance(obj, ir.Accuracy):
         return replace(obj, dataset=renames.get("datasets", obj.dataset))
+    if isinstance(obj, ir.GrownFaithfulness):
+        return replace(obj, circuit=renames.get("circuits", obj.circuit))
+    if isinstance(obj, ir.Growth):
+        return replace(obj, dataset=renames.get("datasets", obj.dataset),
+                       metric=renames.get("metrics", obj.metric), source=normalize(obj.source, renames))
     if isinstance(obj, ir.MetricMean):
         return replace(obj, metric=renames.get("metrics", obj.metric),
                        dataset=renames.get("datasets", obj.dataset))

@@ -23,6 +23,13 @@ slices of `batch_size` prompts, padded to their longest prompt):
   patch at=each  a patch exact, once per position of the longest prompt (or listed)
   path_patch     1 clean + s source + 1 per sender with an edge + 1 per edge
   faithfulness   1 clean + s source + 2 ablated runs
+  circuit grown  discover(A, faithfulness=F): 1 clean + s source + 1 all-ablated run
+                 + one run per size 1, 2, 4, ... and N, then per halving step
+                 (at most log2 N) 1 clean + s source + 2 runs; counted at that bound
+  curve          1 clean + s source + 1 all-ablated run + one run per nonempty size
+                 (min(points, N), N the heads and MLPs or edges ranked; or the listed
+                 sizes, the largest N) and order
+                 (the ranking and `random` random ones)
   ablate         1 clean + s source + 1 run with the nodes ablated together
   subspace       1 fit forward per fit prompt, then per head, per part group and per
                  scored dataset: 2 + (number of ranks) forwards per prompt
@@ -153,6 +160,8 @@ class _Costs:
             return self._mean(op, graph)
         if op.kind == "analysis":
             return self._analysis(op.id, self.spec.analysis(op.arg("name")))
+        if op.kind == "circuit":
+            return self._growth(op.id, self.spec.circuit(op.arg("name")).nodes)
         return None
 
     # ------------------------------------------------------------------ arithmetic
@@ -259,10 +268,15 @@ class _Costs:
         passes, bounded, widths = 0, False, {}
         order = {op_id: number for number, op_id in enumerate(ordered_ids(graph))}
         for consumer in sorted(graph.successors(op.id), key=order.get):
-            analysis = self.spec.analysis(graph.nodes[consumer]["op"].arg("name"))
-            if analysis.kind not in ("patch", "path_patch", "faithfulness", "ablate"):
+            consumer_op = graph.nodes[consumer]["op"]
+            if consumer_op.kind == "circuit":  # grown to a faithfulness: every output ablated
+                kind = "faithfulness"
+            else:
+                analysis = self.spec.analysis(consumer_op.arg("name"))
+                kind = analysis.kind
+            if kind not in ("patch", "path_patch", "faithfulness", "curve", "ablate"):
                 continue  # subspace ablates to its own fitted mean
-            if analysis.kind == "faithfulness":
+            if kind in ("faithfulness", "curve"):
                 wanted = self._all_outputs()
             else:
                 pool, _, bounded_here = self._nodes(analysis.nodes)
@@ -311,6 +325,17 @@ class _Costs:
         if a.kind == "faithfulness":
             extra = sum(self._all_outputs().values()) if runs else 0
             return self._cost(op_id, "faithfulness", a.dataset, 3 + runs, extra=extra, logits=3 + runs)
+        if a.kind == "curve":
+            ranked = self._ranked(a.nodes.analysis)
+            orders = 1 + a.option("random", 5)
+            listed = a.option("sizes")
+            runs_per_order = (len({min(k, ranked) for k in listed} | {ranked}) if listed
+                              else min(a.option("points", 10), ranked))
+            extra = sum(self._all_outputs().values()) if runs else 0
+            what = "edges" if self.spec.analysis(a.nodes.analysis).kind == "edges" else "nodes"
+            return self._cost(op_id, f"faithfulness curve, {orders} orders of {ranked} {what}", a.dataset,
+                              2 + runs + orders * runs_per_order, extra=extra,
+                              logits=2 + runs + orders * runs_per_order)
         if a.kind == "ablate":
             pool, count, bounded = self._nodes(a.nodes)
             return self._cost(op_id, f"ablation of {'<=' if bounded else ''}{count} nodes together", a.dataset,
@@ -318,6 +343,33 @@ class _Costs:
         if a.kind == "subspace":
             return self._subspace(op_id, a)
         raise EstimateError(f"no cost model for analysis kind `{a.kind}`")
+
+    def _ranked(self, name: str) -> int:
+        """How many items a curve or a growth ranks from analysis `name`: every edge among
+        an edges analysis's nodes and into the logits (a head's q, k, v apart), else
+        its heads and MLPs."""
+        analysis = self.spec.analysis(name)
+        pool, _, _ = self._nodes(analysis.nodes)
+        if analysis.kind != "edges":
+            return sum(1 for node in pool if node.kind in ("head", "mlp"))
+        receivers = [ir.Node(n.layer, "head_input", n.head, part) for n in pool if n.kind == "head"
+                     for part in "qkv"] + [n for n in pool if n.kind == "mlp"]
+        return sum(1 for s in pool for r in receivers if _precedes(s, r)) + len(pool)
+
+    def _growth(self, op_id: str, nodes: ir.NodeSet) -> OpCost | None:
+        """discover(A, faithfulness=F): a pass over sizes 1, 2, 4, ... and the whole
+        ranking, then one pass per halving, each with a clean and an all-ablated run."""
+        grown = [s for s in _selections(nodes) if s.grow is not None]
+        if not grown:
+            return None
+        forwards, extra = 0, 0
+        for select in grown:
+            steps = self._ranked(select.analysis).bit_length()
+            runs = 1 if select.grow.source.kind in RUN_SOURCES else 0
+            forwards += (2 + runs + steps + 1) + steps * (3 + runs)
+            extra = max(extra, sum(self._all_outputs().values()) if runs else 0)
+        return self._cost(op_id, f"growth to faithfulness {grown[0].grow.target:g}", grown[0].grow.dataset,
+                          forwards, extra=extra, logits=3, bounded=True)
 
     def _patch(self, op_id: str, a: ir.Analysis, runs: int) -> OpCost:
         pool, count, bounded = self._nodes(a.nodes)
@@ -428,6 +480,12 @@ class _Costs:
         return OpCost(op_id, f"subspace of {heads} heads, {len(ranks)} ranks, {len(scored)} datasets",
                       sum(r.forwards for r in runs), 0, sum(r.calls for r in runs), sum(r.flops for r in runs),
                       max(r.peak_bytes for r in runs), bounded)
+
+
+def _selections(nodes: ir.NodeSet) -> list[ir.Select]:
+    if isinstance(nodes, ir.Combine):
+        return _selections(nodes.left) + _selections(nodes.right)
+    return [nodes] if isinstance(nodes, ir.Select) else []
 
 
 def _positions_read(position: ir.Position) -> int | None:

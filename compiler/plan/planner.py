@@ -14,9 +14,12 @@ same `mean:D`.
                                                          and circuits its nodes come from
                                                          (every side of a `+`/`-` of them)
   circuit:NAME         a circuit                      <- analyses/circuits it selects from
+                                                         (and, grown to a faithfulness,
+                                                         the run and source it measures on)
   categories:CIRCUIT   a circuit's categories         <- circuit, analyses its rules read
   expect:N             the N-th expectation           <- the analysis, circuits or
-                                                         dataset run it reads
+                                                         dataset run it reads (the grown
+                                                         circuit for faithfulness(C))
   render:PATH          a circuit diagram              <- circuit, categories
   results              results.json                   <- every op nothing else reads
 """
@@ -114,6 +117,8 @@ class _Planner:
                 deps.append(f"categories:{nodes.analysis}")
         else:
             deps = [f"analysis:{nodes.analysis}"]
+        if nodes.grow is not None:  # discover(A, faithfulness=F) runs the model to measure what it grows
+            deps += [self._run(nodes.grow.dataset)] + self._source(nodes.grow.source)
         return deps + [f"analysis:{name}" for name in rule_fields(nodes.where)]
 
     def _analysis(self, analysis: ir.Analysis) -> None:
@@ -147,6 +152,9 @@ class _Planner:
         if isinstance(left, ir.Quantity):
             args = (("analysis", left.analysis), ("accessor", left.accessor))
             deps = [f"analysis:{left.analysis}"]
+        elif isinstance(left, ir.GrownFaithfulness):
+            args = (("circuit", left.circuit), ("accessor", "faithfulness"))
+            deps = [f"circuit:{left.circuit}"]
         elif isinstance(left, (ir.Accuracy, ir.MetricMean)):
             kind = "accuracy" if isinstance(left, ir.Accuracy) else "metric"
             args = (("dataset", left.dataset), ("accessor", kind))

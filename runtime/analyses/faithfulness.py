@@ -41,8 +41,8 @@ def faithfulness(loaded, prompts, circuit, metric: ir.Metric, source, *, batch_s
             runs = {
                 "clean": clean_logits,
                 "circuit_only": run_hooked(loaded.bridge, batch.tokens,
-                                           _ablations(replacement, shape, kept_heads, kept_mlps)),
-                "all_ablated": run_hooked(loaded.bridge, batch.tokens, _ablations(replacement, shape, set(), set())),
+                                           ablation_hooks(replacement, shape, kept_heads, kept_mlps)),
+                "all_ablated": run_hooked(loaded.bridge, batch.tokens, ablation_hooks(replacement, shape, set(), set())),
             }
             for name, logits in runs.items():
                 totals[name] += float(metric_values(logits, batch, raw, clean_logits=clean_logits).sum())
@@ -53,7 +53,7 @@ def faithfulness(loaded, prompts, circuit, metric: ir.Metric, source, *, batch_s
     return {"value": value, **means}
 
 
-def _ablations(replacement: dict, shape: ir.Shape, kept_heads: set, kept_mlps: set) -> list:
+def ablation_hooks(replacement: dict, shape: ir.Shape, kept_heads: set, kept_mlps: set) -> list:
     """Hooks writing the source into every head and MLP not kept."""
     hooks = []
     for layer in range(shape.n_layers):

@@ -2,7 +2,7 @@
 shape the kernel's output into the results.json entry of docs/results.md."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from circ.compiler import ir
@@ -21,6 +21,7 @@ class AnalysisContext:
     batch_size: int
     show_progress: bool
     recorded_attention: Callable = lambda dataset, query: None  # (dataset, Position) -> AttentionSums or None
+    results: dict = field(default_factory=dict)  # the results entries of analyses run so far, by name
 
 
 def _source_entry(source: ir.PatchSource | None) -> dict | None:
@@ -108,6 +109,43 @@ def _faithfulness(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     return {**out, "circuit": circuit, "source": _source_entry(a.source)}
 
 
+def _curve(a: ir.Analysis, ctx: AnalysisContext) -> dict:
+    from circ.runtime.analyses.faithfulness_curve import faithfulness_curve
+
+    target, ranked_by = ctx.datasets[a.dataset], a.nodes.analysis
+    ranking, measure, ids, level = ranking_measure(ranked_by, ctx.results[ranked_by], ctx.loaded, target,
+                                                   ctx.spec.metric(a.metric), ctx.source_for(a.source, target),
+                                                   batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+    out = faithfulness_curve(ranking, measure, points=a.option("points"), sizes=a.option("sizes", ()),
+                             random_orders=a.option("random", 5), seed=a.option("seed", 0),
+                             target=a.option("target", 0.9))
+    return {**out, "ranking": ids, "level": level, "ranked_by": ranked_by, "n": len(target),
+            "source": _source_entry(a.source)}
+
+
+def ranking_measure(name: str, ranked_by: dict, loaded, prompts, metric: ir.Metric, source, *, batch_size: int,
+                    show_progress: bool, description: str = "curve") -> tuple:
+    """(ranking, measure, ranking's ids, level) of analysis `name`'s results `ranked_by`: its
+    edges by |value| measured by the edge-circuit evaluator when it is an edges
+    analysis, else its heads and MLPs by |value| measured by node ablation."""
+    from circ.runtime.analyses.common import AnalysisError
+    from circ.runtime.analyses.faithfulness_curve import edge_measure, node_measure
+    from circ.runtime.execute.circuits import edge_from_key, ranked_edges, ranked_nodes
+
+    values = ranked_by["values"]
+    if ranked_by["kind"] == "edges":
+        keys = ranked_edges(values)
+        ranking = [edge_from_key(key) for key in keys]
+        return ranking, edge_measure(loaded, prompts, ranking, metric, source, batch_size=batch_size,
+                                     show_progress=show_progress, description=description), keys, "edges"
+    ranking = ranked_nodes(values)
+    if not ranking:
+        raise AnalysisError(f"`{name}` scores no head or MLP to rank (the embeddings are never ablated)")
+    return ranking, node_measure(loaded, prompts, metric, source, batch_size=batch_size,
+                                 show_progress=show_progress, description=description), \
+        [n.id for n in ranking], "nodes"
+
+
 def _ablate(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.ablation import ablate
 
@@ -137,6 +175,7 @@ KERNELS = {
     "edges": _edges,
     "attention": _attention,
     "faithfulness": _faithfulness,
+    "curve": _curve,
     "ablate": _ablate,
     "subspace": _subspace,
 }

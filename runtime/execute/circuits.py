@@ -81,8 +81,7 @@ def discover(selection: ir.Select, values: dict) -> tuple[list[Member], list[dic
     largest |value| (ties in key order), and the nodes at their ends (a head for its
     q, k or v input; LOGITS is no node). An edge's weight, like a member's score, is
     its value (positive helps); a node's score sums the weights of its kept edges."""
-    scored = sorted((key for key, v in values.items() if isinstance(v, (int, float))),
-                    key=lambda key: (-abs(values[key]), key))[:selection.top]
+    scored = ranked_edges(values)[:selection.top]
     scores: dict[str, float] = {}
     edges = []
     for key in scored:
@@ -96,6 +95,29 @@ def discover(selection: ir.Select, values: dict) -> tuple[list[Member], list[dic
     edges.sort(key=lambda e: (_order(e["src"]), (1,) if e["dst"] == "LOGITS" else (0, *_order(e["dst"])),
                               e["part"] or ""))
     return [Member(k, scores[k]) for k in sorted(scores, key=_order)], edges
+
+
+def ranked_nodes(values: dict) -> list[ir.Node]:
+    """The heads and MLPs among an analysis's per-node values by |value|, largest first,
+    ties in canonical order: the ranking that curve() and discover(A, faithfulness=F)
+    grow circuits along (the embeddings are never ablated, so never ranked)."""
+    scored = [key for key in values
+              if key != "BIAS" and isinstance(values[key], (int, float)) and not isinstance(values[key], bool)
+              and node_from_id(key).kind in ("head", "mlp")]
+    return [node_from_id(key) for key in sorted(scored, key=lambda key: (-abs(values[key]), _order(key)))]
+
+
+def ranked_edges(values: dict) -> list[str]:
+    """The edges of an edges analysis by |value|, largest first, ties in key order: the
+    order `discover(e, top=N)` keeps them in, and curve() and growth grow along."""
+    return sorted((key for key, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)),
+                  key=lambda key: (-abs(values[key]), key))
+
+
+def edge_from_key(key: str) -> tuple:
+    """(sender Node, receiver Node or "LOGITS") of an edge key such as L0.H2->L1.H1.k."""
+    src, dst = key.split("->")
+    return node_from_id(src), dst if dst == "LOGITS" else node_from_id(dst)
 
 
 def combine(op: str, left: list[Member], right: list[Member]) -> list[Member]:

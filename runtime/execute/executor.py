@@ -8,7 +8,7 @@ carrying the span of the spec text the op came from.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 from circ.compiler import ir
@@ -60,6 +60,8 @@ class Executor:
         self.analyses: dict[str, dict] = {}
         self.members: dict[str, list[circuit_rules.Member]] = {}
         self.circuit_edges: dict[str, list[dict]] = {}  # the kept edges of discovered circuits
+        self.circuit_growth: dict[str, dict] = {}  # grown circuits by name: what growing measured
+        self.grown: dict[ir.Select, tuple] = {}  # discover(A, faithfulness=F): (members, kept edges or None, measured)
         self.expectations: list[dict] = []
         self.warnings: list[dict] = []  # run_warnings: statements that ran but said nothing
         self.dataset_entries: dict[str, dict] = {}
@@ -154,7 +156,7 @@ class Executor:
         analysis = self.spec.analysis(op.arg("name"))
         ctx = AnalysisContext(self.loaded, self.spec, _LazyDatasets(self), self._source_for,
                               self._nodes_of, self.settings.batch_size, self.settings.show_progress,
-                              self._recorded_attention)
+                              self._recorded_attention, self.analyses)
         self.analyses[analysis.name] = run_analysis(analysis, ctx)
         return self.analyses[analysis.name]
 
@@ -164,9 +166,13 @@ class Executor:
         if circuit.edges:
             self.circuit_edges[circuit.name] = [{"src": src, "dst": dst, "part": part, "weight": None}
                                                 for src, dst, part in circuit.edges]
-        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges:
+        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.edges and circuit.nodes.grow is None:
             values = self.analyses.get(circuit.nodes.analysis, {}).get("values", {})
             self.circuit_edges[circuit.name] = circuit_rules.discover(circuit.nodes, values)[1]
+        if isinstance(circuit.nodes, ir.Select) and circuit.nodes.grow is not None:
+            _, kept_edges, self.circuit_growth[circuit.name] = self.grown[circuit.nodes]
+            if kept_edges is not None:
+                self.circuit_edges[circuit.name] = kept_edges
         if not isinstance(circuit.nodes, ir.NodeList) and not self.members[circuit.name]:
             self.warnings.append(run_warnings.empty_circuit(circuit))
         return self.members[circuit.name]
@@ -189,12 +195,14 @@ class Executor:
         line = _source_line(self.sources_text, expectation.span)
         categories = {name: {m.id: m.category for m in members} for name, members in self.members.items()}
         readings = Readings(self.analyses, self.dataset_entries,
-                            lambda nodes: [m.id for m in self._members(nodes)], categories)
+                            lambda nodes: [m.id for m in self._members(nodes)], categories,
+                            self.circuit_growth)
         result = evaluate(expectation, readings, line)
         left = expectation.left
         read = self.spec.analysis(left.analysis) \
             if isinstance(left, ir.Quantity) and left.analysis in self.analyses else None
-        if read is not None and not self._nodes_of(read.nodes):
+        # a curve's nodes name its ranking analysis, whose edges are no node set
+        if read is not None and read.kind != "curve" and not self._nodes_of(read.nodes):
             self.warnings.append(run_warnings.expectation_on_nothing(expectation, read))
         self.expectations.append(result)
         return result
@@ -237,9 +245,35 @@ class Executor:
         if isinstance(nodes, ir.Combine):
             return circuit_rules.combine(nodes.op, self._members(nodes.left), self._members(nodes.right))
         source = self.analyses.get(nodes.analysis, {})
+        if nodes.grow is not None:
+            return self._grow(nodes)
         if nodes.edges:
             return circuit_rules.discover(nodes, source.get("values", {}))[0]
         return circuit_rules.select(nodes, self._facts(None), self.members)
+
+    def _grow(self, nodes: ir.Select) -> list[circuit_rules.Member]:
+        """The members of `discover(A, faithfulness=F)`, grown once and kept (with the
+        kept edges when A is an edges analysis)."""
+        from circ.runtime.analyses.faithfulness_curve import grow
+        from circ.runtime.execute.analysis_runner import ranking_measure
+
+        if nodes not in self.grown:
+            growth = nodes.grow
+            prompts = self._prompts(growth.dataset)
+            ranked_by = self.analyses[nodes.analysis]
+            ranking, measure, ids, level = ranking_measure(
+                nodes.analysis, ranked_by, self.loaded, prompts, self.spec.metric(growth.metric),
+                self._source_for(growth.source, prompts), batch_size=self.settings.batch_size,
+                show_progress=self.settings.show_progress, description="discover")
+            measured = {**grow(ranking, measure, growth.target), "level": level}
+            values = ranked_by["values"]
+            if level == "edges":
+                members, kept_edges = circuit_rules.discover(replace(nodes, top=measured["size"]), values)
+            else:
+                kept = circuit_rules.ordered(ids[:measured["size"]])
+                members, kept_edges = [circuit_rules.Member(i, float(values[i])) for i in kept], None
+            self.grown[nodes] = (members, kept_edges, measured)
+        return self.grown[nodes][0]
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()

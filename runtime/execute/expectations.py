@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from circ.compiler import ir
+from circ.runtime.analyses.curve_areas import size_at
 from circ.runtime.execute import uncomputable
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -38,13 +39,16 @@ class Readings:
     datasets: dict
     node_ids: Callable[[ir.NodeSet], list[str]]
     categories: dict = field(default_factory=dict)
+    growth: dict = field(default_factory=dict)  # circuits grown to a faithfulness: what growing measured
 
 
 def quantity_value(quantity: ir.Quantity, analyses: dict) -> float | None:
     result = analyses[quantity.analysis]
     args = dict(quantity.args)
-    if quantity.accessor in ("value", "total"):
+    if quantity.accessor in ("value", "total", "cpr", "cmd"):
         return _number(result.get(quantity.accessor))
+    if quantity.accessor == "size_at":
+        return _size_at(quantity.analysis, result, args["target"])
     if quantity.accessor == "node":
         return _number(result.get("values", {}).get(args["node"]))
     if quantity.accessor == "recovered":
@@ -77,6 +81,13 @@ def _admits(rank, args: dict) -> bool:
     if "rank" in args:
         return rank == args["rank"] or str(rank) == str(args["rank"])
     return rank != "full" and rank <= args["max_rank"]
+
+
+def _size_at(name: str, result: dict, target: float) -> float:
+    size = size_at(result.get("sizes", []), result.get("faithfulness", []), target)
+    if size is None:
+        raise Uncomputable(f"no size that `{name}` measured reaches faithfulness {target:g}")
+    return float(size)
 
 
 def _edge(name: str, result: dict, args: dict) -> float | None:
@@ -124,6 +135,10 @@ def _dataset_value(number, datasets: dict) -> float | None:
 def _value(number: ir.Number, readings: Readings) -> float | None:
     if isinstance(number, ir.Quantity):
         return quantity_value(number, readings.analyses)
+    if isinstance(number, ir.GrownFaithfulness):
+        if number.circuit not in readings.growth:
+            raise Uncomputable(f"`{number.circuit}` was not grown to a faithfulness")
+        return _number(readings.growth[number.circuit].get("value"))
     if isinstance(number, ir.Count):
         return float(len(readings.node_ids(number.nodes)))
     return _dataset_value(number, readings.datasets)

@@ -292,6 +292,48 @@ def rank_sweep(values: dict, ranks: list | None, *, title: str) -> str:
     return _svg(fig, title)
 
 
+def faithfulness_curve(curve: dict, *, title: str) -> str:
+    """Faithfulness against the fraction of ranked nodes kept: the ranking (blue), the
+    random baseline's mean with a band of one standard error (grey), the target
+    (dashed) and, on each line that reaches it, the smallest size that does."""
+    fractions = [_number(x, f"{title} fraction") for x in curve.get("fractions") or []]
+    own = [_number_or_nan(f, f"{title} faithfulness") for f in curve.get("faithfulness") or []]
+    baseline = curve.get("random") if isinstance(curve.get("random"), dict) else {}
+    mean = [_number_or_nan(f, f"{title} random faithfulness") for f in baseline.get("faithfulness") or []]
+    spread = [0.0 if e is None else _number(e, f"{title} random stderr") for e in baseline.get("stderr") or []]
+    if not fractions or len(own) != len(fractions):
+        raise RenderError(f"{title}: a curve needs as many faithfulness values as fractions")
+    fig = _figure(6.4, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    ranked_by = curve.get("ranked_by", "ranking")
+    ax.plot(fractions, own, marker="o", color=HELPS, label=_text(f"by |{ranked_by}| (CPR {_area(curve.get('cpr'))})"))
+    if len(mean) == len(fractions):
+        ax.plot(fractions, mean, marker=".", color="#777777",
+                label=_text(f"random, {baseline.get('orders')} orders (CPR {_area(baseline.get('cpr'))})"))
+        if len(spread) == len(fractions):
+            ax.fill_between(fractions, [m - e for m, e in zip(mean, spread)],
+                            [m + e for m, e in zip(mean, spread)], color="#bbbbbb", alpha=0.4, linewidth=0)
+    target = curve.get("target")
+    if isinstance(target, (int, float)) and not isinstance(target, bool):
+        ax.axhline(target, color="#555555", linestyle="--", linewidth=0.9, label=_text(f"target {target:g}"))
+        total = curve.get("ranked")
+        for size, colour in ((curve.get("size_at_target"), HELPS), (baseline.get("size_at_target"), "#777777")):
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in (size, total)) and total > 0:
+                ax.axvline(size / total, color=colour, linestyle=":", linewidth=1.0)
+                ax.annotate(_text(f"{size}"), (size / total, target), textcoords="offset points",
+                            xytext=(3, -12), fontsize=8, color=colour)
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    _finish(ax, title, xlabel=f"fraction of the {curve.get('ranked')} ranked nodes kept", ylabel="faithfulness")
+    return _svg(fig, title)
+
+
+def _area(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value:.2f}"
+
+
 def _rank_labels(ranks: list | None, by_head: dict) -> list[str]:
     seen = {r for lines in by_head.values() for _, _, sweep in lines for r in sweep}
     if ranks:

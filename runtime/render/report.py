@@ -29,12 +29,13 @@ from circ.runtime.render.prompt_view import prompt_view
 from circ.runtime.results.safe_write import write_inside
 
 TABLED = 10  # patching nodes of the heatmap also listed with their standard error, largest first
-KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness", "ablate")
+KIND_ORDER = ("attribute", "patch", "path_patch", "edges", "attention", "subspace", "faithfulness", "curve",
+              "ablate")
 EDGES_SHOWN = 30  # an edge-scores analysis lists every edge; the report charts the strongest
 KIND_TITLES = {"attribute": "direct logit attribution", "patch": "activation patching",
                "path_patch": "path patching", "edges": "edge scores", "attention": "attention patterns",
                "subspace": "low-rank q/k/v subspaces", "faithfulness": "faithfulness",
-               "ablate": "nodes ablated together"}
+               "curve": "faithfulness curves", "ablate": "nodes ablated together"}
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -198,7 +199,7 @@ def _circuit(results: dict, diagram_svg: str | None):
                         f'<td>{escape(str(n.get("kind", "")))}</td>'
                         f'<td>{escape(str(n.get("category") or ""))}</td>{score_cell}'
                         f'<td>{" ".join(links)}</td></tr>')
-        body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>"
+        body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>" + _growth_note(circuit.get("faithfulness"))
         head = "".join(f"<th>{h}</th>" for h in ("node", "kind", "category", "score", "go to"))
         body += (f'<table class="sortable" id="nodes-{_anchor(name)}"><thead><tr>{head}</tr></thead>'
                  f'<tbody>{"".join(rows)}</tbody></table>'
@@ -209,6 +210,16 @@ def _circuit(results: dict, diagram_svg: str | None):
         if edges:
             body += _table(["edge", "part", "weight"], edges)
     return _section("circuit", "Circuit", body)
+
+
+def _growth_note(growth) -> str:
+    """What discover(A, faithfulness=F) measured for the circuit it grew."""
+    if not isinstance(growth, dict):
+        return ""
+    reached = "reaching" if growth.get("reached") else "short of"
+    return (f"<p>Grown along the ranking of {escape(_plain(growth.get('level')))} to "
+            f"{_num(growth.get('size'))} kept: faithfulness {_num(growth.get('value'))}, {reached} the "
+            f"target {_num(growth.get('target'))}.</p>")
 
 
 def _analyses(results: dict, per_prompt: dict, prompts: dict) -> list:
@@ -395,6 +406,23 @@ def _faithfulness_body(name: str, analysis: dict, results: dict) -> str:
             + _table(["quantity", "value"], rows))
 
 
+def _curve_body(name: str, analysis: dict, results: dict) -> str:
+    baseline = analysis.get("random") if isinstance(analysis.get("random"), dict) else {}
+    rows = [["ranking by |" + escape(str(analysis.get("ranked_by"))) + "|", _num(analysis.get("cpr")),
+             _num(analysis.get("cmd")), _num(analysis.get("size_at_target"))],
+            [f"random ({escape(_plain(baseline.get('orders')))} orders, seed {escape(_plain(baseline.get('seed')))})",
+             _with_stderr(baseline.get("cpr"), baseline.get("cpr_stderr")),
+             _with_stderr(baseline.get("cmd"), baseline.get("cmd_stderr")), _num(baseline.get("size_at_target"))]]
+    return (_figure(charts.faithfulness_curve(analysis, title=f"{name}: faithfulness by circuit size"))
+            + "<p>faithfulness = (kept − none kept) / (clean − none kept); CPR: area under the curve "
+            "(higher is better), CMD: area between it and 1 (lower is better), over the fraction kept</p>"
+            + _table(["order", "CPR", "CMD", f"smallest size at {escape(_plain(analysis.get('target')))}"], rows))
+
+
+def _with_stderr(value, stderr) -> str:
+    return _num(value) + ("" if not _is_number(stderr) else f" ± {_num(stderr)}")
+
+
 def _ablate_body(name: str, analysis: dict, results: dict) -> str:
     stderr = analysis.get("stderr") if isinstance(analysis.get("stderr"), dict) else {}
     rows = [[escape(label), _num(analysis.get(key)), _num(stderr.get(key))] for key, label in (
@@ -412,7 +440,7 @@ def _raw_body(name: str, analysis: dict, results: dict) -> str:
 KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
                "path_patch": _path_patch_body, "edges": _edges_body, "attention": _attention_body,
                "subspace": _subspace_body, "faithfulness": _faithfulness_body,
-               "ablate": _ablate_body}
+               "curve": _curve_body, "ablate": _ablate_body}
 
 
 # --------------------------------------------------------------------------- links

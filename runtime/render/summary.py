@@ -39,6 +39,8 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
     if kind == "faithfulness":
         lines.append(f"  recovered {_fmt(result.get('value'))}")
         return lines
+    if kind == "curve":
+        return lines + _curve_lines(result)
     if kind == "ablate":
         lines.append(f"  clean {_fmt(result.get('clean'))}  ablated {_fmt(result.get('ablated'))}  "
                      f"helps {_fmt(result.get('value'))}  ({', '.join(result.get('nodes') or [])})")
@@ -65,6 +67,17 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
     return lines
 
 
+def _curve_lines(result: dict) -> list[str]:
+    """Areas of the ranking and of the random baseline, and the sizes at the target."""
+    baseline = result.get("random") or {}
+    target = result.get("target")
+    return [f"  ranking by |{result.get('ranked_by')}|: CPR {_fmt(result.get('cpr'))}  CMD {_fmt(result.get('cmd'))}  "
+            f"size at {target}: {result.get('size_at_target')} of {result.get('ranked')}",
+            f"  random ({baseline.get('orders')} orders): CPR {_with_error(baseline.get('cpr'), baseline.get('cpr_stderr'))}  "
+            f"CMD {_with_error(baseline.get('cmd'), baseline.get('cmd_stderr'))}  "
+            f"size at {target}: {baseline.get('size_at_target')}"]
+
+
 def _attention_line(stats: dict, pattern: dict | None) -> str:
     """The named positions holding at least ATTENDED of the mass (the top three); when
     none does, the token the first prompt's query attends to most."""
@@ -89,6 +102,11 @@ def summarize(results: dict) -> str:
             n["id"] + (f" [{n['category']}]" if n.get("category") else "") for n in circuit["nodes"]
         )
         lines.append(f"circuit {name}: {members or '(empty)'}")
+        growth = circuit.get("faithfulness")
+        if isinstance(growth, dict):
+            reached = "reaches" if growth.get("reached") else "falls short of"
+            lines.append(f"  grown by {growth.get('level')}: {growth.get('size')} kept, faithfulness "
+                         f"{_fmt(growth.get('value'))} {reached} {growth.get('target')}")
     expectations = results.get("expectations", [])
     if expectations:
         lines.append("expectations")

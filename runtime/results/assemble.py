@@ -60,6 +60,8 @@ def assemble(executor, spec: ir.Spec, loaded, settings, spec_text: str, timing: 
     circuits = {name: _circuit_entry(executor.members[name], executor.analyses,
                                      executor.circuit_edges.get(name))
                 for name in (c.name for c in spec.circuits)}
+    for name, growth in executor.circuit_growth.items():
+        circuits[name]["faithfulness"] = growth
     first = spec.circuits[0].name if spec.circuits else None
     return {
         "circ_version": __version__,
