@@ -2,14 +2,13 @@
 plan it into a graph of operations."""
 from __future__ import annotations
 
-import gc
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from circ.compiler import ir
 from circ.compiler.check.context import Context
 from circ.compiler.check.passes import run_passes
+from circ.compiler.cycle_collection import without_cycle_collection
 from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.compiler.syntax.spec_files import load_sources
 
@@ -43,7 +42,7 @@ def _compile(path: str, text: str | None, model_override, shape, include_outside
     ctx = Context(path, model_override=model_override, shape_override=shape,
                   include_outside=include_outside)
     try:
-        with _without_cycle_collection():
+        with without_cycle_collection():
             load_sources(ctx, text)
             if not ctx.diagnostics:
                 run_passes(ctx)
@@ -53,20 +52,6 @@ def _compile(path: str, text: str | None, model_override, shape, include_outside
     if ctx.diagnostics:
         raise CircError(_in_source_order(ctx), ctx.sources)
     return _assemble(ctx)
-
-
-@contextmanager
-def _without_cycle_collection():
-    """Compiling builds millions of small objects and no reference cycles worth
-    collecting; Python's cycle collector would walk every live object again and again
-    (compile time grew faster than the spec). Reference counting still frees them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _in_source_order(ctx: Context) -> list[Diagnostic]:

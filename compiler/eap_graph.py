@@ -7,11 +7,13 @@ A score is circ's edge value as it is: positive when the edge helps the metric, 
 sign EAP-IG's scores have for a metric that is a loss to lower. Pure Python."""
 from __future__ import annotations
 
+import math
 import re
 
-_CIRC_NODE = re.compile(r"^L(\d+)\.(?:H(\d+)|MLP)$")
-_EAP_NODE = re.compile(r"^(?:a(\d+)\.h(\d+)|m(\d+)|input|logits)$")
-_EAP_EDGE = re.compile(r"^([^<>]+)->([^<>]+?)(?:<([qkv])>)?$")
+_CIRC_NODE = re.compile(r"L([0-9]{1,9})\.(?:H([0-9]{1,9})|MLP)")
+_EAP_NODE = re.compile(r"a([0-9]{1,9})\.h([0-9]{1,9})|m([0-9]{1,9})|input|logits")
+_EAP_EDGE = re.compile(r"([^<>]+)->([^<>]+?)(?:<([qkv])>)?")
+_PARTS = ("q", "k", "v")
 
 
 class ExchangeError(Exception):
@@ -24,7 +26,7 @@ def eap_name(node_id: str) -> str:
         return "input"
     if node_id == "LOGITS":
         return "logits"
-    match = _CIRC_NODE.match(node_id)
+    match = _CIRC_NODE.fullmatch(node_id) if isinstance(node_id, str) else None
     if match is None:
         raise ExchangeError(f"node {node_id!r} has no EAP-IG name (heads, MLPs, EMBED and LOGITS have)")
     layer, head = match.groups()
@@ -33,7 +35,7 @@ def eap_name(node_id: str) -> str:
 
 def circ_id(name: str) -> str | None:
     """The circ node id of an EAP-IG node name; None when it is not one."""
-    match = _EAP_NODE.match(name)
+    match = _EAP_NODE.fullmatch(name)
     if match is None:
         return None
     if name in ("input", "logits"):
@@ -44,8 +46,20 @@ def circ_id(name: str) -> str | None:
 
 def split_edge(name: str) -> tuple[str, str, str | None] | None:
     """(parent, child, part) of an EAP-IG edge name; None when it is not one."""
-    match = _EAP_EDGE.match(name)
+    match = _EAP_EDGE.fullmatch(name)
     return None if match is None else match.groups()
+
+
+def is_model_edge(parent: str, child: str, part: str | None) -> bool:
+    """Whether circ node ids `parent` -> `child` (`part` q, k or v into a head, else
+    None) is an edge of a model's full EAP-IG graph: from the input or an earlier layer,
+    or from a head into its own layer's MLP; into the logits from any node."""
+    if parent == "LOGITS" or child == "EMBED" or (part is not None) != (".H" in child):
+        return False
+    if parent == "EMBED" or child == "LOGITS":
+        return True
+    parent_layer, child_layer = (int(node[1:].split(".")[0]) for node in (parent, child))
+    return parent_layer < child_layer or (parent_layer == child_layer and ".H" in parent and child.endswith("MLP"))
 
 
 def to_eap_ig(results: dict, analysis: str | None = None, circuit: str | None = None) -> dict:
@@ -56,7 +70,7 @@ def to_eap_ig(results: dict, analysis: str | None = None, circuit: str | None = 
     if circuit is None and circuits:
         circuit = next(iter(circuits))
     if circuit is not None and circuit not in circuits:
-        raise ExchangeError(f"no circuit named {circuit!r}; circuits: {', '.join(circuits) or 'none'}")
+        raise ExchangeError(f"no circuit named {_cut(circuit)!r}; circuits: {_listed(circuits)}")
     kept = {(eap_name(edge["src"]), eap_name(edge["dst"]), edge.get("part"))
             for edge in ((circuits[circuit].get("edges") or []) if circuit else [])}
     return graph_json(results, values, kept)
@@ -72,11 +86,11 @@ def edge_values(results: dict, analysis: str | None) -> dict:
                                 if analyses else "the results hold no edges analysis (edges(...)) to export")
         analysis = next(iter(analyses))
     if analysis not in analyses:
-        raise ExchangeError(f"no edges analysis named {analysis!r}; edges analyses: {', '.join(analyses) or 'none'}")
+        raise ExchangeError(f"no edges analysis named {_cut(analysis)!r}; edges analyses: {_listed(analyses)}")
     values = analyses[analysis].get("values")
     if not isinstance(values, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               for v in values.values()):
-        raise ExchangeError(f"edges analysis {analysis!r} holds values that are not numbers by edge")
+                                               and math.isfinite(v) for v in values.values()):
+        raise ExchangeError(f"edges analysis {analysis!r} holds values that are not finite numbers by edge")
     return values
 
 
@@ -87,7 +101,23 @@ def edge_parts(key: str) -> tuple[str, str, str | None]:
         raise ExchangeError(f"{key!r} is no edge (SENDER->RECEIVER)")
     src, dst = key.split("->")
     base, part = dst.rsplit(".", 1) if dst.count(".") == 2 else (dst, None)
-    return eap_name(src), eap_name(base), part
+    names = eap_name(src), eap_name(base)
+    if part not in (None, *_PARTS) or not is_model_edge(src, base, part):
+        raise ExchangeError(f"{key!r} is no edge of the model (from the input or an earlier layer, "
+                            "into a head's q, k or v, an MLP or the logits)")
+    return *names, part
+
+
+def _cut(name, chars: int = 80) -> str:
+    name = str(name)
+    return name if len(name) <= chars else name[:chars] + "\u2026"
+
+
+def _listed(names, shown: int = 20) -> str:
+    """The first `shown` names, cut, and how many more: a message stays one short line."""
+    names = [_cut(name) for name in names]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (", ".join(names[:shown]) or "none") + more
 
 
 def graph_json(results: dict, values: dict, kept: set) -> dict:

@@ -8,6 +8,8 @@ line before it is printed: one function per kind of output.
   spaces other than U+0020; lone surrogates; unassigned code points) is written as
   `\\xNN`, `\\uXXXX` or `\\UXXXXXXXX`, so one printed line stays one line and shows
   what it holds. A tab is kept: it ends nothing.
+- `visible_text`: for text drawn in a diagram or a report page, where a line may
+  break: the same escapes, but a line break is kept.
 - `markdown_text` and `markdown_code`: for `circ diff --format markdown`, the same
   escapes, plus markdown's own: table pipes, and code spans whose fence is longer
   than any run of backticks inside them.
@@ -37,6 +39,14 @@ def terminal_text(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(escape_char(ch) if is_hidden(ch) else ch for ch in text)
+
+
+def visible_text(text: str) -> str:
+    """`text` with every hidden character but a line break escaped: a NUL ends no
+    DOT string and U+202E reorders no label or prompt shown in a page."""
+    if text.isprintable():
+        return text
+    return "".join(escape_char(ch) if ch != "\n" and is_hidden(ch) else ch for ch in text)
 
 
 def markdown_text(text: str) -> str:

@@ -16,7 +16,7 @@ from typing import Union
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
     """A region of a source file, 1-based lines and columns, end exclusive."""
 
@@ -192,7 +192,7 @@ class Node:
 
 # Node-set expressions. Static sets are expanded against the model's Shape by the
 # checker into `NodeList`; sets chosen from analysis results stay as `Select`, and
-# sets built from those with `+` and `-` as `Combine`.
+# sets built from those with `+`, `&` and `-` as `Combine`.
 @dataclass(frozen=True)
 class NodeList:
     """A fixed node set in canonical order. When the model's shape is unknown (a GGUF
@@ -237,8 +237,9 @@ class Growth:
 @dataclass(frozen=True)
 class Combine:
     """A node set computed when the spec runs from two others, at least one of them
-    chosen from results: `op` "+" (union) or "-" (`left` without `right`). A node of
-    the union keeps its score from the side it comes from (`left` first)."""
+    chosen from results: `op` "+" (union), "&" (the nodes in both) or "-" (`left`
+    without `right`). A node of the union keeps its score from the side it comes from
+    (`left` first); a node of the intersection keeps its score from `left`."""
 
     op: str
     left: "NodeSet"

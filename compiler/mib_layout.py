@@ -25,7 +25,8 @@ def folder_name(task: str | None, model: str | None) -> str:
                                 + ("task (ioi, mcqa, arc-easy, ...)" if flag == "--task"
                                    else "model (gpt2, qwen2.5, gemma2, llama3, ...)"))
         if not _NAME.match(value):
-            raise ExchangeError(f"{flag} {value!r} is no MIB name: letters, digits, '.' and '-' only "
+            shown = value if len(value) <= 64 else value[:64] + "\u2026"
+            raise ExchangeError(f"{flag} {shown!r} is no MIB name: letters, digits, '.' and '-' only "
                                 "(up to 64; MIB writes arc_easy as arc-easy)")
     return f"{task}_{model}"
 
@@ -33,12 +34,11 @@ def folder_name(task: str | None, model: str | None) -> str:
 def model_edge_count(n_layers: int, n_heads: int) -> int:
     """Edges of the full graph of a model with sequential attention and MLP: into each
     head's q, k and v from the input and every earlier head and MLP, into each MLP from
-    those and its own layer's heads, into the logits from every node."""
-    total = 0
-    for layer in range(n_layers):
-        before = 1 + layer * (n_heads + 1)
-        total += 3 * n_heads * before + before + n_heads
-    return total + 1 + n_layers * (n_heads + 1)
+    those and its own layer's heads, into the logits from every node. Layer l has
+    1 + l(H + 1) nodes before it: the sum over layers in closed form, so that a results
+    file claiming 10**12 layers costs no time."""
+    before_all = n_layers + (n_heads + 1) * n_layers * (n_layers - 1) // 2  # sum of 1 + l(H + 1)
+    return (3 * n_heads + 1) * before_all + n_layers * n_heads + 1 + n_layers * (n_heads + 1)
 
 
 def submission(results: dict, task: str | None, model: str | None, analysis: str | None,

@@ -3,6 +3,7 @@ from an edges analysis and a circuit, `--format mib` MIB's submission folder;
 `circuit x = import("graph.json")` reads in_graph edges back. Round trip: the same
 nodes and edges."""
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -194,3 +195,30 @@ def test_discovered_circuit_is_drawn_by_its_kept_edges(exported):
     found = results["circuits"]["found"]
     assert found["granularity"] == "edge" and len(found["edges"]) == 6
     assert set(edges_drawn(circuit_dot(results, "found"))) == {(e["src"], e["dst"], e["part"]) for e in found["edges"]}
+
+
+def _page_commands() -> list[list[str]]:
+    """The `circ export` commands of docs/exchange.md, split into words."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "exchange.md").read_text(encoding="utf-8")
+    lines = re.findall(r"^circ export .*$", "\n".join(re.findall(r"```\n(.*?)```", text, flags=re.S)), flags=re.M)
+    return [line.split()[2:] for line in lines]
+
+
+@pytest.mark.parametrize("optional", [False, True], ids=["flags left out", "every flag"])
+def test_every_export_command_of_the_exchange_page_runs(exported, tmp_path, monkeypatch, optional):
+    """Each command as written, `out/` being a run of SPEC (edges analysis e, circuit
+    found), its [optional] flags all left out or all given; the files it names appear."""
+    folder = exported[0]
+    commands = _page_commands()
+    assert len(commands) == 2
+    monkeypatch.chdir(tmp_path)
+    for words in commands:
+        text = " ".join(words).replace("out/", f"{folder / 'out'}/")
+        text = re.sub(r"\[([^\]]*)\]", (lambda m: m.group(1)) if optional else "", text)
+        outcome = CliRunner().invoke(main, ["export", *text.split()])
+        assert outcome.exit_code == 0, (text, outcome.output)
+    assert json.loads((tmp_path / "graph.json").read_text())["edges"]
+    written = sorted(p.name for p in (tmp_path / "submission" / "mcqa_gpt2").iterdir())
+    assert written == (sorted(f"edges_{p}pct.json" for p in MIB_PERCENTAGES) if optional else ["importances.json"])

@@ -166,3 +166,17 @@ def test_circ_run_per_prompt_report_matches_per_prompt_json(tiny_dir, tmp_path):
     code = run_spec(str(tmp_path / "s.circ"), str(tmp_path / "plain"), model=None, device=None, batch_size=5,
                     seed=0, trust_remote_code=False, progress=False, stdout=out, stderr=out)
     assert code == 0 and "data-prompt=" not in (tmp_path / "plain" / "report.html").read_text()
+
+
+def test_an_edges_analysis_shows_the_circuits_kept_edges():
+    lists = _lists(20, ["L0.H1->L1.H0.q", "L1.H0->LOGITS", "EMBED->L0.MLP", "L0.MLP->LOGITS"])
+    lists["EMBED->L0.MLP"] = [100.0 * v for v in lists["EMBED->L0.MLP"]]  # the strongest, but not kept
+    results = _results({key: 0.0 for key in lists})
+    results["analyses"]["e"] = dict(results["analyses"].pop("dla"), kind="edges")
+    results["circuits"] = {"found": {"nodes": [{"id": "L0.H1"}, {"id": "L1.H0"}], "granularity": "edge",
+                                     "edges": [{"src": "L0.H1", "dst": "L1.H0", "part": "q", "weight": 1.0},
+                                               {"src": "L1.H0", "dst": "LOGITS", "part": None, "weight": 1.0}]}}
+    page = report_html(results, "", diagram_svg=None, per_prompt={"e": lists})
+    shown = re.findall(r'<tr data-node="([^"]*)"', _table(page, "quantiles", "e"))
+    assert sorted(unescape(node) for node in shown) == ["L0.H1->L1.H0.q", "L1.H0->LOGITS"]
+    assert "help least" in page and "the circuit&#x27;s nodes help least" in page

@@ -144,3 +144,22 @@ def test_spec_diffs_describe_combinations():
     changes = diff_specs(old, new)
     assert [(describe(c.old), describe(c.new)) for c in changes] == [("(L0.H0, L0.H1, L0.H2, L0.H3) - strong",
                                                   "(L0.H0, L0.H1, L0.H2, L0.H3) - top(ind, 3)")]
+
+
+def test_intersection_binds_tighter_than_union_and_difference():
+    spec = compile_source(HEAD + '''circuit fixed = L0.* & [L0.H1, L1.H0, L0.MLP]
+circuit mixed = mlps + strong & L1.*
+circuit left_first = (heads - L0.H0) & L0.*
+''', "t.circ")
+    assert spec.circuit("fixed").nodes.nodes == (ir.Node(0, "head", 1),)  # L0.* is layer 0's heads
+    mixed = spec.circuit("mixed").nodes
+    assert mixed.op == "+" and mixed.right.op == "&"  # mlps + (strong & L1.*)
+    assert mixed.right.left == ir.Select("strong")
+    assert [n.id for n in spec.circuit("left_first").nodes.nodes] == ["L0.H1", "L0.H2", "L0.H3"]
+
+
+def test_intersecting_members_keeps_left_scores_in_canonical_order():
+    left = [Member("L0.H1", 1.0), Member("L1.H0", 2.0), Member("L1.MLP", 3.0)]
+    right = [Member("L1.MLP", -5.0), Member("L0.H1", 0.0), Member("L0.H3", 9.0)]
+    assert combine("&", left, right) == [Member("L0.H1", 1.0), Member("L1.MLP", 3.0)]
+    assert combine("&", left, []) == []

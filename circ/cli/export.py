@@ -23,6 +23,11 @@ def export_path(source: str, fmt: str, output: str | None, circuit: str | None, 
     try:
         if fmt == "mib" and output is None:
             raise ExchangeError("--format mib writes a folder: give it with -o FOLDER")
+        if fmt == "mib" and output == "":
+            raise ExchangeError("-o '' names no folder")
+        if fmt != "mib" and output is not None and (Path(output).is_dir() or not Path(output).name):
+            raise ExchangeError(f"-o {output!r} is " + ("no file name" if not Path(output).name else "a folder")
+                                + f": --format {fmt} writes one file, such as -o graph.json")
         if fmt != "mib" and (by_budget or task or model):
             raise ExchangeError("--task, --model and --by-budget go with --format mib")
         files = _converted(_read_results(path), fmt, circuit, analysis, task, model, by_budget)
@@ -49,7 +54,7 @@ def _converted(results: dict, fmt: str, circuit, analysis, task, model, by_budge
     except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError, RecursionError) as error:
         raise ExchangeError(f"a value in the results is not what circ wrote "
                             f"({type(error).__name__}: {str(error)[:200]})") from None
-    return {name: json.dumps(graph, indent=1) + "\n" for name, graph in graphs.items()}
+    return {name: json.dumps(graph, indent=1, allow_nan=False) + "\n" for name, graph in graphs.items()}
 
 
 def _write(files: dict[str, str], target: Path, fmt: str, stderr) -> int:

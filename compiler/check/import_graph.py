@@ -12,10 +12,11 @@ from circ.compiler.bounded_read import read_json
 from circ.compiler.check.arguments import string
 from circ.compiler.check.context import Context, Use
 from circ.compiler.check.nodesets import node_key
-from circ.compiler.eap_graph import circ_id, split_edge
+from circ.compiler.eap_graph import circ_id, is_model_edge, split_edge
 from circ.compiler.syntax import tree as s
 
 GRAPH_LIMIT = 64 << 20  # bytes of one graph file
+KEY_CHARS = 120  # of an edge name shown in a message
 
 
 def imported_circuit(ctx: Context, name: str, call: s.Call, use: Use, span: ir.Span) -> ir.Circuit:
@@ -39,10 +40,11 @@ def imported_circuit(ctx: Context, name: str, call: s.Call, use: Use, span: ir.S
             continue
         parts = split_edge(key)
         ends = None if parts is None else (circ_id(parts[0]), circ_id(parts[1]))
-        if parts is None or None in ends or ends[0] == "LOGITS" or ends[1] == "EMBED" \
-                or (parts[2] is not None and not ends[1].count(".H")):
-            ctx.fail("E383", f"{path}: `{key}` is no EAP-IG edge", arg.span,
-                     "edges are PARENT->CHILD or PARENT->a{L}.h{H}<q|k|v>, nodes input, a{L}.h{H}, m{L}, logits")
+        if parts is None or None in ends or not is_model_edge(*ends, parts[2]):
+            shown = key if len(key) <= KEY_CHARS else key[:KEY_CHARS] + "\u2026"
+            ctx.fail("E383", f"{path}: `{shown}` is no EAP-IG edge", arg.span,
+                     "edges are PARENT->CHILD or PARENT->a{L}.h{H}<q|k|v>, nodes input, a{L}.h{H}, m{L}, logits, "
+                     "from the input or an earlier layer (a head also feeds its own layer's MLP)")
         for node_id in ends:
             if node_id != "LOGITS":
                 nodes[node_id] = _node(ctx, node_id, path, arg.span)

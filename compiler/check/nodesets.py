@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from circ.compiler import ir
 from circ.compiler.check import lower_rules as rules
@@ -85,7 +86,8 @@ def _lowered(ctx: Context, value, expr, kinds: tuple[str, ...]) -> ir.NodeSet:
     for kind in sorted(value.pending):
         if kind not in kinds:
             ctx.fail("E309", f"{PLURAL_NAMES[kind]} are not allowed here", expr.span, allowed)
-    for node in sorted(value.nodes, key=node_key):
+    ordered = _in_order(value.nodes)
+    for node in ordered:
         if node.kind not in kinds:
             ctx.fail("E309", f"{node.id} is {KIND_NAMES[node.kind]}, which is not allowed here",
                      expr.span, allowed)
@@ -93,7 +95,13 @@ def _lowered(ctx: Context, value, expr, kinds: tuple[str, ...]) -> ir.NodeSet:
         return ir.NodeList((), expr.span, unexpanded=expr_text(expr))
     if not value.nodes:
         ctx.fail("E314", "this node set is empty", expr.span)
-    return ir.NodeList(tuple(sorted(value.nodes, key=node_key)), expr.span)
+    return ir.NodeList(ordered, expr.span)
+
+
+@lru_cache(maxsize=64)
+def _in_order(nodes: frozenset) -> tuple[ir.Node, ...]:
+    """`nodes` in canonical order; a spec names the same sets again and again."""
+    return tuple(sorted(nodes, key=node_key))
 
 
 def parse_node(ctx: Context, lit: s.NodeLit) -> list[ir.Node] | None:
@@ -154,6 +162,12 @@ def _words(ctx: Context, name: str) -> _Fixed | None:
         return None
     if shape is None:
         return _Fixed(frozenset(), frozenset([kind]))
+    return _every(shape, kind)
+
+
+@lru_cache(maxsize=16)
+def _every(shape: ir.Shape, kind: str) -> _Fixed:
+    """Every node of `kind` in a model of `shape`."""
     if kind == "head":
         nodes = [ir.Node(l, "head", h) for l in range(shape.n_layers) for h in range(shape.n_heads)]
     elif kind == "mlp":
@@ -221,6 +235,8 @@ def _set_op(ctx: Context, e: s.SetOp, use: Use):
         return _Combined(e.op, left, right, e.left, e.right, e.span)
     if e.op == "+":
         return _Fixed(left.nodes | right.nodes, left.pending | right.pending)
+    if e.op == "&":
+        return _Fixed(left.nodes & right.nodes, left.pending | right.pending)
     return _Fixed(left.nodes - right.nodes, left.pending | right.pending)
 
 

@@ -152,8 +152,8 @@ def _one_more_definition_rename(old_spec: ir.Spec, new_spec: ir.Spec, renames: R
         new_items = getattr(new_spec, section)
         old_names = {item.name for item in old_items}
         new_names = {item.name for item in new_items}
-        taken = set(renames.maps[section].values())
-        candidates = [item for item in new_items if item.name not in old_names | taken]
+        unavailable = old_names | set(renames.maps[section].values())
+        candidates = [item for item in new_items if item.name not in unavailable]
         for old_item in old_items:
             if old_item.name in new_names or old_item.name in renames.maps[section]:
                 continue

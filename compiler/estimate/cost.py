@@ -247,7 +247,7 @@ class _Costs:
             return list(nodes.nodes), len(nodes.nodes), False
         if isinstance(nodes, ir.Combine):
             left, left_count, _ = self._nodes(nodes.left)
-            if nodes.op == "-":
+            if nodes.op in ("-", "&"):
                 return left, left_count, True
             right, right_count, _ = self._nodes(nodes.right)
             pool = list(dict.fromkeys(left + right))

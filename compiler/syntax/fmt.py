@@ -11,6 +11,7 @@ never changes.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from circ.compiler.syntax import tree as s
@@ -60,25 +61,24 @@ def _blank_if_gap(out: list[str], last_line: int, line: int) -> None:
 
 
 def _attach(items, comments):
-    """Give each comment to an item: inside it, at the end of its line, or before it."""
+    """Give each comment to an item: inside it, at the end of its line, or before it.
+    Items are in source order and do not overlap, so each comment finds its place by
+    bisection."""
     notes = [_Comments() for _ in items]
     footer = []
+    starts = [(it.span.line, it.span.col) for it in items]
+    ends = [(it.span.end_line, it.span.end_col) for it in items]
     for comment in comments:
         position = (comment.line, comment.col)
-        inside = next((i for i, it in enumerate(items)
-                       if (it.span.line, it.span.col) <= position < (it.span.end_line, it.span.end_col)),
-                      None)
-        if inside is not None:
-            notes[inside].inner.append(comment)
+        following = bisect_right(starts, position)  # the first item starting after it
+        if following and position < ends[following - 1]:
+            notes[following - 1].inner.append(comment)
             continue
-        ending = [i for i, it in enumerate(items)
-                  if it.span.end_line == comment.line and it.span.end_col <= comment.col]
-        if ending:
-            notes[ending[-1]].trailing = comment
+        ending = bisect_right(ends, position) - 1  # the last item ending before it
+        if ending >= 0 and ends[ending][0] == comment.line:
+            notes[ending].trailing = comment
             continue
-        following = next((i for i, it in enumerate(items)
-                          if (it.span.line, it.span.col) > position), None)
-        if following is None:
+        if following == len(items):
             footer.append(comment)
         else:
             notes[following].leading.append(comment)

@@ -2,86 +2,72 @@
 
 The Lark grammar lives in grammar/circ.lark. `parse_source` returns a `SourceFile`
 or raises `CircError` with the syntax diagnostic (syntax errors stop the file).
-The parser is built from the grammar in each process, never loaded from Lark's
-cache: that cache is a pickle in the shared temporary folder, which anyone could
-plant.
+The table parser of `lalr.py` builds the tree during the parse; when the text
+does not parse, Lark's own parser runs to explain why (`errors.py`). The parser
+is built from the grammar in each process, never loaded from Lark's cache: that
+cache is a pickle in the shared temporary folder, which anyone could plant.
 """
 from __future__ import annotations
 
 from importlib import resources
 
+from circ.compiler.cycle_collection import without_cycle_collection
 from circ.compiler.diagnostics import CircError, Diagnostic
 from circ.compiler.ir import Span, normalize_line_ends
 from circ.compiler.syntax import tree as s
 from circ.compiler.syntax.errors import describe_syntax_error
-from lark import Lark, Token, Tree
+from circ.compiler.syntax.lalr import TableParser
+from lark import Lark
 from lark.exceptions import UnexpectedInput
 
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+MAX_DEPTH = 400  # deeper syntax trees are E110: the passes after parsing recurse
+_parsers: tuple[Lark, TableParser] | None = None
 
 
-class _CommentSink:
-    """Receives comment tokens from the lexer during one parse."""
-
-    def __init__(self):
-        self.tokens: list[Token] = []
-
-    def __call__(self, token: Token) -> Token:
-        self.tokens.append(token)
-        return token
-
-
-_sink = _CommentSink()
-_parser: Lark | None = None
-
-
-def lark_parser() -> Lark:
-    """The LALR parser of the grammar, built once per process."""
-    global _parser
-    if _parser is None:
+def parsers() -> tuple[Lark, TableParser]:
+    """Lark's LALR parser of the grammar and the table parser that runs its
+    tables, built once per process."""
+    global _parsers
+    if _parsers is None:
         grammar = resources.files("circ.grammar").joinpath("circ.lark").read_text("utf-8")
-        _parser = Lark(
-            grammar,
-            parser="lalr",
-            propagate_positions=True,
-            maybe_placeholders=True,
-            lexer_callbacks={"COMMENT": _sink},
-            cache=False,
-        )
-    return _parser
+        lark = Lark(grammar, parser="lalr", maybe_placeholders=True, cache=False)
+        _parsers = lark, TableParser(lark, _TreeBuilder, ("COMMENT",))
+    return _parsers
 
 
 def parse_source(text: str, path: str = "<string>") -> s.SourceFile:
     """Parse one file; raise CircError (one syntax diagnostic) when it does not parse.
     Line ends are normalized first (`ir.source_lines` says what a line is)."""
     text = normalize_line_ends(text)
-    parser = lark_parser()
-    _sink.tokens = []
-    try:
-        tree = parser.parse(text)
-    except UnexpectedInput as error:
-        diagnostic = describe_syntax_error(error, text, path, parser.parse)
-        raise CircError([diagnostic], {path: text}) from None
-    except RecursionError:
-        raise CircError([_too_deep(path)], {path: text}) from None
-    comments = tuple(s.Comment(str(t).rstrip(), t.line, t.column) for t in _sink.tokens)
+    lark, table_parser = parsers()
     builder = _TreeBuilder(path)
-    try:
-        statements = tuple(builder.build(child) for child in tree.children)
-    except RecursionError:
-        raise CircError([_too_deep(path)], {path: text}) from None
+    with without_cycle_collection():
+        parsed = table_parser.parse(text, builder)
+    if parsed is None:
+        raise CircError([_syntax_error(lark, text, path)], {path: text})
+    if parsed.depth > MAX_DEPTH:
+        raise CircError([Diagnostic("E110", "expression nested too deeply",
+                                    Span(path, 1, 1, 1, 2))], {path: text})
     if builder.errors:
         raise CircError(builder.errors, {path: text})
-    return s.SourceFile(path, text, statements, comments)
+    comments = tuple(s.Comment(text.rstrip(), line, col) for text, line, col in parsed.comments)
+    return s.SourceFile(path, text, tuple(parsed.children), comments)
 
 
-def _too_deep(path: str) -> Diagnostic:
-    return Diagnostic("E110", "expression nested too deeply", Span(path, 1, 1, 1, 2))
+def _syntax_error(lark: Lark, text: str, path: str) -> Diagnostic:
+    """The diagnostic of text the table parser rejected, from Lark's parse of it."""
+    try:
+        lark.parse(text)
+    except UnexpectedInput as error:
+        return describe_syntax_error(error, text, path, lark.parse)
+    raise AssertionError("Lark parses text that its tables rejected")
 
 
-def decode_string(token: Token, path: str, errors: list[Diagnostic]) -> str:
+def decode_string(token: tuple, path: str, errors: list[Diagnostic]) -> str:
     """The value of a STRING token, with escapes decoded; bad escapes are reported."""
-    raw = str(token)[1:-1]
+    text, line, column = token[0], token[1], token[2]
+    raw = text[1:-1]
     out: list[str] = []
     i = 0
     while i < len(raw):
@@ -106,12 +92,12 @@ def decode_string(token: Token, path: str, errors: list[Diagnostic]) -> str:
             out.append(chr(code))
             i += 6
             continue
-        col = token.column + 1 + i
+        col = column + 1 + i
         width = 6 if nxt == "u" else 2
         what = f"lone surrogate `\\{raw[i + 1:i + 6]}`" if code is not None else f"invalid escape `\\{nxt}`"
         errors.append(Diagnostic(
             "E105", f"{what} in a string",
-            Span(path, token.line, col, token.line, col + width),
+            Span(path, line, col, line, col + width),
             'valid escapes: \\" \\\\ \\n \\t \\r \\uXXXX (a character above U+FFFF as a '
             'surrogate pair \\uD83D\\uDE00)'))
         out.append(nxt)
@@ -126,189 +112,187 @@ def _hex4(digits: str) -> int | None:
 
 
 class _TreeBuilder:
-    """Lark tree -> syntax tree, bottom up: the method named after each rule gets the
-    rule's meta (positions) and its children already built. Every node gets the span
-    of its text. (A plain walk: Lark's Transformer costs several times the parse.)"""
+    """The syntax tree, built bottom up during the parse: the method named after each
+    rule gets the rule's span (line, col, end_line, end_col) and its children already
+    built, tokens as (text, line, col, end_line, end_col, 0, terminal). Every node
+    gets the span of its text."""
 
     def __init__(self, path: str):
         self.path = path
         self.errors: list[Diagnostic] = []
 
-    def build(self, tree: Tree):
-        children = [self.build(c) if isinstance(c, Tree) else c for c in tree.children]
-        return getattr(self, tree.data)(tree.meta, children)
-
     # ------------------------------------------------------------------ spans and strings
-    def _span(self, meta) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(self.path, 1, 1, 1, 1)
-        return Span(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
+    def _span(self, span) -> Span:
+        return Span(self.path, *span) if span is not None else Span(self.path, 1, 1, 1, 1)
 
-    def _tok(self, token: Token) -> Span:
-        return Span(self.path, token.line, token.column, token.end_line, token.end_column)
+    def _tok(self, token) -> Span:
+        return Span(self.path, token[1], token[2], token[3], token[4])
 
-    def _str(self, token: Token) -> s.Str:
+    def _str(self, token) -> s.Str:
         return s.Str(decode_string(token, self.path, self.errors), self._tok(token))
 
     # ------------------------------------------------------------------ statements
-    def spec_stmt(self, meta, children):
-        return s.SpecStmt(self._str(children[0]), self._span(meta))
+    def spec_stmt(self, span, children):
+        return s.SpecStmt(self._str(children[0]), self._span(span))
 
-    def include_stmt(self, meta, children):
-        return s.IncludeStmt(self._str(children[0]), self._span(meta))
+    def include_stmt(self, span, children):
+        return s.IncludeStmt(self._str(children[0]), self._span(span))
 
-    def model_stmt(self, meta, children):
-        return s.ModelStmt(children[0], self._span(meta))
+    def model_stmt(self, span, children):
+        return s.ModelStmt(children[0], self._span(span))
 
-    def _definition(self, keyword, meta, children, at=None):
+    def _definition(self, keyword, span, children, at=None):
         name, value = children[0], children[1]
-        return s.Definition(keyword, str(name), self._tok(name), value, self._span(meta), at)
+        return s.Definition(keyword, name[0], self._tok(name), value, self._span(span), at)
 
-    def data_stmt(self, meta, children):
-        return self._definition("data", meta, children)
+    def data_stmt(self, span, children):
+        return self._definition("data", span, children)
 
-    def metric_stmt(self, meta, children):
-        return self._definition("metric", meta, children, children[2])
+    def metric_stmt(self, span, children):
+        return self._definition("metric", span, children, children[2])
 
-    def analysis_stmt(self, meta, children):
-        return self._definition("analysis", meta, children)
+    def analysis_stmt(self, span, children):
+        return self._definition("analysis", span, children)
 
-    def circuit_stmt(self, meta, children):
-        return self._definition("circuit", meta, children)
+    def circuit_stmt(self, span, children):
+        return self._definition("circuit", span, children)
 
-    def categories_stmt(self, meta, children):
+    def categories_stmt(self, span, children):
         name, entries = children[0], tuple(children[1:])
-        return s.CategoriesStmt(str(name), self._tok(name), entries, self._span(meta))
+        return s.CategoriesStmt(name[0], self._tok(name), entries, self._span(span))
 
-    def category(self, meta, children):
+    def category(self, span, children):
         name, rule = children
-        return s.CategoryEntry(str(name), self._tok(name), rule, self._span(meta))
+        return s.CategoryEntry(name[0], self._tok(name), rule, self._span(span))
 
-    def expect_stmt(self, meta, children):
+    def expect_stmt(self, span, children):
         left, op, right = children
-        return s.ExpectStmt(left, str(op), right, self._span(meta))
+        return s.ExpectStmt(left, op[0], right, self._span(span))
 
-    def expect_in(self, meta, children):
+    def expect_in(self, span, children):
         left, right = children
-        return s.ExpectStmt(left, "in", right, self._span(meta))
+        return s.ExpectStmt(left, "in", right, self._span(span))
 
-    def render_stmt(self, meta, children):
+    def render_stmt(self, span, children):
         name, path = children
-        return s.RenderStmt(str(name), self._tok(name), self._str(path), self._span(meta))
+        return s.RenderStmt(name[0], self._tok(name), self._str(path), self._span(span))
 
-    def position_name(self, meta, children):
-        return s.Name(str(children[0]), self._tok(children[0]))
+    def position_name(self, span, children):
+        return s.Name(children[0][0], self._tok(children[0]))
 
-    def position_index(self, meta, children):
+    def position_index(self, span, children):
         return children[0]
 
     # ------------------------------------------------------------------ expressions
-    def where(self, meta, children):
-        return s.Where(children[0], children[1], self._span(meta))
+    def where(self, span, children):
+        return s.Where(children[0], children[1], self._span(span))
 
-    def union(self, meta, children):
-        return s.SetOp("+", children[0], children[1], self._span(meta))
+    def union(self, span, children):
+        return s.SetOp("+", children[0], children[1], self._span(span))
 
-    def difference(self, meta, children):
-        return s.SetOp("-", children[0], children[1], self._span(meta))
+    def difference(self, span, children):
+        return s.SetOp("-", children[0], children[1], self._span(span))
 
-    def method(self, meta, children):
+    def intersection(self, span, children):
+        return s.SetOp("&", children[0], children[1], self._span(span))
+
+    def method(self, span, children):
         base, name, args = children
-        return s.MethodCall(base, str(name), args or (), self._span(meta), self._tok(name))
+        return s.MethodCall(base, name[0], args or (), self._span(span), self._tok(name))
 
-    def attr(self, meta, children):
+    def attr(self, span, children):
         base, name = children
-        return s.Attr(base, str(name), self._span(meta), self._tok(name))
+        return s.Attr(base, name[0], self._span(span), self._tok(name))
 
-    def index(self, meta, children):
-        return s.Index(children[0], children[1], self._span(meta))
+    def index(self, span, children):
+        return s.Index(children[0], children[1], self._span(span))
 
-    def edge_index(self, meta, children):
+    def edge_index(self, span, children):
         base, sender, receiver = children
-        return s.EdgeIndex(base, sender, receiver, self._span(meta))
+        return s.EdgeIndex(base, sender, receiver, self._span(span))
 
-    def call(self, meta, children):
+    def call(self, span, children):
         name, args = children
-        return s.Call(str(name), args or (), self._span(meta), self._tok(name))
+        return s.Call(name[0], args or (), self._span(span), self._tok(name))
 
-    def name(self, meta, children):
-        return s.Name(str(children[0]), self._tok(children[0]))
+    def name(self, span, children):
+        return s.Name(children[0][0], self._tok(children[0]))
 
-    def node(self, meta, children):
-        return s.NodeLit(str(children[0]), self._tok(children[0]))
+    def node(self, span, children):
+        return s.NodeLit(children[0][0], self._tok(children[0]))
 
-    def string(self, meta, children):
+    def string(self, span, children):
         return self._str(children[0])
 
-    def list(self, meta, children):
-        return s.ListLit(tuple(c for c in children if c is not None), self._span(meta))
+    def list(self, span, children):
+        return s.ListLit(tuple(c for c in children if c is not None), self._span(span))
 
-    def paren(self, meta, children):
-        return s.Paren(children[0], self._span(meta))
+    def paren(self, span, children):
+        return s.Paren(children[0], self._span(span))
 
-    def arglist(self, meta, children):
+    def arglist(self, span, children):
         return tuple(c for c in children if c is not None)
 
-    def kwarg(self, meta, children):
+    def kwarg(self, span, children):
         name, value = children
-        return s.Arg(str(name), value, self._span(meta), "=", self._tok(name))
+        return s.Arg(name[0], value, self._span(span), "=", self._tok(name))
 
-    def cmparg(self, meta, children):
+    def cmparg(self, span, children):
         name, op, value = children
-        return s.Arg(str(name), value, self._span(meta), str(op), self._tok(name))
+        return s.Arg(name[0], value, self._span(span), op[0], self._tok(name))
 
-    def posarg(self, meta, children):
-        return s.Arg(None, children[0], self._span(meta))
+    def posarg(self, span, children):
+        return s.Arg(None, children[0], self._span(span))
 
-    def number(self, meta, children):
+    def number(self, span, children):
         token = children[0]
-        return s.Num(_number_value(token), str(token), self._tok(token))
+        return s.Num(_number_value(token), token[0], self._tok(token))
 
-    def negative(self, meta, children):
+    def negative(self, span, children):
         token = children[0]
-        return s.Num(-_number_value(token), "-" + str(token), self._span(meta))
+        return s.Num(-_number_value(token), "-" + token[0], self._span(span))
 
     # ------------------------------------------------------------------ rules
-    def rule_or(self, meta, children):
-        return s.RuleBool("or", children[0], children[1], self._span(meta))
+    def rule_or(self, span, children):
+        return s.RuleBool("or", children[0], children[1], self._span(span))
 
-    def rule_and(self, meta, children):
-        return s.RuleBool("and", children[0], children[1], self._span(meta))
+    def rule_and(self, span, children):
+        return s.RuleBool("and", children[0], children[1], self._span(span))
 
-    def rule_not(self, meta, children):
-        return s.RuleNot(children[0], self._span(meta))
+    def rule_not(self, span, children):
+        return s.RuleNot(children[0], self._span(span))
 
-    def rule_paren(self, meta, children):
-        return s.RuleParen(children[0], self._span(meta))
+    def rule_paren(self, span, children):
+        return s.RuleParen(children[0], self._span(span))
 
-    def compare(self, meta, children):
+    def compare(self, span, children):
         left, op, right = children
-        return s.RuleCompare(left, str(op), right, self._span(meta))
+        return s.RuleCompare(left, op[0], right, self._span(span))
 
-    def term_call(self, meta, children):
+    def term_call(self, span, children):
         name, arg = children
-        return s.TermCall(str(name), arg, self._span(meta), self._tok(name))
+        return s.TermCall(name[0], arg, self._span(span), self._tok(name))
 
-    def term_add(self, meta, children):
-        return s.TermArith("+", children[0], children[1], self._span(meta))
+    def term_add(self, span, children):
+        return s.TermArith("+", children[0], children[1], self._span(span))
 
-    def term_sub(self, meta, children):
-        return s.TermArith("-", children[0], children[1], self._span(meta))
+    def term_sub(self, span, children):
+        return s.TermArith("-", children[0], children[1], self._span(span))
 
-    def term_mul(self, meta, children):
-        return s.TermArith("*", children[0], children[1], self._span(meta))
+    def term_mul(self, span, children):
+        return s.TermArith("*", children[0], children[1], self._span(span))
 
-    def term_div(self, meta, children):
-        return s.TermArith("/", children[0], children[1], self._span(meta))
+    def term_div(self, span, children):
+        return s.TermArith("/", children[0], children[1], self._span(span))
 
-    def term_name(self, meta, children):
-        return s.Name(str(children[0]), self._tok(children[0]))
+    def term_name(self, span, children):
+        return s.Name(children[0][0], self._tok(children[0]))
 
 
 def _number_value(token):
     """The value of a number literal. Integers too long for Python to convert
     (over 4,300 digits) become infinite floats, which every check rejects."""
-    text = str(token)
-    if token.type != "INT":
+    text = token[0]
+    if token[6] != "INT":
         return float(text)
     return int(text) if len(text) <= 4000 else float("inf")

@@ -13,38 +13,38 @@ from circ.compiler.ir import Span
 
 
 # --------------------------------------------------------------------------- expressions
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Name:
     name: str
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeLit:
     text: str
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Str:
     value: str
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Num:
     value: int | float
     text: str
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListLit:
     items: tuple["Expr", ...]
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arg:
     """One call argument: positional (`name` None), keyword (`op` "="), or a
     constraint such as `rank <= 4` (`op` a comparison)."""
@@ -56,7 +56,7 @@ class Arg:
     name_span: Span | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     func: str
     args: tuple[Arg, ...]
@@ -64,7 +64,7 @@ class Call:
     func_span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MethodCall:
     base: "Expr"
     method: str
@@ -73,7 +73,7 @@ class MethodCall:
     method_span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attr:
     base: "Expr"
     attr: str
@@ -81,14 +81,14 @@ class Attr:
     attr_span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Index:
     base: "Expr"
     index: "Expr"
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EdgeIndex:
     """`base[SENDER -> RECEIVER]`: one edge of an analysis that measures edges."""
 
@@ -98,7 +98,7 @@ class EdgeIndex:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetOp:
     op: str  # "+" or "-"
     left: "Expr"
@@ -106,13 +106,13 @@ class SetOp:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Paren:
     inner: "Expr"
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Where:
     base: "Expr"
     rule: "RuleExpr"
@@ -124,7 +124,7 @@ Expr = Union[Name, NodeLit, Str, Num, ListLit, Call, MethodCall, Attr, Index, Ed
 
 
 # --------------------------------------------------------------------------- rules
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TermCall:
     func: str
     arg: "TermExpr"
@@ -132,7 +132,7 @@ class TermCall:
     func_span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TermArith:
     """`left OP right` with OP one of + - * / (usual precedence, left to right)."""
 
@@ -145,7 +145,7 @@ class TermArith:
 TermExpr = Union[Name, Num, TermCall, TermArith]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleCompare:
     left: TermExpr
     op: str
@@ -153,7 +153,7 @@ class RuleCompare:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleBool:
     op: str  # "and" or "or"
     left: "RuleExpr"
@@ -161,13 +161,13 @@ class RuleBool:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleNot:
     rule: "RuleExpr"
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleParen:
     rule: "RuleExpr"
     span: Span
@@ -177,25 +177,25 @@ RuleExpr = Union[RuleCompare, RuleBool, RuleNot, RuleParen]
 
 
 # --------------------------------------------------------------------------- statements
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpecStmt:
     name: Str
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IncludeStmt:
     path: Str
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelStmt:
     value: Expr
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Definition:
     """`data|metric|analysis|circuit NAME = VALUE [at POSITION]`."""
 
@@ -207,7 +207,7 @@ class Definition:
     at: Union[Name, Num, None] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CategoryEntry:
     name: str
     name_span: Span
@@ -215,7 +215,7 @@ class CategoryEntry:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CategoriesStmt:
     circuit: str
     circuit_span: Span
@@ -223,7 +223,7 @@ class CategoriesStmt:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExpectStmt:
     """`expect LEFT OP RIGHT`: `op` is a comparison or "in"; `right` is a number for
     a quantity, a node set for a set relation or membership."""
@@ -234,7 +234,7 @@ class ExpectStmt:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RenderStmt:
     circuit: str
     circuit_span: Span
@@ -245,14 +245,14 @@ class RenderStmt:
 Statement = Union[SpecStmt, IncludeStmt, ModelStmt, Definition, CategoriesStmt, ExpectStmt, RenderStmt]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Comment:
     text: str
     line: int
     col: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """One parsed file: its statements in order and its comments."""
 

@@ -125,11 +125,13 @@ def edge_from_key(key: str) -> tuple:
 
 
 def combine(op: str, left: list[Member], right: list[Member]) -> list[Member]:
-    """`left + right` (a node in both keeps its left score) or `left - right`, in
-    canonical order."""
+    """`left + right` (a node in both keeps its left score), `left & right` (the nodes
+    in both, with their left scores) or `left - right`, in canonical order."""
     taken = {m.id for m in right}
     if op == "-":
         return [m for m in left if m.id not in taken]
+    if op == "&":
+        return [m for m in left if m.id in taken]
     kept = {m.id for m in left}
     return sorted(left + [m for m in right if m.id not in kept], key=lambda m: _order(m.id))
 

@@ -12,6 +12,7 @@ import html
 import re
 
 from circ.compiler import ir
+from circ.compiler.escape import visible_text
 
 HELPS = "#2166ac"
 HURTS = "#b2182b"
@@ -26,7 +27,7 @@ PART_PORTS = {"q": "sw", "k": "s", "v": "se"}  # where an edge circuit's edge en
 SMALL_EDGE = 0.01  # edges under this fraction of the largest |weight| are not drawn
 KIND_ORDER = {"embed": 0, "resid": 1, "head": 2, "head_input": 3, "mlp": 4, "logits": 5}
 
-_NODE_ID = re.compile(r"^L(\d+)\.(?:H(\d+)(?:\.([qkv]))?|(MLP)|(RESID))$")
+_NODE_ID = re.compile(r"^L([0-9]{1,9})\.(?:H([0-9]{1,9})(?:\.([qkv]))?|(MLP)|(RESID))\Z")
 
 
 class RenderError(Exception):
@@ -410,7 +411,7 @@ def _number(value: float) -> str:
 
 
 def _escape(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return visible_text(str(text)).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _q(text: str) -> str:
@@ -424,4 +425,4 @@ def _q_lines(lines) -> str:
 
 
 def _h(text: str) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(visible_text(str(text)), quote=True)

@@ -18,6 +18,7 @@ from html import escape
 
 import numpy
 
+from circ.compiler.escape import visible_text
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError
 
@@ -80,7 +81,8 @@ def _worst_html(name: str, columns: dict, nodes: list[str], texts: list | None, 
     rows = []
     for index, score in worst_prompts(columns, nodes):
         text = texts[index] if texts is not None and index < len(texts) else None
-        shown = "" if text is None else escape(str(text)[:TEXT_CHARS] + ("\u2026" if len(str(text)) > TEXT_CHARS else ""))
+        shown = "" if text is None else escape(visible_text(str(text)[:TEXT_CHARS])
+                                                + ("\u2026" if len(str(text)) > TEXT_CHARS else ""))
         rows.append(f'<tr data-prompt="{index}"><td class="num">{index}</td>'
                     f'<td class="num" data-score="{score!r}">{score:.4g}</td><td><pre>{shown}</pre></td></tr>')
     note = "" if texts is not None else "<p class=\"note\">The prompts' texts were not kept with these results.</p>"

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from html import escape, unescape
+from html import escape as html_escape
+from html import unescape
 from pathlib import Path
 from string import Template
 
+from circ.compiler.escape import visible_text
 from circ.compiler.ir import source_lines
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
@@ -77,6 +79,12 @@ $sections
 <script>$script</script>
 </body></html>
 """)
+
+
+def escape(text) -> str:
+    """HTML text of a value from the results or the spec: escaped, and every hidden
+    character but a line break shown as its escape (compiler/escape.py)."""
+    return html_escape(visible_text(str(text)), quote=True)
 
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
@@ -217,8 +225,7 @@ def _growth_note(growth) -> str:
 def _analyses(results: dict, per_prompt: dict, prompts: dict) -> list:
     analyses = {name: a if isinstance(a, dict) else {}
                 for name, a in _mapping(results, "analyses").items()}
-    members = {str(n.get("id")) for circuit in _mapping(results, "circuits").values()
-               if isinstance(circuit, dict) for n in circuit.get("nodes") or []}
+    members = _members(results)
     kinds = {name: str(a.get("kind", "?")) for name, a in analyses.items()}
     sections = []
     for name in sorted(analyses, key=lambda n: (
@@ -498,6 +505,19 @@ def _values(analysis: dict) -> dict:
     if not isinstance(values, dict):
         raise RenderError("its 'values' must be an object keyed by node id")
     return values
+
+
+def _members(results: dict) -> set[str]:
+    """The circuits' node ids and the keys of their kept edges (`L0.H1->L1.H0.q`, as an
+    edges analysis keys its values), for the per-prompt views' main nodes."""
+    members = set()
+    for circuit in _mapping(results, "circuits").values():
+        if not isinstance(circuit, dict):
+            continue
+        members |= {str(node.get("id")) for node in circuit.get("nodes") or [] if isinstance(node, dict)}
+        members |= {f'{edge.get("src")}->{edge.get("dst")}' + (f'.{edge["part"]}' if edge.get("part") else "")
+                    for edge in circuit.get("edges") or [] if isinstance(edge, dict)}
+    return members
 
 
 def _mapping(results: dict, key: str) -> dict:
