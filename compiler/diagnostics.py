@@ -90,6 +90,8 @@ CODES = {
     "E506": "model not found",
     "E510": "render path leaves the output folder",
     "E511": "model shape beyond what circ can check",
+    "E516": "ACDC threshold negative or infinite",
+    "E517": "curve() with more random orders than circ runs",
 }
 
 

@@ -1,6 +1,7 @@
 """Faithfulness curves and greedy growth, against the faithfulness kernel and a
 hand-written mean ablation, and the areas against sums worked out by hand."""
 import random
+import time
 
 import pytest
 import torch
@@ -19,6 +20,13 @@ from test_faithfulness import LD, every_node, hand_ablated
 def test_sizes_are_evenly_spaced_from_the_empty_circuit_to_every_node():
     assert curve_sizes(10, 4) == [0, 2, 5, 8, 10]
     assert curve_sizes(3, 10) == [0, 1, 2, 3]
+
+
+def test_more_points_than_items_measure_each_size_once_without_counting_to_points():
+    started = time.perf_counter()
+    assert curve_sizes(3, 10**9) == [0, 1, 2, 3]
+    assert curve_sizes(0, 10**9) == [0]
+    assert time.perf_counter() - started < 1
 
 
 def test_areas_are_the_trapezoids_over_the_fraction_kept():

@@ -4,6 +4,8 @@ Each kind's extra rules (metric kinds, options that depend on each other) are
 checked here."""
 from __future__ import annotations
 
+import math
+
 from circ.compiler import ir
 from circ.compiler.check.binding import bind
 from circ.compiler.check.context import Context, Reported, Use
@@ -152,6 +154,11 @@ def _check_edges(ctx: Context, call: s.Call, fields: dict, options: dict) -> Non
     if method != "acdc" and "threshold" in options:
         ctx.fail("E385", "`threshold` applies only to method=acdc", _arg_span(call, "threshold"),
                  "to keep the strongest edges of other methods, write discover(A, top=N)")
+    threshold = options.get("threshold", 0)
+    if not 0 <= threshold < math.inf:
+        ctx.fail("E516", f"threshold={threshold:g}: ACDC keeps an edge when removing it costs the metric at "
+                 "least the threshold, a finite number from 0 up", _arg_span(call, "threshold"),
+                 "below 0 an edge that hurts the metric would stay; e.g. threshold=0.05 (in the metric's units)")
     if method in ("exact", "acdc") and options["position"].kind != "all":
         ctx.fail("E386", f"method={method} removes an edge at every position; `at` applies to eap and eap_ig",
                  _arg_span(call, "at"))
@@ -182,12 +189,19 @@ def _ranking(ctx: Context, ranking, use: Use) -> ir.Select:
     return ir.Select(ranking.name, span=ranking.span)
 
 
+MAX_RANDOM_ORDERS = 1000  # random orders of one curve, each measured at every size
+
+
 def _check_curve(ctx: Context, call: s.Call, fields: dict, options: dict) -> None:
     if "sizes" in options:
         if any(a.name == "points" for a in call.args):
             ctx.fail("E304", "`points` spaces the sizes evenly; `sizes` lists them: give one of them",
                      _arg_span(call, "points"))
         options.pop("points")
+    if options["random"] > MAX_RANDOM_ORDERS:
+        ctx.fail("E517", f"random={options['random']} orders each cost one forward pass per measured size; "
+                 f"a curve averages at most {MAX_RANDOM_ORDERS:,}", _arg_span(call, "random"),
+                 "the baseline's standard error shrinks as 1/sqrt(random): e.g. random=20")
     target = options["target"]
     if not 0 < target <= 1:
         ctx.fail("E391", f"target={target} is no faithfulness a circuit can be asked to reach",

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 
 def curve_sizes(total: int, points: int) -> list[int]:
-    """0, then `points` sizes evenly spaced up to `total` (rounded, each once)."""
+    """0, then `points` sizes evenly spaced up to `total` (rounded, each once); more
+    points than `total` measure every size."""
+    points = max(min(points, total), 1)
     return sorted({round(i * total / points) for i in range(points + 1)})
 
 
