@@ -296,11 +296,14 @@ def faithfulness_curve(curve: dict, *, title: str) -> str:
     """Faithfulness against the fraction of ranked nodes kept: the ranking (blue), the
     random baseline's mean with a band of one standard error (grey), the target
     (dashed) and, on each line that reaches it, the smallest size that does."""
-    fractions = [_number(x, f"{title} fraction") for x in curve.get("fractions") or []]
-    own = [_number_or_nan(f, f"{title} faithfulness") for f in curve.get("faithfulness") or []]
+    fractions = [_number(x, f"{title} fraction") for x in _listed(curve.get("fractions"), f"{title} fractions")]
+    own = [_number_or_nan(f, f"{title} faithfulness")
+           for f in _listed(curve.get("faithfulness"), f"{title} faithfulness")]
     baseline = curve.get("random") if isinstance(curve.get("random"), dict) else {}
-    mean = [_number_or_nan(f, f"{title} random faithfulness") for f in baseline.get("faithfulness") or []]
-    spread = [0.0 if e is None else _number(e, f"{title} random stderr") for e in baseline.get("stderr") or []]
+    mean = [_number_or_nan(f, f"{title} random faithfulness")
+            for f in _listed(baseline.get("faithfulness"), f"{title} random faithfulness")]
+    spread = [0.0 if e is None else _number(e, f"{title} random stderr")
+              for e in _listed(baseline.get("stderr"), f"{title} random stderr")]
     if not fractions or len(own) != len(fractions):
         raise RenderError(f"{title}: a curve needs as many faithfulness values as fractions")
     fig = _figure(6.4, 3.8)
@@ -361,6 +364,15 @@ def _with_error(value: float, stderr) -> str:
     if isinstance(stderr, (int, float)) and not isinstance(stderr, bool) and math.isfinite(stderr):
         return f"{value:+.2f} \u00b1 {stderr:.2f}"
     return f"{value:+.2f}"
+
+
+def _listed(values, where) -> list:
+    """A list from the results, empty where it is missing."""
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise RenderError(f"'{where}' must be a list, not {type(values).__name__}")
+    return values
 
 
 def _number(value, where) -> float:

@@ -11,7 +11,10 @@ ATTENDED = 0.05  # attention mass below which a named position is not listed
 
 
 def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:+.4f}"
+    """A number signed to four places; "n/a" for null or anything else a results file holds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value:+.4f}"
 
 
 def _with_error(value, stderr) -> str:
@@ -62,9 +65,11 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
     if "total" in result:
         lines.append(f"  total {_fmt(result['total'])}")
     if "kept" in result:
-        baseline = result.get("baseline") or {}
-        graph = len(result.get("values", {})) + int(result.get("untried") or 0)
-        lines.append(f"  ACDC kept {len(result['kept'])} of {graph} edges at threshold {_fmt(result.get('threshold'))}: "
+        baseline = result.get("baseline") if isinstance(result.get("baseline"), dict) else {}
+        kept = result["kept"] if isinstance(result["kept"], list) else []
+        untried = result.get("untried") if type(result.get("untried")) is int else 0
+        graph = len(result.get("values", {})) + untried
+        lines.append(f"  ACDC kept {len(kept)} of {graph} edges at threshold {_fmt(result.get('threshold'))}: "
                      f"metric {_fmt(baseline.get('clean'))} clean, {_fmt(baseline.get('circuit'))} with the kept edges")
     errors = result.get("stderr") if isinstance(result.get("stderr"), dict) else {}
     for node, value in _top_values(result.get("values", {})):
@@ -74,7 +79,7 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
 
 def _curve_lines(result: dict) -> list[str]:
     """Areas of the ranking and of the random baseline, and the sizes at the target."""
-    baseline = result.get("random") or {}
+    baseline = result.get("random") if isinstance(result.get("random"), dict) else {}
     target = result.get("target")
     return [f"  ranking by |{result.get('ranked_by')}|: CPR {_fmt(result.get('cpr'))}  CMD {_fmt(result.get('cmd'))}  "
             f"size at {target}: {result.get('size_at_target')} of {result.get('ranked')}",
