@@ -1,6 +1,7 @@
 """ACDC and exact edge scores. Exact scores equal path patching; on the demo model
 ACDC's pruning of a small subgraph equals a brute-force pruning written here with
-hand-made TransformerLens hooks (same order, same rule); on the planted model ACDC,
+hand-made TransformerLens hooks (same order, same rule), with logit_diff and with kl,
+and so does one point of an edge faithfulness curve; on the planted model ACDC,
 exact scores and EAP-IG all find exactly the planted edges."""
 import json
 
@@ -11,6 +12,7 @@ from circ.runtime.analyses.acdc import acdc
 from circ.runtime.analyses.edge_attribution import edge_attribution
 from circ.runtime.analyses.edge_circuit import LOGITS, edge_key, graph_edges
 from circ.runtime.analyses.exact_edges import exact_edge_scores
+from circ.runtime.analyses.faithfulness_curve import edge_measure, faithfulness_curve
 from circ.runtime.analyses.metrics import metric_values
 from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.path_patching import path_patch
@@ -104,7 +106,21 @@ class HandCircuit:
         hooks.append(("ln_final.hook_in", lambda x, hook: x - change(LOGITS)))
         with torch.no_grad():
             logits = bridge.run_with_hooks(self.clean.tokens, fwd_hooks=hooks)
+        return self.score(logits)
+
+    def score(self, logits) -> float:
         return float(metric_values(logits, self.clean, LD).mean())
+
+
+class HandKL(HandCircuit):
+    """The same circuits scored by minus KL(clean || circuit) at each prompt's last
+    position, written out (helps-signed, as ACDC compares it)."""
+
+    def score(self, logits) -> float:
+        rows = torch.arange(len(self.clean.tokens))
+        clean = self.clean_logits[rows, self.clean.last].float().log_softmax(dim=-1)
+        this = logits[rows, self.clean.last].float().log_softmax(dim=-1)
+        return -float((clean.exp() * (clean - this)).sum(dim=-1).mean())
 
 
 def brute_force_acdc(hand, threshold):
@@ -161,6 +177,37 @@ def test_kl_metric_prunes_toward_the_full_model(demo, mcq):
     assert 0 <= found["baseline"]["circuit"]
     assert all(value < 0.01 for key, value in found["values"].items() if key not in found["kept"])
     assert all(found["values"][key] >= 0.01 for key in found["kept"])
+
+
+def test_acdc_with_kl_equals_brute_force_on_a_subgraph(demo, mcq):
+    clean, corrupt = mcq
+    edges = graph_edges(demo, SUBGRAPH)
+    threshold = 0.002
+    found = acdc(demo, clean, edges, ir.Metric("kl", "kl"), corrupt, threshold, batch_size=4, show_progress=False)
+    removed, tried, final = brute_force_acdc(HandKL(demo, clean, clean.corrupt), threshold)
+    assert found["kept"] == [edge_key(e) for e in edges if e not in set(removed)]
+    assert 2 <= len(found["kept"]) <= len(edges) - 3  # the threshold splits the graph
+    for key, drop in tried.items():
+        assert found["values"][key] == pytest.approx(drop, abs=1e-5), key
+    assert found["baseline"]["circuit"] == pytest.approx(-final, abs=1e-5)
+
+
+def test_an_edge_curve_point_equals_the_hand_written_circuit(demo, mcq):
+    """f(k) of an edge curve, from hooks written out: the first k edges of the ranking
+    kept, every other edge of the graph reading its sender's corrupted output."""
+    clean, corrupt = mcq
+    edges = graph_edges(demo, SUBGRAPH)
+    exact = exact_edge_scores(demo, clean, edges, LD, corrupt, batch_size=4, show_progress=False)
+    ranking = sorted(edges, key=lambda e: -abs(exact["values"][edge_key(e)]))
+    measure = edge_measure(demo, clean, edges, LD, corrupt, batch_size=4, show_progress=False)
+    curve = faithfulness_curve(ranking, measure, points=None, sizes=(3,), random_orders=1, seed=0, target=0.9)
+    hand = HandCircuit(demo, clean, clean.corrupt)
+    full, none = hand.metric([]), hand.metric(edges)
+    assert curve["sizes"] == [0, 3, len(edges)]
+    assert curve["clean"] == pytest.approx(full, abs=1e-5) and curve["all_ablated"] == pytest.approx(none, abs=1e-5)
+    expected = (hand.metric(ranking[3:]) - none) / (full - none)
+    assert curve["faithfulness"][1] == pytest.approx(expected, abs=1e-5)
+    assert 0.05 < expected < 0.95  # three edges recover part of the metric, not none or all of it
 
 
 PLANTED_PATH = ["EMBED->L0.H2.v", "L0.H2->L1.H1.k", "L1.H1->LOGITS"]
