@@ -1,7 +1,9 @@
 """ACDC and exact edge scores. Exact scores equal path patching; on the demo model
 ACDC's pruning of a small subgraph equals a brute-force pruning written here with
 hand-made TransformerLens hooks (same order, same rule), with logit_diff and with kl,
-and so does one point of an edge faithfulness curve; on the planted model ACDC,
+and so does one point of an edge faithfulness curve; exact edges into the logits of the
+BPE-tokenized GPT-2 and Llama shapes equal hand-written hooks (the grouped-query Llama
+refusing its k and v edges by name); on the planted model ACDC,
 exact scores and EAP-IG all find exactly the planted edges."""
 import json
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 from circ.compiler import ir
 from circ.runtime.analyses.acdc import acdc
+from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.analyses.edge_attribution import edge_attribution
 from circ.runtime.analyses.edge_circuit import LOGITS, edge_key, graph_edges
 from circ.runtime.analyses.exact_edges import exact_edge_scores
@@ -52,6 +55,32 @@ def test_exact_scores_are_path_patching(demo, mcq):
     assert exact["n"] == len(clean) and len(exact["values"]) == len(edges) == 26
     assert exact["baseline"]["clean"] == pytest.approx(paths["baseline"]["clean"], abs=1e-6)
     assert len({round(v, 5) for v in exact["values"].values()}) > 20  # not a table of zeros
+
+
+def test_exact_edges_into_the_logits_equal_hand_written_hooks_on_bpe_families(bpe_model):
+    """GPT-2 and Llama shapes with a BPE tokenizer: removing SENDER->LOGITS is the
+    unembedding reading the stream minus (the sender's clean - corrupted output)."""
+    vocabulary = TokenVocabulary.from_hf(bpe_model.tokenizer, prepends_bos(bpe_model))
+    clean = tokenize(bpe_model, build("mcq", {"n": 4, "seed": 5}, vocabulary=vocabulary), source_name="clean")
+    corrupt = make_source(bpe_model, clean, ir.PatchSource("corrupt"), {})
+    nodes = [EMBED, ir.Node(0, "head", 1), ir.Node(0, "mlp"), ir.Node(1, "head", 0)]
+    edges = graph_edges(bpe_model, nodes)
+    if bpe_model.bridge.cfg.n_key_value_heads not in (None, bpe_model.shape.n_heads):  # the Llama's 2 groups
+        with pytest.raises(AnalysisError, match=r"^L0.H1.k: this model's heads share keys and values \(2 groups"):
+            exact_edge_scores(bpe_model, clean, edges, LD, corrupt, show_progress=False)
+        edges = [e for e in edges if e[1] == LOGITS or e[1].part not in ("k", "v")]
+    exact = exact_edge_scores(bpe_model, clean, edges, LD, corrupt, batch_size=4, show_progress=False)
+    hand = HandCircuit(bpe_model, clean, clean.corrupt)
+    bridge = bpe_model.bridge
+    with torch.no_grad():
+        _, now = bridge.run_with_cache(clean.tokens)
+        full = float(metric_values(bridge(clean.tokens), clean, LD).mean())
+        for sender in nodes[1:]:
+            change = hand.output(now, sender) - hand.output(hand.bad, sender)
+            logits = bridge.run_with_hooks(clean.tokens, fwd_hooks=[("ln_final.hook_in", lambda x, hook: x - change)])
+            removed = float(metric_values(logits, clean, LD).mean())
+            assert exact["values"][f"{sender.id}->LOGITS"] == pytest.approx(full - removed, abs=1e-4), sender.id
+            assert abs(full - removed) > 1e-6  # the edge carries something
 
 
 class HandCircuit:
