@@ -98,5 +98,15 @@ def test_a_curve_of_a_hundred_thousand_points_is_read_in_bounded_time(tmp_path):
                  faithfulness=[0.5] * points, stderr=[0.0] * points)
     curve["random"].update(faithfulness=[0.25] * points, stderr=[0.0] * points)
     started = time.perf_counter()
-    readers_of(tmp_path, document)
+    out = readers_of(tmp_path, document)
     assert time.perf_counter() - started < 20
+    assert len(out["report"]) < 10**6  # the chart draws 2,000 of the points (263 MB of page when it drew 10**6)
+
+
+def test_a_thinned_curve_keeps_its_ends_and_even_spacing():
+    from circ.runtime.render.charts import _evenly_thinned
+
+    assert _evenly_thinned(5, 2000) == [0, 1, 2, 3, 4]
+    drawn = _evenly_thinned(10**6, 2000)
+    assert len(drawn) == 2000 and drawn[0] == 0 and drawn[-1] == 10**6 - 1
+    assert max(b - a for a, b in zip(drawn, drawn[1:])) - min(b - a for a, b in zip(drawn, drawn[1:])) <= 1

@@ -24,6 +24,7 @@ MAX_BARS = 30
 MAX_STRIPS = 16  # more attention patterns than this are drawn as grids, heads x tokens
 MAX_GRID_ROWS = 300  # heads in one attention grid; more are split by layer range
 MAX_TICK_LABELS = 64  # tick labels along one axis of a grid; more are thinned
+MAX_CURVE_POINTS = 2000  # measured sizes drawn along a faithfulness curve; more are thinned evenly
 DATASET_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
 
 
@@ -306,6 +307,9 @@ def faithfulness_curve(curve: dict, *, title: str) -> str:
               for e in _listed(baseline.get("stderr"), f"{title} random stderr")]
     if not fractions or len(own) != len(fractions):
         raise RenderError(f"{title}: a curve needs as many faithfulness values as fractions")
+    measured, drawn = len(fractions), _evenly_thinned(len(fractions), MAX_CURVE_POINTS)
+    fractions, own, mean, spread = ([values[i] for i in drawn] if len(values) == measured else values
+                                    for values in (fractions, own, mean, spread))
     fig = _figure(6.4, 3.8)
     ax = fig.add_subplot(1, 1, 1)
     ranked_by = curve.get("ranked_by", "ranking")
@@ -329,6 +333,13 @@ def faithfulness_curve(curve: dict, *, title: str) -> str:
     ax.legend(fontsize=7, loc="lower right")
     _finish(ax, title, xlabel=f"fraction of the {curve.get('ranked')} ranked nodes kept", ylabel="faithfulness")
     return _svg(fig, title)
+
+
+def _evenly_thinned(count: int, most: int) -> list[int]:
+    """Indices of `count` points, at most `most` of them evenly spread, first and last kept."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
 
 
 def _area(value) -> str:
