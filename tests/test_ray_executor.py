@@ -184,3 +184,41 @@ def test_exact_edge_scores_are_spread_over_the_workers(cluster):
     local, distributed = results["local"]["analyses"]["exact"], results["ray"]["analyses"]["exact"]
     assert len(local["values"]) == 110 and list(distributed["values"]) == list(local["values"])
     assert _close(results["local"], results["ray"]) == []
+
+
+DISCOVERY = '''
+spec "discovery"
+model demo
+data clean = mcq(n=8, labels="ABCD", seed=0)
+metric ld = logit_diff(answer, wrong) at last
+analysis dla = attribute(heads + mlps, on=clean, metric=ld)
+analysis e = edges(heads + mlps + embed, source=mean(clean), target=clean, metric=ld)
+analysis node_curve = curve(dla, on=clean, metric=ld, points=5, random=2)
+analysis edge_curve = curve(e, on=clean, metric=ld, points=5, random=3, seed=1)
+circuit grown = discover(dla, faithfulness=0.9)
+circuit grown_edges = discover(e, faithfulness=0.9)
+'''
+
+
+def test_curves_and_growth_are_measured_on_the_workers(cluster):
+    """Each curve's points and each growth's doubling sizes in chunks on the actors: the
+    local results.json, float for float, at node and edge level, on the demo model (the
+    rankings, attribution and EAP, run on the driver)."""
+    from circ.cli.run import run_spec
+
+    folder, _ = cluster
+    (folder / "discovery.circ").write_text(DISCOVERY)
+    results, log = {}, io.StringIO()
+    for executor in ("local", "ray"):
+        code = run_spec(str(folder / "discovery.circ"), str(folder / f"discovery-{executor}"), model=None,
+                        device=None, batch_size=3, seed=0, trust_remote_code=False, progress=executor == "ray",
+                        executor=executor, stderr=log)
+        assert code == 0, log.getvalue()
+        results[executor] = json.loads((folder / f"discovery-{executor}" / "results.json").read_text())
+        results[executor].pop("timing")
+    shown = log.getvalue()
+    assert "curve along dla: 18 circuits in 8 chunks on 2 Ray workers" in shown  # 6 sizes, 3 orders
+    assert "curve along e: 24 circuits in 8 chunks on 2 Ray workers" in shown  # 6 sizes, 4 orders
+    assert "discover along dla: 5 circuits in 5 chunks on 2 Ray workers" in shown  # sizes 1, 2, 4, 8, 10
+    assert results["ray"] == results["local"]
+    assert results["local"]["analyses"]["edge_curve"]["random"]["orders"] == 3
