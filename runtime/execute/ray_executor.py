@@ -2,10 +2,11 @@
 
 Everything but exact activation patching, path patching, exact edge scores and the
 faithfulness measurements of curves and growth runs as in `Executor`, on this machine
-(ACDC too: each edge it tries depends on the ones before). A patch analysis's nodes, a path patching analysis's senders (those with an
-edge to some receiver; each chunk takes every receiver), or the senders of exact edge
-scores (along the residual stream; each chunk scores their edges in the whole graph) are split,
-in canonical order, into chunks; a pool of Ray actors (`PatchWorker`), each of which
+(ACDC too: each edge it tries depends on the ones before). A patch analysis's nodes,
+a path patching analysis's senders (those with an edge to some receiver; each chunk
+takes every receiver), or the senders of exact edge scores (along the residual stream;
+each chunk scores their edges in the whole graph) are split, in canonical order, into
+chunks; a pool of Ray actors (`PatchWorker`), each of which
 loads the model once from the spec's model description (the model itself is never
 sent), runs the analysis on one chunk at a time. What every chunk reads is put in
 Ray's object store once and passed by reference: the spec, each tokenised dataset,
