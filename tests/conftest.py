@@ -107,6 +107,44 @@ def mcq_examples(n, *, seed=0, ragged=False, corrupt=True):
     return examples
 
 
+@pytest.fixture(scope="module")
+def prompts(tiny):
+    """Six tokenised multiple-choice prompts of varied length (a module may define its own)."""
+    from circ.runtime.data.prompts import tokenize
+
+    return tokenize(tiny, mcq_examples(6, ragged=True), source_name="clean")
+
+
+@pytest.fixture(scope="module")
+def corrupt(tiny, prompts):
+    """The patch source of `prompts`' corrupted prompts."""
+    from circ.runtime.analyses.patch_sources import make_source
+
+    return make_source(tiny, prompts, ir.PatchSource("corrupt"), {})
+
+
+@pytest.fixture(scope="module")
+def planted_graph(tmp_path_factory):
+    """The model of tests/planted_model.py (a circuit set by hand), 16 of its marker
+    prompts tokenised, and every edge among its embedding, heads and MLPs:
+    (model, clean prompts, edges)."""
+    from circ.runtime.analyses.edge_circuit import graph_edges
+    from circ.runtime.data.prompts import tokenize
+    from circ.runtime.data.readers import read_jsonl
+    from planted_model import build_planted_model_dir, marker_records
+
+    folder = tmp_path_factory.mktemp("planted-graph")
+    build_planted_model_dir(folder / "model")
+    with open(folder / "data.jsonl", "w") as handle:
+        for record in marker_records(16, seed=1):
+            handle.write(json.dumps(record) + "\n")
+    loaded = load_tiny(folder / "model")
+    clean = tokenize(loaded, read_jsonl(folder / "data.jsonl"), source_name="clean")
+    nodes = [ir.Node(0, "embed")] + [ir.Node(layer, "head", head) for layer in range(2) for head in range(4)] \
+        + [ir.Node(0, "mlp"), ir.Node(1, "mlp")]
+    return loaded, clean, graph_edges(loaded, nodes)
+
+
 def write_jsonl(path, examples) -> None:
     """`examples` as a JSONL dataset file, every field a line can carry."""
     with open(path, "w") as handle:

@@ -5,7 +5,6 @@ and so does one point of an edge faithfulness curve; exact edges into the logits
 BPE-tokenized GPT-2 and Llama shapes equal hand-written hooks (the grouped-query Llama
 refusing its k and v edges by name); on the planted model ACDC,
 exact scores and EAP-IG all find exactly the planted edges."""
-import json
 
 import pytest
 import torch
@@ -21,10 +20,8 @@ from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.path_patching import path_patch
 from circ.runtime.data.generators import build
 from circ.runtime.data.prompts import prepends_bos, tokenize
-from circ.runtime.data.readers import read_jsonl
 from circ.runtime.data.token_vocabulary import TokenVocabulary
 from circ.runtime.models.loading import load_model
-from conftest import load_tiny
 
 LD = ir.Metric("ld", "logit_diff")
 EMBED = ir.Node(0, "embed")
@@ -243,19 +240,9 @@ PLANTED_PATH = ["EMBED->L0.H2.v", "L0.H2->L1.H1.k", "L1.H1->LOGITS"]
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    from planted_model import build_planted_model_dir, marker_records
-
-    folder = tmp_path_factory.mktemp("planted-acdc")
-    build_planted_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for record in marker_records(16, seed=1):
-            handle.write(json.dumps(record) + "\n")
-    loaded = load_tiny(folder / "model")
-    clean = tokenize(loaded, read_jsonl(folder / "data.jsonl"), source_name="clean")
-    nodes = [EMBED] + [ir.Node(layer, "head", head) for layer in range(2) for head in range(4)] \
-        + [ir.Node(0, "mlp"), ir.Node(1, "mlp")]
-    return loaded, clean, make_source(loaded, clean, ir.PatchSource("corrupt"), {}), graph_edges(loaded, nodes)
+def planted(planted_graph):
+    loaded, clean, edges = planted_graph
+    return loaded, clean, make_source(loaded, clean, ir.PatchSource("corrupt"), {}), edges
 
 
 def test_acdc_keeps_exactly_the_planted_edges(planted):

@@ -7,10 +7,8 @@ import torch
 from circ.compiler import ir
 from circ.runtime.analyses.attribution import attribution_patch
 from circ.runtime.analyses.common import AnalysisError, run_cached
-from circ.runtime.analyses.patch_sources import SourceBatch, make_source
+from circ.runtime.analyses.patch_sources import SourceBatch
 from circ.runtime.analyses.patching import patch
-from circ.runtime.data.prompts import tokenize
-from conftest import mcq_examples
 
 LD = ir.Metric("ld", "logit_diff")
 NODES = ([ir.Node(layer, "head", head) for layer in range(2) for head in range(4)]
@@ -32,15 +30,6 @@ class ScaledSource:
         other = self.inner.fetch(batch, hooks).activations
         return SourceBatch({h: clean[h] + self.eps * (other[h] - clean[h]) for h in hooks}, None)
 
-
-@pytest.fixture(scope="module")
-def prompts(tiny):
-    return tokenize(tiny, mcq_examples(6, ragged=True), source_name="clean")
-
-
-@pytest.fixture(scope="module")
-def corrupt(tiny, prompts):
-    return make_source(tiny, prompts, ir.PatchSource("corrupt"), {})
 
 
 def errors(tiny, prompts, source, effect, **options):

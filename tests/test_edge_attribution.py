@@ -4,10 +4,7 @@ import pytest
 from circ.compiler import ir
 from circ.runtime.analyses.common import AnalysisError
 from circ.runtime.analyses.edge_attribution import edge_attribution
-from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.path_patching import path_patch
-from circ.runtime.data.prompts import tokenize
-from conftest import mcq_examples
 from test_attribution import ScaledSource
 
 LD = ir.Metric("ld", "logit_diff")
@@ -15,15 +12,6 @@ SENDERS = [ir.Node(0, "embed"), ir.Node(0, "head", 1), ir.Node(0, "head", 3), ir
 RECEIVERS = [ir.Node(1, "head_input", 0, "q"), ir.Node(1, "head_input", 3, "k"), ir.Node(1, "head_input", 1, "v"),
              ir.Node(1, "mlp"), ir.Node(0, "mlp")]
 
-
-@pytest.fixture(scope="module")
-def prompts(tiny):
-    return tokenize(tiny, mcq_examples(6, ragged=True), source_name="clean")
-
-
-@pytest.fixture(scope="module")
-def corrupt(tiny, prompts):
-    return make_source(tiny, prompts, ir.PatchSource("corrupt"), {})
 
 
 def gaps(tiny, prompts, source, kernel):

@@ -3,7 +3,6 @@ the clean run, keeping none is the corrupted run, removing one edge is exact pat
 patching of that edge (q, k and v apart) or, into the logits, the sender's change
 added by hand at the final LayerNorm; a node-level circuit is faithfulness's
 circuit-only run; on the planted model the planted path alone carries the metric."""
-import json
 
 import pytest
 import torch
@@ -22,23 +21,13 @@ from circ.runtime.analyses.metrics import metric_values
 from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.path_patching import path_patch
 from circ.runtime.data.prompts import tokenize
-from circ.runtime.data.readers import read_jsonl
-from conftest import load_tiny, mcq_examples
+from conftest import load_tiny
 from test_path_patching import sender_output
 
 LD = ir.Metric("ld", "logit_diff")
 NODES = [ir.Node(0, "embed")] + [ir.Node(layer, "head", head) for layer in range(2) for head in range(4)] \
     + [ir.Node(0, "mlp"), ir.Node(1, "mlp")]
 
-
-@pytest.fixture(scope="module")
-def prompts(tiny):
-    return tokenize(tiny, mcq_examples(6, ragged=True), source_name="clean")
-
-
-@pytest.fixture(scope="module")
-def corrupt(tiny, prompts):
-    return make_source(tiny, prompts, ir.PatchSource("corrupt"), {})
 
 
 @pytest.fixture(scope="module")
@@ -142,24 +131,8 @@ def test_unknown_kept_edges_are_refused(tiny, prompts, corrupt, edges):
 PLANTED_PATH = ["EMBED->L0.H2.v", "L0.H2->L1.H1.k", "L1.H1->LOGITS"]
 
 
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    from planted_model import build_planted_model_dir, marker_records
-
-    folder = tmp_path_factory.mktemp("planted-circuit")
-    build_planted_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for record in marker_records(16, seed=1):
-            handle.write(json.dumps(record) + "\n")
-    loaded = load_tiny(folder / "model")
-    clean = tokenize(loaded, read_jsonl(folder / "data.jsonl"), source_name="clean")
-    nodes = [ir.Node(0, "embed")] + [ir.Node(layer, "head", head) for layer in range(2) for head in range(4)] \
-        + [ir.Node(0, "mlp"), ir.Node(1, "mlp")]
-    return loaded, clean, graph_edges(loaded, nodes)
-
-
-def test_planted_path_alone_carries_the_metric(planted):
-    loaded, clean, edges = planted
+def test_planted_path_alone_carries_the_metric(planted_graph):
+    loaded, clean, edges = planted_graph
     source = make_source(loaded, clean, ir.PatchSource("corrupt"), {})
     assert set(PLANTED_PATH) <= {edge_key(e) for e in edges}
     circuit = EdgeCircuit(loaded, clean, edges, LD, source)

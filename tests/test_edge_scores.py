@@ -6,7 +6,6 @@ import torch
 from circ.compiler import ir
 from circ.runtime.analyses.edge_attribution import edge_attribution
 from circ.runtime.analyses.metrics import metric_values
-from circ.runtime.analyses.patch_sources import make_source
 from circ.runtime.analyses.path_patching import path_patch
 from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
@@ -22,10 +21,6 @@ RECEIVERS = [n for n in NODES if n.kind != "embed"]
 def prompts(tiny):
     return tokenize(tiny, mcq_examples(6), source_name="clean")
 
-
-@pytest.fixture(scope="module")
-def corrupt(tiny, prompts):
-    return make_source(tiny, prompts, ir.PatchSource("corrupt"), {})
 
 
 @pytest.fixture(scope="module")

@@ -172,6 +172,7 @@ def test_a_spec_runs_answer_logprob_on_labels_the_tokenizer_splits(bpe_model_dir
     import json
 
     from circ.cli.run import run_spec
+    from transformers import AutoTokenizer
 
     spec = tmp_path / "labels.circ"
     spec.write_text(f'spec "labels"\nmodel hf("{bpe_model_dirs["gpt2"]}")\n'
@@ -187,3 +188,7 @@ def test_a_spec_runs_answer_logprob_on_labels_the_tokenizer_splits(bpe_model_dir
     assert results["metrics"]["alp"]["kind"] == "answer_logprob"
     assert results["datasets"]["clean"]["metrics"]["alp"] < -1
     assert set(results["analyses"]["p"]["values"]) == {f"L1.H{h}" for h in range(4)}
+    tokenizer = AutoTokenizer.from_pretrained(bpe_model_dirs["gpt2"])
+    paper = tokenizer(" paper", add_special_tokens=False)["input_ids"]
+    assert len(paper) == 3 and len(tokenizer(" cow", add_special_tokens=False)["input_ids"]) == 1
+    assert results["datasets"]["clean"]["answer_sequences"] == [{"ids": paper, "text": " paper"}]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from circ.compiler import ir
-from circ.runtime.execute.ray_executor import chunked, distributable, merge_entries
+from circ.runtime.execute.ray_executor import chunked, distributable, merge_entries, merge_measured
 from conftest import build_tiny_model_dir, mcq_examples, write_jsonl
+from planted_model import PLANTED, build_planted_model_dir, marker_records
 
 SPEC = '''
 spec "sweep"
@@ -44,6 +45,15 @@ def test_merge_joins_per_node_tables_and_keeps_shared_fields():
                                      "baseline": {"clean": 2.0, "patched_source": None}}
     with pytest.raises(ValueError, match="disagree on 'kind'"):
         merge_entries([a, {**b, "kind": "other"}])
+
+
+def test_merged_measurements_join_the_circuits_in_chunk_order():
+    a = {"faithfulness": [0.0, 0.5], "stderr": [None, 0.1], "clean": 2.0, "all_ablated": 1.0}
+    b = {"faithfulness": [1.0], "stderr": [0.2], "clean": 2.0, "all_ablated": 1.0}
+    assert merge_measured([a, b]) == {"faithfulness": [0.0, 0.5, 1.0], "stderr": [None, 0.1, 0.2],
+                                      "clean": 2.0, "all_ablated": 1.0}
+    with pytest.raises(ValueError, match="disagree on 'clean'"):
+        merge_measured([a, {**b, "clean": 3.0}])
 
 
 def test_only_exact_patching_path_patching_and_exact_edges_are_spread():
@@ -184,3 +194,102 @@ def test_exact_edge_scores_are_spread_over_the_workers(cluster):
     local, distributed = results["local"]["analyses"]["exact"], results["ray"]["analyses"]["exact"]
     assert len(local["values"]) == 110 and list(distributed["values"]) == list(local["values"])
     assert _close(results["local"], results["ray"]) == []
+
+
+DISCOVERY = '''
+spec "discovery"
+model demo
+data clean = mcq(n=8, labels="ABCD", seed=0)
+metric ld = logit_diff(answer, wrong) at last
+analysis dla = attribute(heads + mlps, on=clean, metric=ld)
+analysis e = edges(heads + mlps + embed, source=mean(clean), target=clean, metric=ld)
+analysis node_curve = curve(dla, on=clean, metric=ld, points=5, random=2)
+analysis edge_curve = curve(e, on=clean, metric=ld, points=5, random=3, seed=1)
+circuit grown = discover(dla, faithfulness=0.9)
+circuit grown_edges = discover(e, faithfulness=0.9)
+'''
+
+
+def test_curves_and_growth_are_measured_on_the_workers(cluster):
+    """Each curve's points and each growth's doubling sizes in chunks on the actors: the
+    local results.json, float for float, at node and edge level, on the demo model (the
+    rankings, attribution and EAP, run on the driver)."""
+    from circ.cli.run import run_spec
+
+    folder, _ = cluster
+    (folder / "discovery.circ").write_text(DISCOVERY)
+    results, log = {}, io.StringIO()
+    for executor in ("local", "ray"):
+        code = run_spec(str(folder / "discovery.circ"), str(folder / f"discovery-{executor}"), model=None,
+                        device=None, batch_size=3, seed=0, trust_remote_code=False, progress=executor == "ray",
+                        executor=executor, stderr=log)
+        assert code == 0, log.getvalue()
+        results[executor] = json.loads((folder / f"discovery-{executor}" / "results.json").read_text())
+        results[executor].pop("timing")
+    shown = log.getvalue()
+    assert "curve along dla: 18 circuits in 8 chunks on 2 Ray workers" in shown  # 6 sizes, 3 orders
+    assert "curve along e: 24 circuits in 8 chunks on 2 Ray workers" in shown  # 6 sizes, 4 orders
+    assert "discover along dla: 5 circuits in 5 chunks on 2 Ray workers" in shown  # sizes 1, 2, 4, 8, 10
+    assert results["ray"] == results["local"]
+    assert results["local"]["analyses"]["edge_curve"]["random"]["orders"] == 3
+
+
+PLANTED_SPEC = '''
+spec "planted-discovery"
+model hf("model")
+data clean = jsonl("data.jsonl")
+metric ld = logit_diff(answer, wrong) at last
+analysis p = patch(heads + mlps, source=corrupt, target=clean, metric=ld, method=attribution)
+analysis e = edges(heads + mlps + embed, source=corrupt, target=clean, metric=ld)
+analysis fc = curve(p, on=clean, ablate=corrupt, metric=ld, points=10, random=4)
+analysis edge_curve = curve(e, on=clean, ablate=corrupt, metric=ld, points=10, random=4)
+circuit found = discover(p, faithfulness=0.9)
+circuit found_edges = discover(e, faithfulness=0.9)
+'''
+
+
+@pytest.fixture(scope="module")
+def planted(cluster):
+    """The planted circuit's spec folder and its results from the local executor."""
+    from circ.cli.run import run_spec
+
+    folder = cluster[0] / "planted"
+    build_planted_model_dir(folder / "model")
+    (folder / "data.jsonl").write_text("".join(json.dumps(record) + "\n" for record in marker_records(16, seed=1)))
+    (folder / "spec.circ").write_text(PLANTED_SPEC)
+    assert run_spec(str(folder / "spec.circ"), str(folder / "local"), model=None, device=None, batch_size=8,
+                    seed=0, trust_remote_code=False, progress=False) == 0
+    local = json.loads((folder / "local" / "results.json").read_text())
+    local.pop("timing")
+    return folder, local
+
+
+def test_the_planted_circuit_is_found_alike_on_the_workers(planted):
+    """Curves and growth at node and edge level on the planted model: results.json equal
+    to the local one, and growth keeps the planted heads on both."""
+    from circ.cli.run import run_spec
+
+    folder, local = planted
+    assert run_spec(str(folder / "spec.circ"), str(folder / "ray"), model=None, device=None, batch_size=8, seed=0,
+                    trust_remote_code=False, progress=False, executor="ray") == 0
+    distributed = json.loads((folder / "ray" / "results.json").read_text())
+    distributed.pop("timing")
+    assert distributed == local
+    assert {n["id"] for n in local["circuits"]["found"]["nodes"]} == set(PLANTED)
+    assert local["analyses"]["fc"]["size_at_target"] == 2
+
+
+def test_a_worker_killed_midway_loses_no_point_of_a_curve(planted):
+    from circ.compiler.api import compile_file, plan
+    from circ.runtime.execute.executor import Settings
+    from circ.runtime.execute.ray_executor import RayExecutor
+    from circ.runtime.models.loading import load_model
+
+    folder, local = planted
+    spec = compile_file(folder / "spec.circ")
+    executor = RayExecutor(spec, plan(spec), load_model(spec.model, spec_dir=folder),
+                           Settings(batch_size=8, show_progress=False), {}, workers=1, crash_first_worker=True)
+    executor.run()
+    assert executor.started_actors == 2  # the first died on its first chunk; a fresh one took over
+    for name in ("fc", "edge_curve"):
+        assert json.loads(json.dumps(executor.analyses[name])) == local["analyses"][name]

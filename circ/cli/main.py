@@ -83,7 +83,7 @@ def plan(file, fmt, estimate, model_shape, batch_size, include_outside):
 @click.option("--device-map", help="Spread the model over devices: auto, balanced, a JSON object or a JSON "
                                    "file mapping modules to a GPU index, cpu or disk.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: run patching sweeps on a Ray cluster.")
+              help="ray: run patching sweeps, curves and growth on a Ray cluster.")
 @click.option("--address", help="With --executor ray: the cluster to join [default: a local one].")
 @INCLUDE_OUTSIDE
 @click.option("--per-prompt", is_flag=True,

@@ -24,6 +24,7 @@ from circ.runtime.analyses.common import (
     check_nodes,
     mean_and_stderr,
     mlp_out_hook,
+    node_site,
     progress,
     run_cached,
     run_hooked,
@@ -124,8 +125,7 @@ def measure_circuits(loaded, prompts, circuits: list[list[ir.Node]], metric: ir.
     """Faithfulness of each node list, with its standard error over prompts (delta
     method); one clean and one all-ablated run per batch serve every circuit."""
     shape = loaded.shape
-    hooks = [z_hook(layer) for layer in range(shape.n_layers)]
-    hooks += [mlp_out_hook(layer) for layer in range(shape.n_layers)] if shape.has_mlp else []
+    hooks = ablated_hooks(shape, [], "nodes")
     raw = ir.Metric(metric.name, metric.kind, metric.position)
     clean, ablated, kept = [], [], [[] for _ in circuits]
     with progress((2 + len(circuits)) * len(prompts), description, show_progress) as bar:
@@ -147,6 +147,15 @@ def measure_circuits(loaded, prompts, circuits: list[list[ir.Node]], metric: ir.
                                          {n.layer for n in circuit if n.kind == "mlp"}))
             bar.update((2 + len(circuits)) * len(batch))
     return _normalised(clean, ablated, kept)
+
+
+def ablated_hooks(shape: ir.Shape, ranking: list, level: str) -> list[str]:
+    """The hooks whose ablated values measuring prefixes of `ranking` reads from the
+    source: every head's and MLP's output for nodes, the edges' senders' for edges."""
+    if level == "edges":
+        return sorted({node_site(sender, shape).hook for sender, _ in ranking})
+    hooks = [z_hook(layer) for layer in range(shape.n_layers)]
+    return hooks + ([mlp_out_hook(layer) for layer in range(shape.n_layers)] if shape.has_mlp else [])
 
 
 def edge_measure(loaded, prompts, edges: list, metric: ir.Metric, source, *, batch_size: int = 32,

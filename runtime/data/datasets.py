@@ -51,7 +51,9 @@ def build_examples(dataset: ir.Dataset, spec: ir.Spec, vocabulary: TokenVocabula
 def dataset_entry(dataset: ir.Dataset, examples: list[Example], prompts=None, tokenizer=None) -> dict:
     """The results.json summary of a dataset; with its tokenised `prompts` and the
     model's tokenizer, `answer_tokens`: the distinct tokens the answers and the wrong
-    answers became, as {"id", "text"} (the decoded text, leading space included)."""
+    answers became, as {"id", "text"} (the decoded text, leading space included; an
+    answer's first token), and where some answer has several tokens,
+    `answer_sequences`: the distinct answers of several tokens, as {"ids", "text"}."""
     params = {key: _plain(value) for key, value in dataset.params}
     first = examples[0] if examples else None
     example = first.prompt if first else None
@@ -65,7 +67,18 @@ def dataset_entry(dataset: ir.Dataset, examples: list[Example], prompts=None, to
         wrong = prompts.wrong[prompts.wrong_valid]
         entry["answer_tokens"] = {"answer": _token_strings(prompts.answer, tokenizer),
                                   "wrong": _token_strings(wrong, tokenizer)}
+        sequences = _split_answers(prompts)
+        if sequences:
+            entry["answer_sequences"] = [{"ids": list(ids), "text": tokenizer.decode(list(ids),
+                                                                                     clean_up_tokenization_spaces=False)}
+                                         for ids in sequences]
     return entry
+
+
+def _split_answers(prompts) -> list[tuple[int, ...]]:
+    """The distinct answers of several tokens, as token ids, in sorted order."""
+    counts = prompts.answer_count.tolist()
+    return sorted({tuple(row[:count]) for row, count in zip(prompts.answer_tokens.tolist(), counts) if count > 1})
 
 
 def _token_strings(ids, tokenizer) -> list[dict]:

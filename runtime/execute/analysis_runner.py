@@ -22,6 +22,7 @@ class AnalysisContext:
     show_progress: bool
     recorded_attention: Callable = lambda dataset, query: None  # (dataset, Position) -> AttentionSums or None
     results: dict = field(default_factory=dict)  # the results entries of analyses run so far, by name
+    ranking_measure: Callable | None = None  # stands in for ranking_measure() (the Ray executor spreads it)
 
 
 def _source_entry(source: ir.PatchSource | None) -> dict | None:
@@ -139,9 +140,10 @@ def _curve(a: ir.Analysis, ctx: AnalysisContext) -> dict:
     from circ.runtime.analyses.faithfulness_curve import faithfulness_curve
 
     target, ranked_by = ctx.datasets[a.dataset], a.nodes.analysis
-    ranking, measure, ids, level = ranking_measure(ranked_by, ctx.results[ranked_by], ctx.loaded, target,
-                                                   ctx.spec.metric(a.metric), ctx.source_for(a.source, target),
-                                                   batch_size=ctx.batch_size, show_progress=ctx.show_progress)
+    measure_along = ctx.ranking_measure or ranking_measure
+    ranking, measure, ids, level = measure_along(ranked_by, ctx.results[ranked_by], ctx.loaded, target,
+                                                 ctx.spec.metric(a.metric), ctx.source_for(a.source, target),
+                                                 batch_size=ctx.batch_size, show_progress=ctx.show_progress)
     out = faithfulness_curve(ranking, measure, points=a.option("points"), sizes=a.option("sizes", ()),
                              random_orders=a.option("random", 5), seed=a.option("seed", 0),
                              target=a.option("target", 0.9))

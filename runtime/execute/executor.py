@@ -15,7 +15,7 @@ from circ.compiler import ir
 from circ.runtime.data.datasets import build_examples, dataset_entry
 from circ.runtime.execute import circuits as circuit_rules
 from circ.runtime.execute import run_warnings
-from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
+from circ.runtime.execute.analysis_runner import AnalysisContext, ranking_measure, run_analysis
 from circ.runtime.execute.expectations import Readings, evaluate
 from circ.runtime.execute.node_rules import NodeFacts
 
@@ -156,7 +156,7 @@ class Executor:
         analysis = self.spec.analysis(op.arg("name"))
         ctx = AnalysisContext(self.loaded, self.spec, _LazyDatasets(self), self._source_for,
                               self._nodes_of, self.settings.batch_size, self.settings.show_progress,
-                              self._recorded_attention, self.analyses)
+                              self._recorded_attention, self.analyses, self._ranking_measure)
         self.analyses[analysis.name] = run_analysis(analysis, ctx)
         return self.analyses[analysis.name]
 
@@ -256,13 +256,12 @@ class Executor:
         """The members of `discover(A, faithfulness=F)`, grown once and kept (with the
         kept edges when A is an edges analysis)."""
         from circ.runtime.analyses.faithfulness_curve import grow
-        from circ.runtime.execute.analysis_runner import ranking_measure
 
         if nodes not in self.grown:
             growth = nodes.grow
             prompts = self._prompts(growth.dataset)
             ranked_by = self.analyses[nodes.analysis]
-            ranking, measure, ids, level = ranking_measure(
+            ranking, measure, ids, level = self._ranking_measure(
                 nodes.analysis, ranked_by, self.loaded, prompts, self.spec.metric(growth.metric),
                 self._source_for(growth.source, prompts), batch_size=self.settings.batch_size,
                 show_progress=self.settings.show_progress, description="discover")
@@ -275,6 +274,10 @@ class Executor:
                 members, kept_edges = [circuit_rules.Member(i, float(values[i])) for i in kept], None
             self.grown[nodes] = (members, kept_edges, measured)
         return self.grown[nodes][0]
+
+    def _ranking_measure(self, *args, **kwargs) -> tuple:
+        """ranking_measure(): what curves and growth measure prefixes of a ranking with."""
+        return ranking_measure(*args, **kwargs)
 
     def _facts(self, attention: str | None) -> NodeFacts:
         values = {name: r["values"] for name, r in self.analyses.items()

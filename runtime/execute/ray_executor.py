@@ -1,17 +1,25 @@
 """Run a plan with its patching sweeps spread over a Ray cluster (`circ run --executor ray`).
 
-Everything but exact activation patching, path patching and exact edge scores runs
-as in `Executor`, on this machine (ACDC too: each edge it tries depends on the ones
-before). A patch analysis's nodes, a path patching analysis's senders (those with an
-edge to some receiver; each chunk takes every receiver), or the senders of exact edge
-scores (along the residual stream; each chunk scores their edges in the whole graph) are split,
-in canonical order, into chunks; a pool of Ray actors (`PatchWorker`), each of which
+Everything but exact activation patching, path patching, exact edge scores and the
+faithfulness measurements of curves and growth runs as in `Executor`, on this machine
+(ACDC too: each edge it tries depends on the ones before). A patch analysis's nodes,
+a path patching analysis's senders (those with an edge to some receiver; each chunk
+takes every receiver), or the senders of exact edge scores (along the residual stream;
+each chunk scores their edges in the whole graph) are split, in canonical order, into
+chunks; a pool of Ray actors (`PatchWorker`), each of which
 loads the model once from the spec's model description (the model itself is never
 sent), runs the analysis on one chunk at a time. What every chunk reads is put in
 Ray's object store once and passed by reference: the spec, each tokenised dataset,
 and the patch source's activations for every batch (computed here, once per
 analysis). The chunks' entries are merged in chunk order into the entry the local
 executor would write.
+
+A curve's points (every prefix of the ranking and of each random order) and growth's
+doubling sizes are measured together, independently of one another: those circuits are
+split, in order, into chunks that the actors measure (each with its own clean and
+all-ablated runs, which every chunk gives alike), and the per-circuit numbers are joined
+in chunk order. Growth's bisection measures one size per step, each depending on the
+last: it runs here.
 
 A chunk whose actor dies (a lost node, an out-of-memory kill) is given to another
 actor, and a fresh actor replaces the dead one; a chunk is tried at most
@@ -26,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from circ.compiler import ir
+from circ.runtime.execute.analysis_runner import ranking_measure
 from circ.runtime.execute.executor import Executor, RunError
 
 MAX_ATTEMPTS = 3
@@ -83,6 +92,14 @@ def merge_entries(entries: list[dict]) -> dict:
     return merged
 
 
+def merge_measured(parts: list[dict]) -> dict:
+    """One faithfulness measurement from the chunks' (each of some of the circuits, in
+    order): per-circuit lists joined in chunk order, the shared means kept."""
+    lists = [key for key, value in parts[0].items() if isinstance(value, list)]
+    shared = merge_entries([{k: v for k, v in part.items() if k not in lists} for part in parts])
+    return {**shared, **{key: [value for part in parts for value in part[key]] for key in lists}}
+
+
 def _agree(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= AGREEMENT * max(1.0, abs(a), abs(b))
@@ -107,15 +124,27 @@ class PatchWorker:
     def run_chunk(self, spec: ir.Spec, analysis: ir.Analysis, prompts, source) -> dict:
         from circ.runtime.execute.analysis_runner import AnalysisContext, run_analysis
 
-        if self.exit_on_first_chunk:  # fault injection for tests: die like a lost node
-            os._exit(1)
+        self._fault()
         context = AnalysisContext(self.loaded, spec, {analysis.dataset: prompts}, lambda _source, _target: source,
                                   lambda nodes: list(nodes.nodes), self.batch_size, False)
         return run_analysis(analysis, context)
 
+    def measure_chunk(self, name: str, ranked_by: dict, metric: ir.Metric, prompts, source, circuits: list,
+                      description: str) -> dict:
+        """The faithfulness of `circuits`, prefixes of analysis `name`'s ranking."""
+        self._fault()
+        _, measure, _, _ = ranking_measure(name, ranked_by, self.loaded, prompts, metric, source,
+                                           batch_size=self.batch_size, show_progress=False, description=description)
+        return measure(circuits)
+
+    def _fault(self):
+        if self.exit_on_first_chunk:  # fault injection for tests: die like a lost node
+            os._exit(1)
+
 
 class RayExecutor(Executor):
-    """`Executor` with exact patching and path patching sweeps run by a pool of Ray actors.
+    """`Executor` with exact patching, path patching and exact edge sweeps, and the
+    measurements of curves and growth, run by a pool of Ray actors.
 
     address: a running cluster ("auto", "ray://host:10001", "host:6379"), or None for
     the cluster this process already joined, else a local one. workers: actors in
@@ -130,6 +159,7 @@ class RayExecutor(Executor):
         self.workers, self.crash_first_worker = workers, crash_first_worker
         self._actors: list = []
         self._refs: dict[str, object] = {}
+        self._running = None  # the op being run: where a chunk that keeps failing is reported
         self.started_actors = 0
 
     def run(self) -> None:
@@ -149,6 +179,10 @@ class RayExecutor(Executor):
             self._actors, self._refs = [], {}
             if started_here:
                 ray.shutdown()
+
+    def _execute(self, op):
+        self._running = op
+        return super()._execute(op)
 
     def _analysis(self, op):
         analysis = self.spec.analysis(op.arg("name"))
@@ -182,9 +216,11 @@ class RayExecutor(Executor):
     # ------------------------------------------------------------------ one analysis
     def _distributed(self, analysis: ir.Analysis, nodes: list[ir.Node]) -> dict:
         import ray
+        from circ.runtime.analyses.common import node_site
 
         target = self._prompts(analysis.dataset)
-        source_ref = ray.put(self._precomputed(analysis, target, nodes))
+        hooks = sorted({node_site(node, self.loaded.shape).hook for node in nodes})
+        source_ref = ray.put(self._precomputed(self._source_for(analysis.source, target), target, hooks))
         prompts_ref, spec_ref = self._ref(f"data:{analysis.dataset}", target), self._ref("spec", self.spec)
         pool = self._pool()
         chunks = chunked(nodes, len(pool) * CHUNKS_PER_WORKER)
@@ -197,14 +233,42 @@ class RayExecutor(Executor):
         if self.settings.show_progress:
             print(f"  {analysis.name}: {len(nodes)} nodes in {len(tasks)} chunks on {len(pool)} Ray workers",
                   file=self.settings.log, flush=True)
-        entries = self._schedule(tasks, spec_ref, prompts_ref, source_ref)
+        entries = self._schedule(tasks, lambda actor, task: actor.run_chunk.remote(spec_ref, task, prompts_ref,
+                                                                                    source_ref), analysis.name)
         return merge_entries(entries)
 
-    def _precomputed(self, analysis: ir.Analysis, target, nodes) -> PrecomputedSource:
-        from circ.runtime.analyses.common import node_site
+    def _ranking_measure(self, name: str, ranked_by: dict, loaded, prompts, metric: ir.Metric, source,
+                         **options) -> tuple:
+        """ranking_measure() whose measure runs two or more circuits (a curve's points,
+        growth's doubling sizes) in chunks on the pool; one (a bisection step) runs here."""
+        import ray
+        from circ.runtime.analyses.faithfulness_curve import ablated_hooks
 
-        source = self._source_for(analysis.source, target)
-        hooks = sorted({node_site(node, self.loaded.shape).hook for node in nodes})
+        ranking, measure, ids, level = super()._ranking_measure(name, ranked_by, loaded, prompts, metric, source,
+                                                                **options)
+        description, refs = options.get("description", "curve"), {}
+
+        def spread(circuits: list[list]) -> dict:
+            if len(circuits) < 2:
+                return measure(circuits)
+            if not refs:  # what every chunk reads, in the object store once
+                hooks = ablated_hooks(loaded.shape, ranking, level)
+                refs.update(ranked_by=ray.put(ranked_by), prompts=ray.put(prompts),
+                            source=ray.put(self._precomputed(source, prompts, hooks)))
+            pool = self._pool()
+            chunks = chunked(circuits, len(pool) * CHUNKS_PER_WORKER)
+            if self.settings.show_progress:
+                print(f"  {description} along {name}: {len(circuits)} circuits in {len(chunks)} chunks on "
+                      f"{len(pool)} Ray workers", file=self.settings.log, flush=True)
+            parts = self._schedule(chunks, lambda actor, chunk: actor.measure_chunk.remote(
+                name, refs["ranked_by"], metric, refs["prompts"], refs["source"], chunk, description),
+                f"the {description} along {name}")
+            return merge_measured(parts)
+
+        return ranking, spread, ids, level
+
+    def _precomputed(self, source, target, hooks: list[str]) -> PrecomputedSource:
+        """`source`'s activations at `hooks` for every batch of `target`, on the CPU."""
         batches = {}
         for batch in target.batches(self.settings.batch_size):
             fetched = source.fetch(batch, hooks)
@@ -220,8 +284,9 @@ class RayExecutor(Executor):
             self._refs[key] = ray.put(value)
         return self._refs[key]
 
-    def _schedule(self, tasks: list[ir.Analysis], spec_ref, prompts_ref, source_ref) -> list[dict]:
-        """Run every task on the pool; retry a task whose actor died on another one."""
+    def _schedule(self, tasks: list, call, name: str) -> list[dict]:
+        """Run every task on the pool (`call(actor, task)` submits one), retrying a task
+        whose actor died on another one; the results in task order."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
@@ -232,7 +297,7 @@ class RayExecutor(Executor):
             while pending and idle:
                 index, actor = pending.popleft(), idle.pop()
                 attempts[index] += 1
-                running[actor.run_chunk.remote(spec_ref, tasks[index], prompts_ref, source_ref)] = (index, actor)
+                running[call(actor, tasks[index])] = (index, actor)
             ready, _ = ray.wait(list(running), num_returns=1)
             index, actor = running.pop(ready[0])
             try:
@@ -242,7 +307,7 @@ class RayExecutor(Executor):
                 raise (error.cause if isinstance(error.cause, Exception) else error) from None
             except RayActorError:
                 if attempts[index] >= MAX_ATTEMPTS:
-                    raise RunError(tasks[index].span, f"a chunk of {tasks[index].name} failed on "
+                    raise RunError(self._running.span, f"a chunk of {name} failed on "
                                    f"{MAX_ATTEMPTS} Ray workers in a row; giving up") from None
                 self._actors.remove(actor)
                 self._actors.append(self._start_actor())
