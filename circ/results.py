@@ -62,7 +62,9 @@ class AnalysisResult:
 
     @property
     def stderr(self) -> dict:
-        return dict(self.entry.get("stderr") or {})
+        """Node id (or edge) to standard error; {} for a curve, whose `stderr` is per size."""
+        stderr = self.entry.get("stderr")
+        return dict(stderr) if isinstance(stderr, dict) else {}
 
     @property
     def n(self) -> int | dict | None:
@@ -252,9 +254,33 @@ def load_results(path: str | Path) -> Results:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or "analyses" not in data:
         raise ValueError(f"{path} is not a circ results.json")
+    _check_shape(data, path)
     beside = path.parent / PER_PROMPT_FILE
     per_prompt = json.loads(beside.read_text(encoding="utf-8")) if beside.is_file() else None
     return Results(data, per_prompt=per_prompt if isinstance(per_prompt, dict) else None)
+
+
+def _check_shape(data: dict, path: Path) -> None:
+    """Refuse, with a ValueError naming the place, results whose objects and lists are
+    not where results.json has them (what the accessors above rely on)."""
+    def objects(value) -> bool:
+        return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+    for section in ("analyses", "circuits"):
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+            raise ValueError(f"{path}: '{section}' must be an object of objects")
+    for name, entry in data["analyses"].items():
+        if not isinstance(entry.get("values") or {}, dict):
+            raise ValueError(f"{path}: analysis {name!r} must have 'values' as an object")
+    for name, entry in (data.get("circuits") or {}).items():
+        for key in ("nodes", "edges"):
+            if not objects(entry.get(key) or []):
+                raise ValueError(f"{path}: circuit {name!r} must have {key!r} as a list of objects")
+        if not all(isinstance(node.get("id"), str) for node in entry.get("nodes") or []):
+            raise ValueError(f"{path}: circuit {name!r} has a node whose 'id' is not a string")
+    if not objects(data.get("expectations") or []):
+        raise ValueError(f"{path}: 'expectations' must be a list of objects")
 
 
 def _position_key(position: str) -> int | str:

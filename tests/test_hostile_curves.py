@@ -24,7 +24,8 @@ GOOD = json.loads(FIXTURE.read_text(encoding="utf-8"))
 SCRIPT = "<script>alert(1)</script>"
 HOSTILE = {"nan": float("nan"), "infinite": float("inf"), "string": SCRIPT, "null": None, "object": {"a": [1]},
            "number": 3.5, "list": [SCRIPT, {}]}
-PLACES = [("analyses", "fc", "faithfulness"), ("analyses", "fc", "fractions"), ("analyses", "fc", "random"),
+PLACES = [("analyses", "a", "values"), ("circuits", "found", "nodes"), ("circuits", "found", "edges"),
+          ("circuits", "found", "nodes", 0, "id"), ("analyses", "fc", "faithfulness"), ("analyses", "fc", "fractions"), ("analyses", "fc", "random"),
           ("analyses", "fc", "random", "faithfulness"), ("analyses", "fc", "random", "stderr"),
           ("analyses", "fc", "cpr"), ("analyses", "fc", "cmd"), ("analyses", "fc", "ranked_by"),
           ("analyses", "fc", "size_at_target"), ("analyses", "fc", "target"), ("analyses", "fc", "ranked"),
@@ -59,7 +60,10 @@ def readers_of(tmp_path, document, place=()) -> dict:
         out["report"] = report_html(shown, "", diagram_svg=None)
     except RenderError as error:
         out["report"] = f"refused: {error}"
-    out["summary"] = load_results(path).summary()
+    try:
+        out["summary"] = load_results(path).summary()
+    except ValueError as error:
+        out["summary"] = f"refused: {error}"
     err = io.StringIO()
     out["render"] = render_path(str(path), str(tmp_path / "c.dot"), None, err), err.getvalue()
     out["diff"] = diff_main(str(FIXTURE), str(path))[::-1]
@@ -107,6 +111,24 @@ def test_a_curve_of_a_hundred_thousand_points_is_read_in_bounded_time(tmp_path):
     out = readers_of(tmp_path, document)
     assert time.perf_counter() - started < 20
     assert len(out["report"]) < 10**6  # the chart draws 2,000 of the points (263 MB of page when it drew 10**6)
+
+
+@pytest.mark.parametrize("place, message", [
+    (("analyses", "a", "values"), "analysis 'a' must have 'values' as an object"),
+    (("circuits", "found", "edges"), "circuit 'found' must have 'edges' as a list of objects"),
+    (("circuits", "found", "nodes", 0, "id"), "circuit 'found' has a node whose 'id' is not a string")])
+def test_load_results_refuses_a_misplaced_object_naming_it(tmp_path, place, message):
+    (tmp_path / "results.json").write_text(json.dumps(planted(place, 3.5)), encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        load_results(tmp_path)
+
+
+def test_the_python_api_reads_a_curve_and_its_growth():
+    loaded = load_results(FIXTURE)
+    curve = loaded.analysis("fc")
+    assert curve.kind == "curve" and curve.stderr == {} and curve.values == {}
+    assert curve.entry["cpr"] == pytest.approx(0.633395800136119)
+    assert loaded.circuit("found").members == ["L0.H0", "L0.H2", "L0.MLP", "L1.H0", "L1.MLP"]
 
 
 def test_a_thinned_curve_keeps_its_ends_and_even_spacing():

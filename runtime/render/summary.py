@@ -68,11 +68,11 @@ def _analysis_lines(name: str, result: dict) -> list[str]:
         baseline = result.get("baseline") if isinstance(result.get("baseline"), dict) else {}
         kept = result["kept"] if isinstance(result["kept"], list) else []
         untried = result.get("untried") if type(result.get("untried")) is int else 0
-        graph = len(result.get("values", {})) + untried
+        graph = len(result.get("values") or {}) + untried
         lines.append(f"  ACDC kept {len(kept)} of {graph} edges at threshold {_fmt(result.get('threshold'))}: "
                      f"metric {_fmt(baseline.get('clean'))} clean, {_fmt(baseline.get('circuit'))} with the kept edges")
     errors = result.get("stderr") if isinstance(result.get("stderr"), dict) else {}
-    for node, value in _top_values(result.get("values", {})):
+    for node, value in _top_values(result.get("values") or {}):
         lines.append(f"  {node:<12} {_with_error(value, errors.get(node))}")
     return lines
 
@@ -109,7 +109,7 @@ def summarize(results: dict) -> str:
             lines += _analysis_lines(name, result)
     for name, circuit in results.get("circuits", {}).items():
         members = ", ".join(
-            n["id"] + (f" [{n['category']}]" if n.get("category") else "") for n in circuit["nodes"]
+            n["id"] + (f" [{n['category']}]" if n.get("category") else "") for n in circuit.get("nodes") or []
         )
         lines.append(f"circuit {name}: {members or '(empty)'}")
         growth = circuit.get("faithfulness")
