@@ -34,8 +34,8 @@ def test_parts_sum_to_the_logit_difference(request, which, position):
     assert abs(result["values"]["BIAS"]) > 1e-3  # the tiny model's biases are not zero
 
 
-def removal_effect(loaded, prompts, part_of_resid):
-    """Metric change when `part_of_resid(cache)` is taken out of the final residual
+def removal_effect(loaded, prompts, part_of_resid, metric=LD):
+    """Change of `metric` when `part_of_resid(cache)` is taken out of the final residual
     stream while the final LayerNorm keeps its clean scale."""
     bridge = loaded.bridge
     last = f"blocks.{loaded.shape.n_layers - 1}.hook_resid_post"
@@ -46,7 +46,7 @@ def removal_effect(loaded, prompts, part_of_resid):
             (last, lambda x, hook: x - part),
             ("ln_final.hook_scale", lambda x, hook: cache["ln_final.hook_scale"]),
         ])
-    return (metric_values(logits, prompts, LD) - metric_values(removed, prompts, LD)).mean().item()
+    return (metric_values(logits, prompts, metric) - metric_values(removed, prompts, metric)).mean().item()
 
 
 @pytest.mark.parametrize("which", ["tiny", "tiny_compat"])

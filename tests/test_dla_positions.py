@@ -9,7 +9,7 @@ from circ.runtime.analyses.dla import attribute
 from circ.runtime.analyses.metrics import metric_values
 from circ.runtime.data.prompts import tokenize
 from conftest import mcq_examples
-from test_dla import all_nodes
+from test_dla import all_nodes, removal_effect
 
 LD = ir.Metric("ld", "logit_diff")
 
@@ -30,16 +30,7 @@ def _at(p: int) -> ir.Metric:
 def removal_at(loaded, prompts, p, part_of_resid):
     """The logit difference at position p, clean minus with `part_of_resid(cache)` taken
     out of the final residual stream (the final LayerNorm keeps its clean scale)."""
-    bridge = loaded.bridge
-    last = f"blocks.{loaded.shape.n_layers - 1}.hook_resid_post"
-    with torch.no_grad():
-        logits, cache = bridge.run_with_cache(prompts.tokens)
-        part = part_of_resid(cache)
-        removed = bridge.run_with_hooks(prompts.tokens, fwd_hooks=[
-            (last, lambda x, hook: x - part),
-            ("ln_final.hook_scale", lambda x, hook: cache["ln_final.hook_scale"]),
-        ])
-    return (metric_values(logits, prompts, _at(p)) - metric_values(removed, prompts, _at(p))).mean().item()
+    return removal_effect(loaded, prompts, part_of_resid, metric=_at(p))
 
 
 def test_each_cell_is_its_removal_effect_at_that_position(tiny, each):
