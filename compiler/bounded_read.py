@@ -11,6 +11,7 @@ import stat
 
 SPEC_LIMIT = 16 << 20  # bytes of one spec or included file
 JSON_LIMIT = 16 << 20  # bytes of a config.json or a device-map file
+RESULTS_LIMIT = 256 << 20  # bytes of a results.json read by render or export
 
 
 def read_limited(path, limit: int) -> bytes:

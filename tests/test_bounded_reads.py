@@ -154,3 +154,15 @@ def test_gpu_memory_is_read_from_the_device_the_model_loads_to(monkeypatch):
     reason = shortfall(shape, "float16", "cuda:1")  # at least 4.1 billion parameters, 7.6 GiB in float16
     assert reason is not None and "5.0 GiB of memory available on cuda:1" in reason
     assert shortfall(replace(shape, n_layers=2), "float16", "cuda:1") is None
+
+
+@pytest.mark.parametrize("command", [["render", "-o", "x.svg"], ["export", "--format", "eap-ig", "-o", "x.json"]])
+def test_render_and_export_read_results_with_a_limit(tmp_path, command):
+    """A results file that is a link to /dev/zero is refused at once, not read forever."""
+    (tmp_path / "results.json").symlink_to("/dev/zero")
+    circ = os.path.join(os.path.dirname(sys.executable), "circ")
+    done = subprocess.run([circ, command[0], "results.json", *command[1:]],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "circ: results.json: cannot read (not a regular file)"
+    assert not (tmp_path / command[-1]).exists()

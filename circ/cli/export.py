@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS_LIMIT = 256 << 20  # bytes of a results.json read for export
-
 
 def export_path(source: str, fmt: str, output: str | None, circuit: str | None, analysis: str | None,
                 stdout, stderr, *, task: str | None = None, model: str | None = None,
@@ -73,15 +71,12 @@ def _write(files: dict[str, str], target: Path, fmt: str, stderr) -> int:
 
 
 def _read_results(path: Path) -> dict:
-    from circ.compiler.bounded_read import read_json
+    from circ.compiler.diff.inputs import read_results_file
     from circ.compiler.eap_graph import ExchangeError
 
     try:
-        results = read_json(path, RESULTS_LIMIT)
+        return read_results_file(path)
     except FileNotFoundError:
         raise ExchangeError(f"{path}: no such file") from None
     except ValueError as error:
-        raise ExchangeError(f"{path}: not a results.json file ({error})") from None
-    if not isinstance(results, dict):
-        raise ExchangeError(f"{path}: not a results.json file (not a JSON object)")
-    return results
+        raise ExchangeError(f"{path}: {error}") from None

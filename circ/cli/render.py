@@ -54,15 +54,11 @@ def _results_dot(path: Path, circuit: str | None) -> str:
 def _read_results(path: Path) -> dict:
     from circ.runtime.render.diagram import RenderError
 
-    from circ.compiler.diff.inputs import results_json
+    from circ.compiler.diff.inputs import read_results_file
 
     try:
-        return results_json(path.read_text(encoding="utf-8"))
+        return read_results_file(path)
     except FileNotFoundError:
         raise RenderError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise RenderError(f"{path}: not a results.json file (not UTF-8)") from None
     except ValueError as error:
-        raise RenderError(f"{path}: not a results.json file ({str(error)[:300]})") from None
-    except OSError as error:
-        raise RenderError(f"{path}: cannot read ({error.strerror})") from None
+        raise RenderError(f"{path}: {error}") from None

@@ -136,6 +136,28 @@ def results_json(text: str):
         raise ValueError("not valid JSON: nested too deeply") from None
 
 
+def read_results_file(path: Path) -> dict:
+    """The results.json at `path`, read with a size limit (`bounded_read`) and parsed as
+    `results_json` does; FileNotFoundError, or ValueError with a one-line reason."""
+    from circ.compiler.bounded_read import RESULTS_LIMIT, read_limited
+
+    try:
+        text = read_limited(path, RESULTS_LIMIT).decode("utf-8")
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ValueError(f"cannot read ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValueError("not a results.json file (not UTF-8)") from None
+    try:
+        results = results_json(text)
+    except ValueError as error:
+        raise ValueError(f"not a results.json file ({str(error).splitlines()[0][:300]})") from None
+    if not isinstance(results, dict):
+        raise ValueError("not a results.json file (not a JSON object)")
+    return results
+
+
 def load_results(operand: Operand) -> dict:
     try:
         return results_json(operand.text)
