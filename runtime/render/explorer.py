@@ -14,6 +14,7 @@ import json
 from html import escape
 
 from circ.runtime.render.diagram import RenderError
+from circ.runtime.render.html_parts import is_number
 
 
 def explorer_html(anchor: str, analysis: dict) -> str:
@@ -71,7 +72,7 @@ def _checked(explorer) -> dict:
         for head in heads:
             weights = example["patterns"].get(head)
             if not isinstance(weights, list) or len(weights) != len(rows) or not all(
-                    isinstance(row, list) and len(row) == q + 1 and all(_is_number(w) for w in row)
+                    isinstance(row, list) and len(row) == q + 1 and all(is_number(w) for w in row)
                     for q, row in zip(rows, weights)):
                 raise RenderError(f"explorer prompt {number}: the pattern of '{head}' must hold "
                                   "one row of q + 1 weights per query row q")
@@ -89,8 +90,3 @@ def _position(value, number: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RenderError(f"explorer prompt {number} has a position that is not a natural number: {value!r}")
     return value
-
-
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value \
-        and abs(value) != float("inf")

@@ -21,6 +21,7 @@ import numpy
 from circ.compiler.escape import visible_text
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError
+from circ.runtime.render.html_parts import anchor
 
 TOP_NODES = 8
 WORST_PROMPTS = 5
@@ -46,7 +47,7 @@ def prompt_view(name: str, lists: dict, members: set[str], texts: list | None) -
         f'<tr data-node="{escape(node)}">' + f"<td>{escape(node)}</td>"
         + "".join(f'<td class="num" data-{key}="{stats[node][key]!r}">{stats[node][key]:.4g}</td>'
                   for key, _ in QUANTILES) + "</tr>" for node in nodes)
-    table = (f'<table class="quantiles" id="quantiles-{_anchor(name)}"><thead><tr><th>node</th>'
+    table = (f'<table class="quantiles" id="quantiles-{anchor(name)}"><thead><tr><th>node</th>'
              + "".join(f"<th>{key}</th>" for key, _ in QUANTILES) + f"</tr></thead><tbody>{rows}</tbody></table>")
     in_circuits = [node for node in columns if node in members]
     chosen = ("the circuit's nodes" if len(nodes) == len(in_circuits)
@@ -89,7 +90,7 @@ def _worst_html(name: str, columns: dict, nodes: list[str], texts: list | None, 
     return (f"<h4>prompts where {escape(chosen)} help least</h4>"
             f"<p class=\"note\">Score: the sum of {', '.join(escape(n) for n in nodes)} on the prompt "
             "(positive helps); lowest first.</p>" + note
-            + f'<table class="worst" id="worst-{_anchor(name)}"><thead><tr><th>prompt</th><th>score</th>'
+            + f'<table class="worst" id="worst-{anchor(name)}"><thead><tr><th>prompt</th><th>score</th>'
             f'<th>text</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -114,7 +115,3 @@ def _thinned(values: list[float]) -> list[float]:
         return values
     step = len(values) / MAX_POINTS
     return [values[int(i * step)] for i in range(MAX_POINTS)]
-
-
-def _anchor(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)

@@ -12,20 +12,18 @@ has them also shows its per-prompt view (`prompt_view`).
 from __future__ import annotations
 
 import json
-import re
-from html import escape as html_escape
-from html import unescape
 from pathlib import Path
 from string import Template
 
-from circ.compiler.escape import visible_text
 from circ.compiler.ir import source_lines
 from circ.runtime.render import charts
 from circ.runtime.render.diagram import RenderError, parse_node_id
 from circ.runtime.render.explorer import explorer_html
 from circ.runtime.render.graphviz import INSTALL_HINT
+from circ.runtime.render.html_parts import anchor, escape, figure, is_number, num, plain, table, with_stderr
 from circ.runtime.render.page_script import SCRIPT, STYLE
 from circ.runtime.render.prompt_view import prompt_view
+from circ.runtime.render.report_links import diagram_ids, heatmap_cells, jump
 from circ.runtime.results.safe_write import write_inside
 
 TABLED = 10  # patching nodes of the heatmap also listed with their standard error, largest first
@@ -81,10 +79,6 @@ $sections
 """)
 
 
-def escape(text) -> str:
-    """HTML text of a value from the results or the spec: escaped, and every hidden
-    character but a line break shown as its escape (compiler/escape.py)."""
-    return html_escape(visible_text(str(text)), quote=True)
 
 
 def write_report(results: dict, spec_source: str, out_path: Path, *,
@@ -152,12 +146,12 @@ def _expectations(results: dict):
         return None
     rows = [[_link_line(e.get("line")), escape(str(e.get("text", ""))),
              escape(str(e.get("detail") or e.get("reason"))) if e.get("detail") or e.get("reason")
-             else _num(e.get("value")),
+             else num(e.get("value")),
              escape(f"{e.get('op', '')} {e.get('threshold', '')}" if e.get("threshold") is not None
                     else "to hold"), _verdict_cell(e)]
             for e in expectations]
     return _section("expectations", "Expectations",
-                    _table(["line", "expectation", "value", "needs", "result"], rows))
+                    table(["line", "expectation", "value", "needs", "result"], rows))
 
 
 def _warnings(results: dict):
@@ -166,9 +160,9 @@ def _warnings(results: dict):
     warnings = [w for w in listed if isinstance(w, dict)] if isinstance(listed, list) else []
     if not warnings:
         return None
-    rows = [[_link_line(w.get("line")), escape(_plain(w.get("code"))), escape(_plain(w.get("message")))]
+    rows = [[_link_line(w.get("line")), escape(plain(w.get("code"))), escape(plain(w.get("message")))]
             for w in warnings]
-    return _section("warnings", "Warnings", _table(["line", "code", "warning"], rows))
+    return _section("warnings", "Warnings", table(["line", "code", "warning"], rows))
 
 
 def _circuit(results: dict, diagram_svg: str | None):
@@ -177,38 +171,38 @@ def _circuit(results: dict, diagram_svg: str | None):
         return None
     diagram_nodes = set()
     if diagram_svg:
-        diagram_svg, diagram_nodes = _diagram_ids(diagram_svg)
+        diagram_svg, diagram_nodes = diagram_ids(diagram_svg)
         body = f'<div class="figure diagram">{diagram_svg}</div>'
     else:
         body = ('<p class="note">The circuit diagram needs Graphviz\'s <code>dot</code>, which '
                 f"was not found: {escape(INSTALL_HINT)}.</p>")
     drawn = _mapping(results, "circuit").get("name")  # the circuit in the diagram
-    cells = _heatmap_cells(results)
+    cells = heatmap_cells(results)
     for name in sorted(circuits, key=lambda n: (n != drawn, n)):
         circuit = circuits[name]
         rows = []
         for n in circuit.get("nodes") or []:
             node = str(n.get("id"))
-            links = ([_jump(f"diagram-{_anchor(node)}", "diagram")] if node in diagram_nodes else []) + [
-                _jump(f"cell-{_anchor(analysis)}-{_anchor(node)}", f"heatmap {analysis}")
+            links = ([jump(f"diagram-{anchor(node)}", "diagram")] if node in diagram_nodes else []) + [
+                jump(f"cell-{anchor(analysis)}-{anchor(node)}", f"heatmap {analysis}")
                 for analysis, nodes in sorted(cells.items()) if node in nodes]
             score = n.get("score")
-            score_cell = (f'<td data-sort="{score!r}">{_num(score)}</td>'
-                          if _is_number(score) else f"<td>{_num(score)}</td>")
-            rows.append(f'<tr id="node-{_anchor(name)}-{_anchor(node)}"><td>{escape(node)}</td>'
+            score_cell = (f'<td data-sort="{score!r}">{num(score)}</td>'
+                          if is_number(score) else f"<td>{num(score)}</td>")
+            rows.append(f'<tr id="node-{anchor(name)}-{anchor(node)}"><td>{escape(node)}</td>'
                         f'<td>{escape(str(n.get("kind", "")))}</td>'
                         f'<td>{escape(str(n.get("category") or ""))}</td>{score_cell}'
                         f'<td>{" ".join(links)}</td></tr>')
         body += f"<h3>circuit {escape(name)}: {len(rows)} nodes</h3>" + _growth_note(circuit.get("faithfulness"))
         head = "".join(f"<th>{h}</th>" for h in ("node", "kind", "category", "score", "go to"))
-        body += (f'<table class="sortable" id="nodes-{_anchor(name)}"><thead><tr>{head}</tr></thead>'
+        body += (f'<table class="sortable" id="nodes-{anchor(name)}"><thead><tr>{head}</tr></thead>'
                  f'<tbody>{"".join(rows)}</tbody></table>'
                  '<p class="note">Click a header to sort; a link jumps to the node in the '
                  "diagram or in a patching heatmap and highlights it.</p>")
         edges = [[escape(f"{e.get('src')} \u2192 {e.get('dst')}"), escape(str(e.get("part") or "")),
-                  _num(e.get("weight"))] for e in circuit.get("edges") or []]
+                  num(e.get("weight"))] for e in circuit.get("edges") or []]
         if edges:
-            body += _table(["edge", "part", "weight"], edges)
+            body += table(["edge", "part", "weight"], edges)
     return _section("circuit", "Circuit", body)
 
 
@@ -217,9 +211,9 @@ def _growth_note(growth) -> str:
     if not isinstance(growth, dict):
         return ""
     reached = "reaching" if growth.get("reached") else "short of"
-    return (f"<p>Grown along the ranking of {escape(_plain(growth.get('level')))} to "
-            f"{_num(growth.get('size'))} kept: faithfulness {_num(growth.get('value'))}, {reached} the "
-            f"target {_num(growth.get('target'))}.</p>")
+    return (f"<p>Grown along the ranking of {escape(plain(growth.get('level')))} to "
+            f"{num(growth.get('size'))} kept: faithfulness {num(growth.get('value'))}, {reached} the "
+            f"target {num(growth.get('target'))}.</p>")
 
 
 def _analyses(results: dict, per_prompt: dict, prompts: dict) -> list:
@@ -242,7 +236,7 @@ def _analyses(results: dict, per_prompt: dict, prompts: dict) -> list:
             except RenderError as error:
                 body += f'<p class="error">cannot show the per-prompt values: {escape(str(error))}</p>'
         body = f'<p class="meta">{_describe(analysis)}</p>{body}'
-        sections.append(_section(f"analysis-{_anchor(name)}",
+        sections.append(_section(f"analysis-{anchor(name)}",
                                  f"{name}: {KIND_TITLES.get(kind, kind)}", body))
     return sections
 
@@ -261,19 +255,19 @@ def _source(spec_source: str, results: dict):
 
 def _model_and_data(results: dict):
     model = _mapping(results, "model")
-    body = _table([escape(k) for k in sorted(model)],
-                  [[_num(v) for _, v in sorted(model.items())]]) if model else ""
+    body = table([escape(k) for k in sorted(model)],
+                  [[num(v) for _, v in sorted(model.items())]]) if model else ""
     datasets = _mapping(results, "datasets")
     if datasets:
-        rows = [[escape(name), escape(str(d.get("kind", ""))), _num(d.get("n")),
-                 _num(d.get("params", {})), f'<pre>{escape(str(d.get("example", "")))}</pre>']
+        rows = [[escape(name), escape(str(d.get("kind", ""))), num(d.get("n")),
+                 num(d.get("params", {})), f'<pre>{escape(str(d.get("example", "")))}</pre>']
                 for name, d in sorted(datasets.items()) if isinstance(d, dict)]
-        body += "<h3>datasets</h3>" + _table(["dataset", "kind", "prompts", "parameters",
+        body += "<h3>datasets</h3>" + table(["dataset", "kind", "prompts", "parameters",
                                               "first prompt"], rows)
     metrics = _mapping(results, "metrics")
     if metrics:
-        body += "<h3>metrics</h3>" + _table(["metric", "definition"], [
-            [escape(name), escape(_plain(m))] for name, m in sorted(metrics.items())])
+        body += "<h3>metrics</h3>" + table(["metric", "definition"], [
+            [escape(name), escape(plain(m))] for name, m in sorted(metrics.items())])
     return _section("model", "Model and data", body) if body else None
 
 
@@ -286,20 +280,20 @@ def _settings(results: dict):
             ("spec sha256", _mapping(results, "spec").get("sha256"))]
     rows += [(f"{name} version", version) for name, version in
              sorted((run.get("versions") or {}).items())]
-    rows = [[escape(k), escape(_plain(v))] for k, v in rows if v is not None]
-    return _section("settings", "Run settings", _table(["setting", "value"], rows))
+    rows = [[escape(k), escape(plain(v))] for k, v in rows if v is not None]
+    return _section("settings", "Run settings", table(["setting", "value"], rows))
 
 
 # --------------------------------------------------------------------------- per kind
 def _attribute_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
-    chart = _figure(charts.signed_bar_chart(
+    chart = figure(charts.signed_bar_chart(
         values, title=f"{name}: contribution to {analysis.get('metric', 'the metric')}",
         xlabel="direct contribution", stderr=_stderr(analysis)))
     total = analysis.get("total")
     summed = sum(v for v in values.values() if v is not None)
-    check = (f"<p>The values sum to {_num(summed)}; the metric is "
-             f"{_num(total)}.</p>" if total is not None else "")
+    check = (f"<p>The values sum to {num(summed)}; the metric is "
+             f"{num(total)}.</p>" if total is not None else "")
     return check + chart + _position_figure(name, analysis, "direct contribution by position",
                                             "The metric read at each token position on its own; the chart "
                                             "above is at the metric's own position.")
@@ -312,7 +306,7 @@ def _position_figure(name: str, analysis: dict, what: str, note: str) -> str:
     if not isinstance(positions, dict) or not positions:
         return ""
     nodes = {node: row for node, row in positions.items() if node != "BIAS"}
-    return f"<p>{escape(note)}</p>" + _figure(charts.position_heatmap(
+    return f"<p>{escape(note)}</p>" + figure(charts.position_heatmap(
         nodes, list(analysis.get("tokens") or []), title=f"{name}: {what}"))
 
 
@@ -324,15 +318,15 @@ def _patch_body(name: str, analysis: dict, results: dict) -> str:
     n_heads = model.get("n_heads") or 1 + max(
         [int(i.split(".H")[1]) for _, kind, i in ids if kind == "head"] + [0])
     baseline = analysis.get("baseline") or {}
-    text = ", ".join(f"{escape(str(k))} {_num(v)}" for k, v in sorted(baseline.items()))
+    text = ", ".join(f"{escape(str(k))} {num(v)}" for k, v in sorted(baseline.items()))
     others = {i: v for (_, kind, i), v in zip(ids, values.values()) if kind not in ("head", "mlp")}
     body = f"<p>Baseline: {text}.</p>" if text else ""
     body += _position_figure(name, analysis, "effect by position", "Patched at each token position on its "
                              "own; a node's value below is the sum over positions.")
     if len(others) < len(values):
-        cell_ids = {node: f"cell-{_anchor(name)}-{_anchor(node)}"
-                    for node in _heatmap_cells(results).get(name, ())}
-        body += _figure(charts.patch_heatmap(values, n_layers=n_layers, n_heads=n_heads,
+        cell_ids = {node: f"cell-{anchor(name)}-{anchor(node)}"
+                    for node in heatmap_cells(results).get(name, ())}
+        body += figure(charts.patch_heatmap(values, n_layers=n_layers, n_heads=n_heads,
                                              title=f"{name}: patching effect", cell_ids=cell_ids))
     gridded = {i: v for (_, kind, i), v in zip(ids, values.values())
                if kind in ("head", "mlp") and isinstance(v, (int, float))}
@@ -340,16 +334,16 @@ def _patch_body(name: str, analysis: dict, results: dict) -> str:
     listed = {**others, **{k: gridded[k] for k in largest}}
     if listed:
         errors = _stderr(analysis)
-        caption = f"<p>Effects over {_num(analysis.get('n'))} prompts (positive: the node helps).</p>"
-        body += caption + _table(["node", "effect", "\u00b1 stderr"],
-                                 [[escape(k), _num(v), _num(errors.get(k))] for k, v in sorted(listed.items())])
+        caption = f"<p>Effects over {num(analysis.get('n'))} prompts (positive: the node helps).</p>"
+        body += caption + table(["node", "effect", "\u00b1 stderr"],
+                                 [[escape(k), num(v), num(errors.get(k))] for k, v in sorted(listed.items())])
     return body
 
 
 def _path_patch_body(name: str, analysis: dict, results: dict) -> str:
     receivers = ", ".join(escape(str(r)) for r in analysis.get("receivers") or [])
     body = f"<p>Receivers: {receivers}.</p>" if receivers else ""
-    return body + _figure(charts.signed_bar_chart(
+    return body + figure(charts.signed_bar_chart(
         _values(analysis), title=f"{name}: effect through each edge", xlabel="path effect",
         stderr=_stderr(analysis)))
 
@@ -359,78 +353,75 @@ def _edges_body(name: str, analysis: dict, results: dict) -> str:
     strongest = dict(sorted(values.items(), key=lambda kv: -abs(kv[1]) if isinstance(kv[1], (int, float)) else 0)
                      [:EDGES_SHOWN])
     body = f"<p>The {len(strongest)} strongest of {len(values)} edges.</p>"
-    return body + _figure(charts.signed_bar_chart(
+    return body + figure(charts.signed_bar_chart(
         strongest, title=f"{name}: estimated effect through each edge", xlabel="edge effect"))
 
 
 def _attention_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
     if analysis.get("score"):
-        return (f"<p>Mean over {_num(analysis.get('n'))} prompts and {_num(analysis.get('queries'))} "
-                "query positions.</p>" + _figure(charts.signed_bar_chart(
+        return (f"<p>Mean over {num(analysis.get('n'))} prompts and {num(analysis.get('queries'))} "
+                "query positions.</p>" + figure(charts.signed_bar_chart(
                     values, title=f"{name}: {analysis['score']} score", xlabel="attention mass")))
     positions = sorted({p for row in values.values() if isinstance(row, dict) for p in row})
-    rows = [[escape(head)] + [_num(row.get(p) if isinstance(row, dict) else None)
+    rows = [[escape(head)] + [num(row.get(p) if isinstance(row, dict) else None)
                               for p in positions]
             for head, row in sorted(values.items())]
-    body = _table(["head"] + [escape(p) for p in positions], rows)
+    body = table(["head"] + [escape(p) for p in positions], rows)
     patterns = analysis.get("patterns")
     if patterns:
         title = f"{name}: attention from the {analysis.get('query', 'query')} position (first prompt)"
         if not isinstance(patterns, dict):
             raise RenderError("its 'patterns' must be an object keyed by head")
         if len(patterns) <= charts.MAX_STRIPS:
-            body += _figure(charts.attention_strips(patterns, title=title))
+            body += figure(charts.attention_strips(patterns, title=title))
         else:
-            body += "".join(_figure(svg) for svg in charts.attention_grids(patterns, title=title))
-    return body + explorer_html(_anchor(name), analysis)
+            body += "".join(figure(svg) for svg in charts.attention_grids(patterns, title=title))
+    return body + explorer_html(anchor(name), analysis)
 
 
 def _subspace_body(name: str, analysis: dict, results: dict) -> str:
     values = _values(analysis)
-    body = _figure(charts.rank_sweep(values, analysis.get("ranks"),
+    body = figure(charts.rank_sweep(values, analysis.get("ranks"),
                                      title=f"{name}: metric recovered"))
     ranks = [str(r) for r in analysis.get("ranks") or []] or sorted(
         {r for per in values.values() for sweep in per.values() for r in sweep})
-    rows = [[escape(key), escape(dataset)] + [_num(sweep.get(r)) for r in ranks]
+    rows = [[escape(key), escape(dataset)] + [num(sweep.get(r)) for r in ranks]
             for key, per in sorted(values.items()) for dataset, sweep in sorted(per.items())]
-    return body + _table(["node", "dataset"] + [f"rank {escape(r)}" for r in ranks], rows)
+    return body + table(["node", "dataset"] + [f"rank {escape(r)}" for r in ranks], rows)
 
 
 def _faithfulness_body(name: str, analysis: dict, results: dict) -> str:
-    rows = [[escape(label), _num(analysis.get(key))] for key, label in (
+    rows = [[escape(label), num(analysis.get(key))] for key, label in (
         ("value", "faithfulness"), ("clean", "metric, clean run"),
         ("circuit_only", "metric, all but the circuit ablated"),
         ("all_ablated", "metric, everything ablated")) if key in analysis]
     return ("<p>faithfulness = (circuit only \u2212 all ablated) / (clean \u2212 all ablated)</p>"
-            + _table(["quantity", "value"], rows))
+            + table(["quantity", "value"], rows))
 
 
 def _curve_body(name: str, analysis: dict, results: dict) -> str:
     baseline = analysis.get("random") if isinstance(analysis.get("random"), dict) else {}
-    rows = [["ranking by |" + escape(str(analysis.get("ranked_by"))) + "|", _num(analysis.get("cpr")),
-             _num(analysis.get("cmd")), _num(analysis.get("size_at_target"))],
-            [f"random ({escape(_plain(baseline.get('orders')))} orders, seed {escape(_plain(baseline.get('seed')))})",
-             _with_stderr(baseline.get("cpr"), baseline.get("cpr_stderr")),
-             _with_stderr(baseline.get("cmd"), baseline.get("cmd_stderr")), _num(baseline.get("size_at_target"))]]
-    return (_figure(charts.faithfulness_curve(analysis, title=f"{name}: faithfulness by circuit size"))
+    rows = [["ranking by |" + escape(str(analysis.get("ranked_by"))) + "|", num(analysis.get("cpr")),
+             num(analysis.get("cmd")), num(analysis.get("size_at_target"))],
+            [f"random ({escape(plain(baseline.get('orders')))} orders, seed {escape(plain(baseline.get('seed')))})",
+             with_stderr(baseline.get("cpr"), baseline.get("cpr_stderr")),
+             with_stderr(baseline.get("cmd"), baseline.get("cmd_stderr")), num(baseline.get("size_at_target"))]]
+    return (figure(charts.faithfulness_curve(analysis, title=f"{name}: faithfulness by circuit size"))
             + "<p>faithfulness = (kept − none kept) / (clean − none kept); CPR: area under the curve "
             "(higher is better), CMD: area between it and 1 (lower is better), over the fraction kept</p>"
-            + _table(["order", "CPR", "CMD", f"smallest size at {escape(_plain(analysis.get('target')))}"], rows))
+            + table(["order", "CPR", "CMD", f"smallest size at {escape(plain(analysis.get('target')))}"], rows))
 
-
-def _with_stderr(value, stderr) -> str:
-    return _num(value) + ("" if not _is_number(stderr) else f" ± {_num(stderr)}")
 
 
 def _ablate_body(name: str, analysis: dict, results: dict) -> str:
     stderr = analysis.get("stderr") if isinstance(analysis.get("stderr"), dict) else {}
-    rows = [[escape(label), _num(analysis.get(key)), _num(stderr.get(key))] for key, label in (
+    rows = [[escape(label), num(analysis.get(key)), num(stderr.get(key))] for key, label in (
         ("clean", "metric, clean run"), ("ablated", "metric, nodes ablated"),
         ("value", "how much the nodes help")) if key in analysis]
     nodes = ", ".join(escape(str(n)) for n in analysis.get("nodes") or [])
-    return (f"<p>Ablated together: {nodes}; {_num(analysis.get('n'))} prompts.</p>"
-            + _table(["quantity", "mean", "standard error"], rows))
+    return (f"<p>Ablated together: {nodes}; {num(analysis.get('n'))} prompts.</p>"
+            + table(["quantity", "mean", "standard error"], rows))
 
 
 def _raw_body(name: str, analysis: dict, results: dict) -> str:
@@ -441,44 +432,6 @@ KIND_BODIES = {"attribute": _attribute_body, "patch": _patch_body,
                "path_patch": _path_patch_body, "edges": _edges_body, "attention": _attention_body,
                "subspace": _subspace_body, "faithfulness": _faithfulness_body,
                "curve": _curve_body, "ablate": _ablate_body}
-
-
-# --------------------------------------------------------------------------- links
-def _heatmap_cells(results: dict) -> dict[str, set[str]]:
-    """{patch analysis: the circuit nodes that are heads or MLPs in its heatmap}."""
-    members = {str(n.get("id")) for circuit in _mapping(results, "circuits").values()
-               if isinstance(circuit, dict) for n in circuit.get("nodes") or []}
-    cells = {}
-    for name, analysis in _mapping(results, "analyses").items():
-        if isinstance(analysis, dict) and analysis.get("kind") == "patch" \
-                and isinstance(analysis.get("values"), dict):
-            cells[name] = {node for node in members & set(analysis["values"]) if _cell_kind(node)}
-    return cells
-
-
-def _cell_kind(node: str) -> bool:
-    try:
-        return parse_node_id(node)[1] in ("head", "mlp")
-    except RenderError:
-        return False
-
-
-def _diagram_ids(svg: str) -> tuple[str, set[str]]:
-    """The diagram's SVG with each node group's id set to `diagram-<node>`, and the
-    node ids drawn (Graphviz names a node's group by its `<title>`)."""
-    drawn = set()
-
-    def rename(match) -> str:
-        node = unescape(match.group(2))
-        drawn.add(node)
-        return f'<g id="diagram-{_anchor(node)}" class="node">{match.group(1)}{match.group(2)}</title>'
-
-    svg = re.sub(r'<g id="node\d+" class="node">(\s*<title>)([^<]*)</title>', rename, svg)
-    return svg, drawn
-
-
-def _jump(element_id: str, label: str) -> str:
-    return f'<a class="jump" href="#{escape(element_id)}">{escape(label)}</a>'
 
 
 # --------------------------------------------------------------------------- helpers
@@ -525,49 +478,26 @@ def _mapping(results: dict, key: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _figure(svg: str) -> str:
-    return f'<div class="figure">{svg}</div>'
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """A table of HTML cells (already escaped)."""
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _num(value) -> str:
-    """A number as a table cell's content in figures; anything else as escaped text."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return escape(_plain(value))
-    return f'<span class="num">{value if isinstance(value, int) else f"{value:.4g}"}</span>'
 
 
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value \
-        and abs(value) != float("inf")
 
 
 def _verdict_cell(expectation: dict) -> str:
     if expectation.get("passed"):
         return '<span class="pass">pass</span>'
     why = expectation.get("reason")
-    return '<span class="fail">fail</span>' + (f": cannot be computed: {escape(_plain(why))}" if why else "")
+    return '<span class="fail">fail</span>' + (f": cannot be computed: {escape(plain(why))}" if why else "")
 
 
 def _link_line(line) -> str:
     return f'<a href="#src-L{line}">{line}</a>' if isinstance(line, int) else ""
 
 
-def _plain(value) -> str:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return "" if value is None else str(value)
 
 
 def _listed(value) -> str:
-    return ", ".join(map(str, value)) if isinstance(value, list) else _plain(value)
-
-
-def _anchor(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+    return ", ".join(map(str, value)) if isinstance(value, list) else plain(value)
