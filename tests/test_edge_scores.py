@@ -29,20 +29,22 @@ def eap(tiny, prompts, corrupt):
                             to_logits=True)["values"]
 
 
+def keep_hook(kept: dict, name: str):
+    """A hook that passes on its own copy of the activation and keeps it in `kept[name]`,
+    so that a gradient can be taken with respect to that copy alone."""
+    def hook(x, hook):
+        view = x.view_as(x)
+        kept[name] = view
+        return view
+    return hook
+
+
 def hand_gradients(loaded, prompts, hooks):
     """The gradient of the summed metric with respect to each hook's own copy of its activation."""
     bridge = loaded.bridge
     kept = {}
-
-    def keep(name):
-        def hook(x, hook):
-            view = x.view_as(x)
-            kept[name] = view
-            return view
-        return hook
-
     with torch.enable_grad():
-        logits = bridge.run_with_hooks(prompts.tokens, fwd_hooks=[(name, keep(name)) for name in hooks])
+        logits = bridge.run_with_hooks(prompts.tokens, fwd_hooks=[(name, keep_hook(kept, name)) for name in hooks])
         total = metric_values(logits, prompts, LD).sum()
         grads = torch.autograd.grad(total, [kept[name] for name in hooks])
     return dict(zip(hooks, grads))

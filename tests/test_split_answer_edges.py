@@ -9,6 +9,7 @@ import torch
 from circ.compiler import ir
 from circ.runtime.analyses.edge_attribution import edge_attribution
 from circ.runtime.analyses.patch_sources import make_source
+from test_edge_scores import keep_hook
 from test_multi_token_answers import ALP, data, hand_logprob, pieces  # noqa: F401 - data is a fixture
 from test_path_patching import sender_output
 
@@ -35,17 +36,10 @@ def hand_edge_scores(loaded, example, steps: int) -> dict[str, float]:
     totals = {final: 0.0, mlp_in: 0.0}
     for k in range(steps):
         kept = {}
-
-        def keep(name):
-            def hook(x, hook):
-                view = x.view_as(x)
-                kept[name] = view
-                return view
-            return hook
-
         moved = ("hook_embed", lambda x, hook: torch.lerp(x, corrupt["hook_embed"], k / steps))
         with torch.enable_grad():
-            total = hand_logprob(loaded, example, [moved, (final, keep(final)), (mlp_in, keep(mlp_in))])
+            total = hand_logprob(loaded, example, [moved, (final, keep_hook(kept, final)),
+                                                   (mlp_in, keep_hook(kept, mlp_in))])
             gradients = torch.autograd.grad(total, [kept[final], kept[mlp_in]])
         for name, gradient in zip((final, mlp_in), gradients):
             totals[name] = totals[name] + gradient / steps
