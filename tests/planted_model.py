@@ -210,6 +210,24 @@ def marker_records(n: int, *, seed: int = 0, words: int = 9) -> list[dict]:
     return records
 
 
+def run_planted_spec(folder, spec: str) -> tuple[int, dict]:
+    """Build the planted model in `folder`/model with 16 marker prompts in data.jsonl,
+    run `spec` (which reads `hf("model")` and `jsonl("data.jsonl")`) into `folder`/out:
+    (exit code, results)."""
+    import json
+
+    from circ.cli.run import run_spec
+
+    build_planted_model_dir(folder / "model")
+    with open(folder / "data.jsonl", "w") as handle:
+        for record in marker_records(16, seed=1):
+            handle.write(json.dumps(record) + "\n")
+    (folder / "spec.circ").write_text(spec)
+    code = run_spec(str(folder / "spec.circ"), str(folder / "out"), model=None, device=None,
+                    batch_size=16, seed=0, trust_remote_code=False, progress=False)
+    return code, json.loads((folder / "out" / "results.json").read_text())
+
+
 def expected_logit_diff() -> float:
     """The planted model's logit difference: the copied identity (COPY_GAIN) after the
     final LayerNorm; the residual's squared norm is 7 + COPY_GAIN^2 + 2 (the layer-1

@@ -2,12 +2,8 @@
 ranking by patching effects puts the planted heads first: its faithfulness curve
 reaches 1 at two nodes, its area beats the random baseline's, and growing to a
 faithfulness of 0.9 keeps exactly the planted heads."""
-import json
-
 import pytest
-from planted_model import PLANTED, build_planted_model_dir, marker_records
-
-from circ.cli.run import run_spec
+from planted_model import PLANTED, run_planted_spec
 
 SPEC = '''spec "planted-curve"
 model hf("model")
@@ -27,15 +23,7 @@ expect faithfulness(found) > 0.9
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory, one_thread):
-    folder = tmp_path_factory.mktemp("planted_curve")
-    build_planted_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for record in marker_records(16, seed=1):
-            handle.write(json.dumps(record) + "\n")
-    (folder / "spec.circ").write_text(SPEC)
-    code = run_spec(str(folder / "spec.circ"), str(folder / "out"), model=None, device=None,
-                    batch_size=16, seed=0, trust_remote_code=False, progress=False)
-    return code, json.loads((folder / "out" / "results.json").read_text())
+    return run_planted_spec(tmp_path_factory.mktemp("planted_curve"), SPEC)
 
 
 def test_the_curve_reaches_one_at_the_planted_path(planted):
@@ -98,15 +86,7 @@ PLANTED_PATH = {("EMBED", "L0.H2", "v"), ("L0.H2", "L1.H1", "k"), ("L1.H1", "LOG
 
 @pytest.fixture(scope="module")
 def planted_edges(tmp_path_factory, one_thread):
-    folder = tmp_path_factory.mktemp("planted_edge_curve")
-    build_planted_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for record in marker_records(16, seed=1):
-            handle.write(json.dumps(record) + "\n")
-    (folder / "spec.circ").write_text(EDGE_SPEC)
-    code = run_spec(str(folder / "spec.circ"), str(folder / "out"), model=None, device=None,
-                    batch_size=16, seed=0, trust_remote_code=False, progress=False)
-    return code, json.loads((folder / "out" / "results.json").read_text())
+    return run_planted_spec(tmp_path_factory.mktemp("planted_edge_curve"), EDGE_SPEC)
 
 
 def test_the_edge_curve_beats_random_and_growth_keeps_the_planted_edges(planted_edges):

@@ -4,12 +4,8 @@ the previous-token head into the copying head's key, and the copying head into t
 logits, with the marker's embedding into the previous-token head's value before them.
 Plain EAP, linear in the change, misses the key edge: the copying head's attention is
 saturated, so its gradient there is almost zero; EAP-IG with enough steps finds it."""
-import json
-
 import pytest
-from planted_model import build_planted_model_dir, marker_records
-
-from circ.cli.run import run_spec
+from planted_model import run_planted_spec
 
 SPEC = '''spec "planted-discovery"
 model hf("model")
@@ -32,14 +28,7 @@ PLANTED_PATH = {("EMBED", "L0.H2", "v"), ("L0.H2", "L1.H1", "k"), ("L1.H1", "LOG
 @pytest.fixture(scope="module", params=["eap", "eap_ig, steps=20"])
 def discovered(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("discover")
-    build_planted_model_dir(folder / "model")
-    with open(folder / "data.jsonl", "w") as handle:
-        for record in marker_records(16, seed=1):
-            handle.write(json.dumps(record) + "\n")
-    (folder / "spec.circ").write_text(SPEC.format(method=request.param))
-    code = run_spec(str(folder / "spec.circ"), str(folder / "out"), model=None, device=None,
-                    batch_size=16, seed=0, trust_remote_code=False, progress=False)
-    return folder, code, json.loads((folder / "out" / "results.json").read_text())
+    return (folder, *run_planted_spec(folder, SPEC.format(method=request.param)))
 
 
 def test_eap_ig_recovers_exactly_the_planted_path(discovered):
