@@ -2,13 +2,10 @@
 one spec whose claims all hold (exit 0) and one whose claims all fail (exit 1), each
 value checked against the results it reads. The failing run resumes the passing
 run's analyses, which are the same."""
-import json
-
 import pytest
 from circ.compiler import ir
 from circ.runtime.execute.expectations import Uncomputable, quantity_value
-
-from circ.cli.run import run_spec
+from test_expect_forms import run_holding_and_failing
 
 HEAD = '''spec "curve-forms"
 model demo
@@ -36,16 +33,7 @@ FAILING = [
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, one_thread):
-    folder = tmp_path_factory.mktemp("curve_forms")
-    out = folder / "out"
-    found = {}
-    for name, lines, resume in (("holding", HOLDING, False), ("failing", FAILING, True)):
-        path = folder / f"{name}.circ"
-        path.write_text(HEAD + "\n".join(lines) + "\n")
-        code = run_spec(str(path), str(out), model=None, device=None, batch_size=8, seed=0,
-                        trust_remote_code=False, progress=False, resume=resume)
-        found[name] = (code, json.loads((out / "results.json").read_text()))
-    return found
+    return run_holding_and_failing(tmp_path_factory.mktemp("curve_forms"), HEAD, HOLDING, FAILING, 8)
 
 
 def test_every_holding_form_passes_and_the_run_exits_0(runs):

@@ -51,18 +51,23 @@ FAILING = [
 ]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, one_thread):
-    folder = tmp_path_factory.mktemp("expect_forms")
+def run_holding_and_failing(folder, head: str, holding: list[str], failing: list[str], batch_size: int) -> dict:
+    """{"holding" | "failing": (exit code, results)} of `head` followed by each list of
+    expectations; the failing run resumes the holding one's analyses."""
     out = folder / "out"
     found = {}
-    for name, lines, resume in (("holding", HOLDING, False), ("failing", FAILING, True)):
+    for name, lines, resume in (("holding", holding, False), ("failing", failing, True)):
         path = folder / f"{name}.circ"
-        path.write_text(HEAD + "\n".join(lines) + "\n")
-        code = run_spec(str(path), str(out), model=None, device=None, batch_size=16, seed=0,
+        path.write_text(head + "\n".join(lines) + "\n")
+        code = run_spec(str(path), str(out), model=None, device=None, batch_size=batch_size, seed=0,
                         trust_remote_code=False, progress=False, resume=resume)
         found[name] = (code, json.loads((out / "results.json").read_text()))
     return found
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, one_thread):
+    return run_holding_and_failing(tmp_path_factory.mktemp("expect_forms"), HEAD, HOLDING, FAILING, 16)
 
 
 def _by_text(results):
