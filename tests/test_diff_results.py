@@ -176,3 +176,18 @@ def test_spec_and_results_diff_report_a_rename_alike(tmp_path):
     result_rows = [row for _, rows in result_groups(report.results) for row in rows]
     renamed = [(row.mark, row.what, row.old, row.new) for row in spec_rows + result_rows if "renamed" in row.what]
     assert renamed == [("~", "analysis renamed", "direct", "direct_effects")] * 2
+
+
+def test_set_relations_and_membership_expectations_are_read_and_compared():
+    """A relation or membership expectation records whether it holds as its value
+    (true or false), as circ run writes it; diff reads it and reports a flip."""
+    relation = {"text": "expect output <= found", "line": 9, "op": "<=", "value": True, "passed": True,
+                "threshold": None, "nodes": {"left": ["L1.H0"], "right": ["L1.H0", "L1.MLP"]}}
+    old = load("old.json")
+    old["expectations"] = old["expectations"] + [relation]
+    assert diff_results(old, old).changes == ()
+    new = json.loads(json.dumps(old))
+    new["expectations"][-1].update(value=False, passed=False)
+    changes = [c for c in diff_results(old, new).changes if c.subject == "expect output <= found"]
+    assert [(c.kind, c.old, c.new) for c in changes] == [("expectation_flipped", True, False),
+                                                          ("expectation_value_changed", True, False)]

@@ -184,9 +184,11 @@ def _validate(results, label: str) -> None:
              and all(isinstance(item, dict) for item in expectations),
              label, "'expectations' must be a list of objects")
     _require(all(isinstance(item.get("text"), str) and isinstance(item.get("passed", False), bool)
-                 and (item.get("value") is None or _is_number(item.get("value")))
+                 and (item.get("value") is None or isinstance(item.get("value"), bool)
+                      or _is_number(item.get("value")))
                  for item in expectations),
-             label, "each expectation needs a 'text', 'passed' true or false and a numeric 'value'")
+             label, "each expectation needs a 'text', 'passed' true or false and a 'value' that is a "
+             "number, or true or false for a set relation or membership")
 
 
 def _without(tree, ignored: frozenset):

@@ -145,7 +145,7 @@ def result_row(change: ResultChange) -> Row:
 
 
 def _expectation_row(change: ResultChange) -> Row:
-    what = f"expect {change.subject}"
+    what = change.subject if change.subject.startswith("expect ") else f"expect {change.subject}"
     if change.kind == "expectation_flipped":
         return Row("-" if change.new is False else "+", what, _pass_fail(change.old),
                    _pass_fail(change.new))
